@@ -1,0 +1,107 @@
+//! The crate's error type: everything that can go wrong on a ZMTP connection.
+
+use std::io;
+
+use crate::SocketType;
+
+/// An error on a ZMTP connection. Every variant but [`ZmtpError::Io`] is the peer's fault
+/// (a protocol violation or a broken limit); the connection cannot continue after any of them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ZmtpError {
+    /// The underlying stream failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer closed the connection before the handshake completed.
+    #[error("peer closed the connection during the handshake")]
+    ClosedDuringHandshake,
+    /// The peer closed the connection in the middle of a frame or a multipart message.
+    #[error("peer closed the connection in the middle of a message ({buffered} bytes buffered)")]
+    Truncated {
+        /// Bytes of the unfinished frame or message that had arrived.
+        buffered: usize,
+    },
+    /// The first bytes were not a ZMTP greeting signature.
+    #[error("not a ZMTP peer: bad greeting signature")]
+    BadSignature,
+    /// The peer speaks a ZMTP version before 3.0.
+    #[error("unsupported ZMTP version {major}.{minor} (need 3.x)")]
+    UnsupportedVersion {
+        /// Major version the peer sent.
+        major: u8,
+        /// Minor version the peer sent.
+        minor: u8,
+    },
+    /// The peer asked for a security mechanism other than NULL.
+    #[error("unsupported security mechanism {0:?} (only NULL is supported)")]
+    UnsupportedMechanism(String),
+    /// The peer's socket type cannot talk to ours.
+    #[error("peer socket type {peer} is not accepted by {local}")]
+    IncompatibleSocketType {
+        /// What the peer announced.
+        peer: String,
+        /// Our socket type.
+        local: SocketType,
+    },
+    /// The peer did not finish the handshake in time.
+    #[error("handshake not finished within {0:?}")]
+    HandshakeTimeout(std::time::Duration),
+    /// A frame header broke the framing rules (reserved flag bits, MORE on a command).
+    #[error("malformed frame: {0}")]
+    MalformedFrame(&'static str),
+    /// A command frame could not be parsed.
+    #[error("malformed {command} command: {reason}")]
+    MalformedCommand {
+        /// Command name, as far as it could be read.
+        command: String,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// A command arrived where it is not allowed (e.g. a second READY, or a command frame
+    /// inside a multipart message).
+    #[error("unexpected command: {0}")]
+    UnexpectedCommand(String),
+    /// A message (all its frames together) is larger than the configured limit.
+    #[error("message of at least {size} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// Size seen so far (at least).
+        size: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A message has more frames than the configured limit.
+    #[error("message has more than {limit} frames")]
+    TooManyFrames {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The peer sent an ERROR command and is closing.
+    #[error("peer reported error: {0}")]
+    PeerError(String),
+}
+
+impl ZmtpError {
+    /// A short, stable name for the kind of error, for counters and log fields.
+    ///
+    /// ```
+    /// assert_eq!(xbus_zmtp::ZmtpError::BadSignature.kind(), "bad_signature");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ZmtpError::Io(_) => "io",
+            ZmtpError::ClosedDuringHandshake => "closed_during_handshake",
+            ZmtpError::Truncated { .. } => "truncated",
+            ZmtpError::BadSignature => "bad_signature",
+            ZmtpError::UnsupportedVersion { .. } => "unsupported_version",
+            ZmtpError::UnsupportedMechanism(_) => "unsupported_mechanism",
+            ZmtpError::IncompatibleSocketType { .. } => "incompatible_socket_type",
+            ZmtpError::HandshakeTimeout(_) => "handshake_timeout",
+            ZmtpError::MalformedFrame(_) => "malformed_frame",
+            ZmtpError::MalformedCommand { .. } => "malformed_command",
+            ZmtpError::UnexpectedCommand(_) => "unexpected_command",
+            ZmtpError::MessageTooLarge { .. } => "message_too_large",
+            ZmtpError::TooManyFrames { .. } => "too_many_frames",
+            ZmtpError::PeerError(_) => "peer_error",
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Frame headers (RFC 23 §"Framing") and encoding of frames and messages into a buffer.
+//!
+//! A frame is a flags byte, a size (1 byte when the LONG flag is clear, 8 bytes big-endian when
+//! set) and the body. Flags: bit 0 MORE (another frame of this message follows), bit 1 LONG,
+//! bit 2 COMMAND. Other bits must be zero.
+
+use bytes::{BufMut, BytesMut};
+
+/// Another frame of the same message follows.
+pub const FLAG_MORE: u8 = 0x01;
+/// The size field is 8 bytes.
+pub const FLAG_LONG: u8 = 0x02;
+/// The frame is a command, not message data.
+pub const FLAG_COMMAND: u8 = 0x04;
+
+/// The header length for a body of `len` bytes (2 for short frames, 9 for long ones).
+///
+/// ```
+/// assert_eq!(xbus_zmtp::frame::header_len(255), 2);
+/// assert_eq!(xbus_zmtp::frame::header_len(256), 9);
+/// ```
+pub fn header_len(len: usize) -> usize {
+    if len > 255 {
+        9
+    } else {
+        2
+    }
+}
+
+/// Writes one frame header for a body of `len` bytes with the given flags (LONG is added when
+/// needed).
+pub fn encode_header(buf: &mut BytesMut, flags: u8, len: usize) {
+    if len > 255 {
+        buf.put_u8(flags | FLAG_LONG);
+        buf.put_u64(len as u64);
+    } else {
+        buf.put_u8(flags & !FLAG_LONG);
+        buf.put_u8(len as u8);
+    }
+}
+
+/// Appends one data frame.
+///
+/// ```
+/// let mut buf = bytes::BytesMut::new();
+/// xbus_zmtp::encode_frame(&mut buf, b"hi", true);
+/// assert_eq!(&buf[..], b"\x01\x02hi");
+/// ```
+pub fn encode_frame(buf: &mut BytesMut, body: &[u8], more: bool) {
+    buf.reserve(header_len(body.len()) + body.len());
+    encode_header(buf, if more { FLAG_MORE } else { 0 }, body.len());
+    buf.put_slice(body);
+}
+
+/// Appends a whole multipart message (MORE set on all frames but the last).
+///
+/// ```
+/// let mut buf = bytes::BytesMut::new();
+/// xbus_zmtp::encode_message(&mut buf, &[b"Tick.", b"{}"]);
+/// assert_eq!(&buf[..], b"\x01\x05Tick.\x00\x02{}");
+/// ```
+pub fn encode_message(buf: &mut BytesMut, frames: &[&[u8]]) {
+    let last = frames.len().saturating_sub(1);
+    for (i, body) in frames.iter().enumerate() {
+        encode_frame(buf, body, i < last);
+    }
+}
+
+/// Appends one command frame whose body is `name` (length-prefixed) followed by `data`.
+pub fn encode_command_frame(buf: &mut BytesMut, name: &str, data: &[u8]) {
+    debug_assert!(name.len() <= 255, "command names are at most 255 bytes");
+    let len = 1 + name.len() + data.len();
+    buf.reserve(header_len(len) + len);
+    encode_header(buf, FLAG_COMMAND, len);
+    buf.put_u8(name.len() as u8);
+    buf.put_slice(name.as_bytes());
+    buf.put_slice(data);
+}
