@@ -14,6 +14,7 @@
 //! - [`greeting`]: the 64-byte greeting.
 //! - [`handshake`]: greeting + READY exchange over any async stream.
 //! - [`heartbeat`]: when to PING and when a silent peer is dead.
+//! - [`transport`]: endpoints (`tcp://`, `ipc://`), listeners and streams.
 //! - [`error`]: the crate's one error type.
 //!
 //! ## Example: a handshake between two in-memory peers
@@ -39,6 +40,7 @@ pub mod handshake;
 pub mod heartbeat;
 pub mod socket_type;
 pub mod subscription;
+pub mod transport;
 
 pub use command::Command;
 pub use decoder::{Decoder, Inbound, Limits, Message};
@@ -48,3 +50,4 @@ pub use greeting::Greeting;
 pub use handshake::{handshake, Handshake, HandshakeConfig, PeerInfo};
 pub use socket_type::SocketType;
 pub use subscription::Subscription;
+pub use transport::{Endpoint, EndpointError, Listener, Stream};
