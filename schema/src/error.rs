@@ -4,7 +4,18 @@ use std::fmt;
 
 use crate::codec::Codec;
 
-/// A boxed error from the underlying serializer (`rmp-serde`, `rmpv` or `serde_json`).
+/// A boxed error from the underlying serializer (`rmp-serde`, `rmpv` or `serde_json`), kept
+/// as the [`source`](std::error::Error::source) of [`Error::Encode`], [`Error::Decode`] and
+/// [`Error::Transcode`].
+///
+/// ```
+/// use std::error::Error as _;
+/// use xbus_schema::payload_to_json;
+///
+/// let err = payload_to_json(b"{not json}").unwrap_err();
+/// let source = err.source().expect("serde_json's error");
+/// assert!(source.to_string().contains("key must be a string"));
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong when naming, encoding or decoding an xbus event.
@@ -37,10 +48,10 @@ pub enum Error {
     },
 
     /// An event's topic breaks the topic rules (see [`validate_topic`](crate::validate_topic)).
-    #[error("invalid topic {topic:?} for event `{event}`: {reason}")]
+    #[error("invalid topic {topic:?}{}: {reason}", for_event(event.as_deref()))]
     InvalidTopic {
-        /// The NAME of the event whose topic is invalid.
-        event: String,
+        /// The NAME of the event whose topic is invalid, if known.
+        event: Option<String>,
         /// The offending topic.
         topic: String,
         /// Which rule it breaks.
@@ -137,6 +148,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+}
+
+fn for_event(event: Option<&str>) -> String {
+    event
+        .map(|e| format!(" for event `{e}`"))
+        .unwrap_or_default()
 }
 
 fn describe_first_byte(byte: Option<u8>) -> String {

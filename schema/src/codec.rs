@@ -1,0 +1,365 @@
+//! Payload codecs: MessagePack (default) and JSON (interop), codec detection, and untyped
+//! transcoding for tools.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BoxError, Error};
+use crate::event::Event;
+
+/// How an event's payload frame is encoded.
+///
+/// Both codecs carry the same serde data model (MessagePack is written in serde's
+/// *human-readable* mode, with struct fields as named map keys), so a payload transcodes
+/// between them without loss and a decoder accepts either: see [`detect_codec`].
+///
+/// `Codec` parses from and displays as `"msgpack"` / `"json"` (parsing is case-insensitive
+/// and also accepts `"messagepack"`), and serializes the same way.
+///
+/// ```
+/// use xbus_schema::Codec;
+///
+/// assert_eq!(Codec::default(), Codec::MessagePack);
+/// assert_eq!("json".parse::<Codec>().unwrap(), Codec::Json);
+/// assert_eq!(Codec::MessagePack.to_string(), "msgpack");
+/// assert!("yaml".parse::<Codec>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Codec {
+    /// MessagePack, struct fields encoded as a map keyed by field name
+    /// (like `rmp_serde::to_vec_named`, in human-readable mode). The default: compact and fast.
+    #[default]
+    #[serde(rename = "msgpack", alias = "messagepack")]
+    MessagePack,
+    /// A UTF-8 JSON object, as produced by pydantic's `model_dump_json()`. Use it to talk to
+    /// Python services on an OrangeQS Juice bus.
+    #[serde(rename = "json")]
+    Json,
+}
+
+impl Codec {
+    /// Every codec, default first.
+    ///
+    /// ```
+    /// assert_eq!(xbus_schema::Codec::ALL.len(), 2);
+    /// ```
+    pub const ALL: [Codec; 2] = [Codec::MessagePack, Codec::Json];
+
+    /// The codec's short name, as accepted by [`FromStr`]: `"msgpack"` or `"json"`.
+    ///
+    /// ```
+    /// assert_eq!(xbus_schema::Codec::Json.as_str(), "json");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Codec::MessagePack => "msgpack",
+            Codec::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Codec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("msgpack") || s.eq_ignore_ascii_case("messagepack") {
+            Ok(Codec::MessagePack)
+        } else if s.eq_ignore_ascii_case("json") {
+            Ok(Codec::Json)
+        } else {
+            Err(Error::UnknownCodec { name: s.to_owned() })
+        }
+    }
+}
+
+/// Tells which codec a payload was written with, from its first byte.
+///
+/// Event payloads are always maps. A JSON object starts with `{` (0x7B), optionally after
+/// JSON whitespace (space, tab, LF, CR); a MessagePack map starts with a fixmap (0x80–0x8F),
+/// map16 (0xDE) or map32 (0xDF) marker. The sets are disjoint — in MessagePack 0x7B and the
+/// whitespace bytes are positive fixints, never a map — so detection is exact for every
+/// payload xbus (or pydantic) produces. Anything else (an empty payload, a JSON array, a
+/// MessagePack array or scalar, a UTF-8 BOM) yields `None`.
+///
+/// ```
+/// use xbus_schema::{detect_codec, Codec};
+///
+/// assert_eq!(detect_codec(br#"{"a":1}"#), Some(Codec::Json));
+/// assert_eq!(detect_codec(b" \n{}"), Some(Codec::Json));
+/// assert_eq!(detect_codec(&[0x81, 0xA1, b'a', 0x01]), Some(Codec::MessagePack));
+/// assert_eq!(detect_codec(b"[1]"), None);
+/// assert_eq!(detect_codec(b""), None);
+/// ```
+pub fn detect_codec(payload: &[u8]) -> Option<Codec> {
+    let first_non_ws = payload
+        .iter()
+        .copied()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    match payload.first()? {
+        0x80..=0x8F | 0xDE | 0xDF => Some(Codec::MessagePack),
+        _ if first_non_ws == Some(b'{') => Some(Codec::Json),
+        _ => None,
+    }
+}
+
+/// How deeply MessagePack values may nest, as for JSON (`serde_json`'s limit): deeper input
+/// is an error rather than a stack overflow.
+const MAX_DEPTH: usize = 128;
+
+/// `rmpv` spends two units of depth per nesting level (and one on a leaf string).
+const RMPV_DEPTH: usize = 2 * MAX_DEPTH + 2;
+
+fn is_msgpack_map_marker(byte: u8) -> bool {
+    matches!(byte, 0x80..=0x8F | 0xDE | 0xDF)
+}
+
+/// Serializes `value` with `codec`, checking that the result is a map.
+fn encode_map<T: Serialize + ?Sized>(value: &T, codec: Codec) -> Result<Vec<u8>, BoxError> {
+    let bytes = match codec {
+        Codec::MessagePack => {
+            let mut buf = Vec::with_capacity(128);
+            let mut ser = rmp_serde::Serializer::new(&mut buf)
+                .with_struct_map()
+                .with_human_readable();
+            value.serialize(&mut ser)?;
+            buf
+        }
+        Codec::Json => serde_json::to_vec(value)?,
+    };
+    let is_map = match (codec, bytes.first()) {
+        (Codec::MessagePack, Some(&b)) => is_msgpack_map_marker(b),
+        (Codec::Json, Some(&b)) => b == b'{',
+        (_, None) => false,
+    };
+    if is_map {
+        Ok(bytes)
+    } else {
+        Err(
+            "an event must serialize as a map (a struct with named fields), \
+             so that decoders can detect the codec"
+                .into(),
+        )
+    }
+}
+
+/// Encodes an event's payload frame.
+///
+/// MessagePack payloads are maps keyed by field name; JSON payloads are compact UTF-8
+/// objects without leading whitespace. Fails with [`Error::Encode`] if serialization fails
+/// or the event does not serialize as a map.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use xbus_schema::{encode_payload, Codec, Event};
+///
+/// #[derive(Serialize, Deserialize, Event)]
+/// struct Ping {
+///     seq: u32,
+/// }
+///
+/// let json = encode_payload(&Ping { seq: 7 }, Codec::Json).unwrap();
+/// assert_eq!(json, br#"{"seq":7}"#);
+/// let msgpack = encode_payload(&Ping { seq: 7 }, Codec::MessagePack).unwrap();
+/// assert_eq!(msgpack, [0x81, 0xA3, b's', b'e', b'q', 0x07]);
+/// ```
+pub fn encode_payload<E: Event>(event: &E, codec: Codec) -> Result<Vec<u8>, Error> {
+    encode_map(event, codec).map_err(|source| Error::Encode {
+        event: E::NAME,
+        codec,
+        source,
+    })
+}
+
+/// Decodes `payload` as `T`, auto-detecting the codec; errors are tagged with `name`.
+pub(crate) fn decode_as<T: DeserializeOwned>(
+    payload: &[u8],
+    name: &'static str,
+) -> Result<T, Error> {
+    let codec = detect_codec(payload).ok_or(Error::UnrecognizedPayload {
+        event: name,
+        first_byte: payload.first().copied(),
+    })?;
+    let result: Result<T, BoxError> = match codec {
+        Codec::Json => serde_json::from_slice(payload).map_err(Into::into),
+        Codec::MessagePack => decode_msgpack(payload),
+    };
+    result.map_err(|source| Error::Decode {
+        event: name,
+        codec,
+        source,
+    })
+}
+
+fn decode_msgpack<T: DeserializeOwned>(payload: &[u8]) -> Result<T, BoxError> {
+    let mut rest = payload;
+    let mut de = rmp_serde::Deserializer::new(&mut rest).with_human_readable();
+    de.set_max_depth(MAX_DEPTH);
+    let value = T::deserialize(&mut de)?;
+    drop(de);
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(trailing(rest.len()))
+    }
+}
+
+fn trailing(n: usize) -> BoxError {
+    format!("{n} trailing byte(s) after the MessagePack map").into()
+}
+
+/// Decodes an event's payload frame, auto-detecting the codec with [`detect_codec`].
+///
+/// Unknown fields are ignored (unless the type opts into `#[serde(deny_unknown_fields)]`),
+/// and fields marked `#[serde(default)]` may be missing, so producers and consumers can
+/// evolve independently. Values may nest at most 128 levels deep in either codec. Errors name the event and the codec: [`Error::UnrecognizedPayload`]
+/// if the payload is neither a JSON object nor a MessagePack map, [`Error::Decode`]
+/// otherwise (including trailing bytes after the map).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use xbus_schema::{decode_payload, Event};
+///
+/// #[derive(Serialize, Deserialize, Event, Debug, PartialEq)]
+/// struct Ping {
+///     seq: u32,
+///     #[serde(default)]
+///     note: String,
+/// }
+///
+/// // JSON with an unknown field and without the defaulted one:
+/// let ping: Ping = decode_payload(br#"{"seq":7,"extra":true}"#).unwrap();
+/// assert_eq!(ping, Ping { seq: 7, note: String::new() });
+///
+/// let err = decode_payload::<Ping>(br#"{"seq":"seven"}"#).unwrap_err();
+/// assert!(err.to_string().starts_with("failed to decode event `Ping` from json payload"));
+/// ```
+pub fn decode_payload<E: Event>(payload: &[u8]) -> Result<E, Error> {
+    decode_as(payload, E::NAME)
+}
+
+/// Transcodes any event payload (MessagePack or JSON, auto-detected) into a JSON value,
+/// without knowing its type. Meant for tools such as `xbus sub`.
+///
+/// The top-level value is always an object. For MessagePack input, values map as follows:
+/// nil → `null`; booleans, integers and strings as themselves; floats as numbers, except
+/// NaN and ±infinity, which become `null`; binary data (and strings that are not valid
+/// UTF-8) → an array of byte values (`[0, 255, ...]`, which deserializes back into a
+/// `Vec<u8>`); map keys that are not strings → their JSON text (`1` → `"1"`); extension
+/// values → `{"$ext": TYPE, "data": [bytes]}`. Trailing bytes are an error.
+///
+/// ```
+/// use serde_json::json;
+/// use xbus_schema::{json_to_payload, payload_to_json, Codec};
+///
+/// let value = json!({"service": "svc1", "load": 0.5, "tags": ["a"]});
+/// let msgpack = json_to_payload(&value, Codec::MessagePack).unwrap();
+/// assert_eq!(payload_to_json(&msgpack).unwrap(), value);
+/// assert_eq!(payload_to_json(br#"{"a":null}"#).unwrap(), json!({"a": null}));
+/// assert!(payload_to_json(b"[1,2]").is_err());
+/// ```
+pub fn payload_to_json(payload: &[u8]) -> Result<serde_json::Value, Error> {
+    let codec = detect_codec(payload).ok_or(Error::UnrecognizedPayload {
+        event: "?",
+        first_byte: payload.first().copied(),
+    })?;
+    let result: Result<serde_json::Value, BoxError> = match codec {
+        Codec::Json => serde_json::from_slice(payload).map_err(Into::into),
+        Codec::MessagePack => {
+            let mut rest = payload;
+            match rmpv::decode::read_value_with_max_depth(&mut rest, RMPV_DEPTH) {
+                Ok(_) if !rest.is_empty() => Err(trailing(rest.len())),
+                Ok(value) => Ok(msgpack_to_json(value)),
+                Err(e) => Err(e.into()),
+            }
+        }
+    };
+    result.map_err(|source| Error::Transcode { codec, source })
+}
+
+fn bytes_to_json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::Value::Array(bytes.iter().map(|&b| b.into()).collect())
+}
+
+fn msgpack_to_json(value: rmpv::Value) -> serde_json::Value {
+    use rmpv::Value as M;
+    use serde_json::Value as J;
+    match value {
+        M::Nil => J::Null,
+        M::Boolean(b) => J::Bool(b),
+        M::Integer(i) => match (i.as_u64(), i.as_i64()) {
+            (Some(u), _) => J::from(u),
+            (None, Some(s)) => J::from(s),
+            (None, None) => J::Null, // unreachable: a MessagePack integer fits u64 or i64
+        },
+        // Go through the shortest decimal form so 0.1f32 reads 0.1, not 0.10000000149...
+        M::F32(f) => float_to_json(f.to_string().parse().unwrap_or(f64::from(f))),
+        M::F64(f) => float_to_json(f),
+        M::String(s) => {
+            if s.is_str() {
+                J::String(s.into_str().unwrap_or_default())
+            } else {
+                bytes_to_json(s.as_bytes())
+            }
+        }
+        M::Binary(b) => bytes_to_json(&b),
+        M::Array(items) => J::Array(items.into_iter().map(msgpack_to_json).collect()),
+        M::Map(entries) => J::Object(
+            entries
+                .into_iter()
+                .map(|(k, v)| (map_key(k), msgpack_to_json(v)))
+                .collect(),
+        ),
+        M::Ext(ty, data) => {
+            let mut obj = serde_json::Map::new();
+            obj.insert("$ext".to_owned(), J::from(ty));
+            obj.insert("data".to_owned(), bytes_to_json(&data));
+            J::Object(obj)
+        }
+    }
+}
+
+fn float_to_json(f: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+fn map_key(key: rmpv::Value) -> String {
+    match key {
+        rmpv::Value::String(s) if s.is_str() => s.into_str().unwrap_or_default(),
+        other => msgpack_to_json(other).to_string(),
+    }
+}
+
+/// Encodes an untyped JSON value as an event payload, for tools such as `xbus pub NAME JSON`.
+///
+/// `value` must be a JSON object (events are maps). With [`Codec::MessagePack`] the object
+/// becomes a MessagePack map with the same keys; integers stay integers and other numbers
+/// become 64-bit floats. With [`Codec::Json`] it is written compactly.
+///
+/// ```
+/// use serde_json::json;
+/// use xbus_schema::{json_to_payload, Codec};
+///
+/// let payload = json_to_payload(&json!({"seq": 7}), Codec::Json).unwrap();
+/// assert_eq!(payload, br#"{"seq":7}"#);
+/// let payload = json_to_payload(&json!({"seq": 7}), Codec::MessagePack).unwrap();
+/// assert_eq!(payload, [0x81, 0xA3, b's', b'e', b'q', 0x07]);
+/// assert!(json_to_payload(&json!([1, 2]), Codec::Json).is_err());
+/// ```
+pub fn json_to_payload(value: &serde_json::Value, codec: Codec) -> Result<Vec<u8>, Error> {
+    if !value.is_object() {
+        return Err(Error::Transcode {
+            codec,
+            source: "an event payload must be a JSON object".into(),
+        });
+    }
+    encode_map(value, codec).map_err(|source| Error::Transcode { codec, source })
+}
