@@ -59,8 +59,28 @@ pub(crate) enum FmtPiece {
     Field { member: syn::Member, span: Span },
 }
 
+/// The schema crate's path as the deriving crate sees it, read from its Cargo.toml: a direct
+/// `xbus-schema` dependency (under whatever name) wins, else the `xbus` facade's re-export
+/// `::xbus::schema`, else `::xbus_schema`. `#[event(crate = "...")]` overrides this.
 fn default_crate() -> Path {
-    syn::parse_quote!(::xbus_schema)
+    use proc_macro_crate::{crate_name, FoundCrate};
+    let ident = |name: &str| syn::Ident::new(name, Span::call_site());
+    match crate_name("xbus-schema") {
+        Ok(FoundCrate::Name(name)) => {
+            let name = ident(&name);
+            return syn::parse_quote!(::#name);
+        }
+        // Itself: a test, bench or doctest of xbus-schema, which sees it as an external crate.
+        Ok(FoundCrate::Itself) => return syn::parse_quote!(::xbus_schema),
+        Err(_) => {}
+    }
+    match crate_name("xbus") {
+        Ok(FoundCrate::Name(name)) => {
+            let name = ident(&name);
+            syn::parse_quote!(::#name::schema)
+        }
+        _ => syn::parse_quote!(::xbus_schema),
+    }
 }
 
 fn parse_crate_path(lit: &LitStr) -> syn::Result<Path> {

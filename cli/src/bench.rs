@@ -1,0 +1,350 @@
+//! `xbus bench`: N publishers × M subscribers through a running proxy, with a live progress bar
+//! and a summary (msg/s, MB/s, loss, latency percentiles), in the spirit of `nats bench`.
+//!
+//! Every publisher has its own connection and topic (`Bench.pN.`); every subscriber subscribes to
+//! `Bench.` and so expects every message. A payload starts with a 16-byte header — sequence
+//! number and send time (ns since the run's start, both little-endian u64) — and is padded to
+//! `--size`. Publishers first send warm-up messages (topic `Bench.warmup.`) until every
+//! subscriber has seen one, so no measured message is lost to a subscription still in flight.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use xbus::{PublisherAsync, PublisherOptions, RawSubscriberAsync, SubscriberOptions};
+
+use crate::error::CliError;
+
+const HEADER: usize = 16;
+const WARMUP_TOPIC: &[u8] = b"Bench.warmup.";
+
+/// Arguments of `xbus bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Publishers (one connection each).
+    #[arg(short, long, default_value_t = 1)]
+    pub pubs: usize,
+    /// Subscribers (one connection each); each receives every message.
+    #[arg(short, long, default_value_t = 1)]
+    pub subs: usize,
+    /// Payload size in bytes (at least 16).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Messages each publisher sends.
+    #[arg(short = 'n', long, default_value_t = 100_000)]
+    pub count: u64,
+    /// Messages per second per publisher (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Where publishers connect (the proxy's frontend).
+    #[arg(long, env = "XBUS_FRONTEND", default_value = xbus::DEFAULT_PUBLISH_ENDPOINT)]
+    pub frontend: String,
+    /// Where subscribers connect (the proxy's backend).
+    #[arg(long, env = "XBUS_BACKEND", default_value = xbus::DEFAULT_SUBSCRIBE_ENDPOINT)]
+    pub backend: String,
+    /// A subscriber gives up after this long without a message.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Print the summary as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// What one subscriber saw.
+#[derive(Debug, Default)]
+struct SubResult {
+    received: u64,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    latencies_ns: Vec<u64>,
+}
+
+/// Shared progress counters.
+#[derive(Debug, Default)]
+struct Progress {
+    published: AtomicU64,
+    received: AtomicU64,
+    warmed_subs: AtomicU64,
+}
+
+/// Runs `xbus bench`.
+pub async fn run(args: BenchArgs) -> Result<(), CliError> {
+    if args.size < HEADER {
+        return Err(CliError::Input(format!(
+            "--size must be at least {HEADER} bytes (sequence number and timestamp)"
+        )));
+    }
+    if args.pubs == 0 || args.subs == 0 {
+        return Err(CliError::Input(
+            "--pubs and --subs must be at least 1".into(),
+        ));
+    }
+    let epoch = Instant::now();
+    let progress = Arc::new(Progress::default());
+    let expected_per_sub = args.count * args.pubs as u64;
+
+    let mut subscribers = Vec::new();
+    for _ in 0..args.subs {
+        let options = SubscriberOptions::new().queue_capacity(65_536);
+        let sub = RawSubscriberAsync::connect_with(&args.backend, options).await?;
+        sub.subscribe_raw(b"Bench.");
+        subscribers.push(tokio::spawn(subscribe(
+            sub,
+            expected_per_sub,
+            args.idle_timeout,
+            epoch,
+            progress.clone(),
+        )));
+    }
+    let mut publishers = Vec::new();
+    for _ in 0..args.pubs {
+        let options = PublisherOptions::new().queue_capacity(65_536);
+        publishers.push(PublisherAsync::connect_with(&args.frontend, options).await?);
+    }
+    warm_up(&publishers, args.subs as u64, &progress).await?;
+
+    let bar = progress_bar(&args, expected_per_sub * args.subs as u64);
+    let ticker = tokio::spawn({
+        let (bar, progress) = (bar.clone(), progress.clone());
+        async move {
+            loop {
+                bar.set_position(progress.received.load(Ordering::Relaxed));
+                let published = progress.published.load(Ordering::Relaxed);
+                bar.set_message(format!("published {published}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+
+    let pub_start = Instant::now();
+    let mut pub_tasks = Vec::new();
+    for (index, publisher) in publishers.into_iter().enumerate() {
+        pub_tasks.push(tokio::spawn(publish(
+            publisher,
+            index,
+            args.count,
+            args.size,
+            args.rate,
+            epoch,
+            progress.clone(),
+        )));
+    }
+    for task in pub_tasks {
+        task.await
+            .map_err(|e| CliError::Input(format!("publisher task failed: {e}")))??;
+    }
+    let pub_elapsed = pub_start.elapsed();
+    let mut results = Vec::new();
+    for task in subscribers {
+        results.push(
+            task.await
+                .map_err(|e| CliError::Input(format!("subscriber task failed: {e}")))??,
+        );
+    }
+    ticker.abort();
+    bar.finish_and_clear();
+    report(&args, pub_elapsed, &results);
+    Ok(())
+}
+
+fn progress_bar(args: &BenchArgs, total: u64) -> ProgressBar {
+    let target = if args.no_progress {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} received ({per_sec}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Sends warm-up messages until every subscriber has received one (or 10 s pass).
+async fn warm_up(
+    publishers: &[PublisherAsync],
+    subs: u64,
+    progress: &Progress,
+) -> Result<(), CliError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while progress.warmed_subs.load(Ordering::Relaxed) < subs {
+        if Instant::now() > deadline {
+            return Err(CliError::Input(
+                "subscribers saw no warm-up message within 10 s: is the proxy forwarding?".into(),
+            ));
+        }
+        for publisher in publishers {
+            publisher.publish_raw(WARMUP_TOPIC, &[0u8; HEADER]).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn publish(
+    publisher: PublisherAsync,
+    index: usize,
+    count: u64,
+    size: usize,
+    rate: u64,
+    epoch: Instant,
+    progress: Arc<Progress>,
+) -> Result<(), CliError> {
+    let topic = format!("Bench.p{index}.").into_bytes();
+    let mut payload = vec![0u8; size];
+    let start = Instant::now();
+    for seq in 0..count {
+        if rate > 0 {
+            let due = start + Duration::from_secs_f64(seq as f64 / rate as f64);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        payload[..8].copy_from_slice(&seq.to_le_bytes());
+        let sent_ns = epoch.elapsed().as_nanos() as u64;
+        payload[8..16].copy_from_slice(&sent_ns.to_le_bytes());
+        publisher.publish_raw(&topic, &payload).await?;
+        progress.published.fetch_add(1, Ordering::Relaxed);
+    }
+    publisher.flush(Duration::from_secs(60)).await?;
+    Ok(())
+}
+
+async fn subscribe(
+    mut sub: RawSubscriberAsync,
+    expected: u64,
+    idle: Duration,
+    epoch: Instant,
+    progress: Arc<Progress>,
+) -> Result<SubResult, CliError> {
+    let mut result = SubResult {
+        latencies_ns: Vec::with_capacity(expected.min(10_000_000) as usize),
+        ..SubResult::default()
+    };
+    let mut warmed = false;
+    // Before warm-up completes publishers may be slow to start: allow a longer first wait.
+    let mut wait = Duration::from_secs(15);
+    while result.received < expected {
+        let event = match sub.get(Some(wait)).await {
+            Ok(event) => event,
+            Err(xbus::Error::Timeout(_)) => break,
+            Err(err) => return Err(err.into()),
+        };
+        if event.topic_frame.as_ref() == WARMUP_TOPIC {
+            if !warmed {
+                warmed = true;
+                progress.warmed_subs.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        wait = idle;
+        let now = Instant::now();
+        if event.payload.len() >= HEADER {
+            let mut sent = [0u8; 8];
+            sent.copy_from_slice(&event.payload[8..16]);
+            let sent_ns = u64::from_le_bytes(sent);
+            let now_ns = now.duration_since(epoch).as_nanos() as u64;
+            result.latencies_ns.push(now_ns.saturating_sub(sent_ns));
+        }
+        result.first.get_or_insert(now);
+        result.last = Some(now);
+        result.received += 1;
+        progress.received.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(result)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+fn report(args: &BenchArgs, pub_elapsed: Duration, results: &[SubResult]) {
+    let published = args.count * args.pubs as u64;
+    let expected = published * args.subs as u64;
+    let received: u64 = results.iter().map(|r| r.received).sum();
+    let first = results.iter().filter_map(|r| r.first).min();
+    let last = results.iter().filter_map(|r| r.last).max();
+    let sub_secs = match (first, last) {
+        (Some(f), Some(l)) => l.duration_since(f).as_secs_f64().max(1e-9),
+        _ => 0.0,
+    };
+    let rate = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let pub_secs = pub_elapsed.as_secs_f64();
+    let mut lat: Vec<u64> = results
+        .iter()
+        .flat_map(|r| r.latencies_ns.iter().copied())
+        .collect();
+    lat.sort_unstable();
+    let (p50, p90, p99, p999) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
+    );
+    let max = lat.last().map_or(0.0, |v| *v as f64 / 1000.0);
+    let lost = expected.saturating_sub(received);
+    let mb = |msgs: f64| msgs * args.size as f64 / 1e6;
+    if args.json {
+        let summary = json!({
+            "pubs": args.pubs, "subs": args.subs, "size": args.size, "count": args.count, "rate": args.rate,
+            "published": published, "publish_secs": pub_secs, "publish_msgs_per_sec": rate(published, pub_secs),
+            "expected": expected, "received": received, "lost": lost,
+            "receive_secs": sub_secs, "receive_msgs_per_sec": rate(received, sub_secs),
+            "receive_mb_per_sec": mb(rate(received, sub_secs)),
+            "latency_us": {"p50": p50, "p90": p90, "p99": p99, "p99_9": p999, "max": max},
+        });
+        println!("{summary}");
+        return;
+    }
+    println!(
+        "xbus bench: {} publisher(s) x {} subscriber(s), {} B payload, {} msgs per publisher{}",
+        args.pubs,
+        args.subs,
+        args.size,
+        args.count,
+        if args.rate > 0 {
+            format!(" at {} msg/s each", args.rate)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  published {published} msgs in {pub_secs:.3} s: {:.0} msg/s, {:.1} MB/s",
+        rate(published, pub_secs),
+        mb(rate(published, pub_secs))
+    );
+    println!(
+        "  received  {received}/{expected} msgs ({lost} lost) in {sub_secs:.3} s: {:.0} msg/s, {:.1} MB/s (all subscribers)",
+        rate(received, sub_secs),
+        mb(rate(received, sub_secs))
+    );
+    println!(
+        "  latency µs: p50 {p50:.0}, p90 {p90:.0}, p99 {p99:.0}, p99.9 {p999:.0}, max {max:.0}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_pick_ranked_values_in_microseconds() {
+        let v: Vec<u64> = (1..=1000).map(|i| i * 1000).collect();
+        assert_eq!(percentile(&v, 0.5), 501.0);
+        assert_eq!(percentile(&v, 0.99), 990.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}

@@ -1,0 +1,83 @@
+//! `xbus sub`: subscribe to raw topic prefixes and print every event that arrives.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Args;
+use xbus::{RawSubscriberAsync, SubscriberOptions, Timestamp};
+
+use crate::error::CliError;
+use crate::format::{line, Style};
+
+/// Arguments of `xbus sub`.
+#[derive(Debug, Args)]
+pub struct SubArgs {
+    /// Topic-frame prefixes to subscribe to, e.g. `KernelStatusChanged.` (one event type) or
+    /// `KernelStatusChanged.svc1.` (one type, one topic). None: every event.
+    pub prefixes: Vec<String>,
+    /// Where subscribers connect (the proxy's backend).
+    #[arg(short, long, env = "XBUS_BACKEND", default_value = xbus::DEFAULT_SUBSCRIBE_ENDPOINT)]
+    pub endpoint: String,
+    /// Exit after this many events.
+    #[arg(short = 'n', long)]
+    pub count: Option<u64>,
+    /// Give up after this long (e.g. `10s`): exit 4 if --count events have not arrived, else 0.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Print one JSON object per event: {"time","name","topic","codec","payload"}.
+    #[arg(long, conflicts_with = "raw")]
+    pub json: bool,
+    /// Print the payload as hex instead of transcoding it.
+    #[arg(long)]
+    pub raw: bool,
+    /// How long to keep trying to reach the proxy before giving up (exit 3).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+/// Runs `xbus sub` until --count, --timeout or Ctrl-C.
+pub async fn run(args: SubArgs) -> Result<(), CliError> {
+    let options = SubscriberOptions::new().connect_timeout(args.connect_timeout);
+    let mut sub = RawSubscriberAsync::connect_with(&args.endpoint, options).await?;
+    if args.prefixes.is_empty() {
+        sub.subscribe_raw(b"");
+    }
+    for prefix in &args.prefixes {
+        sub.subscribe_raw(prefix.as_bytes());
+    }
+    let style = if args.json {
+        Style::Json
+    } else if args.raw {
+        Style::Raw
+    } else {
+        Style::Text
+    };
+    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut stdout = std::io::stdout().lock();
+    let mut got = 0u64;
+    while args.count.is_none_or(|n| got < n) {
+        let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+        let event = tokio::select! {
+            ev = sub.get(remaining) => ev,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        match event {
+            Ok(event) => {
+                writeln!(stdout, "{}", line(&event, &Timestamp::now(), style))?;
+                stdout.flush()?;
+                got += 1;
+            }
+            Err(xbus::Error::Timeout(_)) => break,
+            Err(err) if err.is_message_error() => eprintln!("xbus sub: skipped a message: {err}"),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    match (args.count, args.timeout) {
+        (Some(want), Some(timeout)) if got < want => Err(CliError::Timeout {
+            got,
+            want,
+            timeout: humantime::format_duration(timeout).to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
