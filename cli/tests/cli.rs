@@ -1,0 +1,233 @@
+//! The `xbus` binary against a real proxy (in-process, ephemeral ports): pub → sub round trips
+//! in both codecs, bench, and the errors and exit codes scripts rely on.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use xbus_proxy::{Proxy, ProxyHandle};
+
+const XBUS: &str = env!("CARGO_BIN_EXE_xbus");
+
+async fn proxy() -> ProxyHandle {
+    Proxy::builder()
+        .frontend("tcp://127.0.0.1:0".parse().unwrap())
+        .backend("tcp://127.0.0.1:0".parse().unwrap())
+        .stats_interval(Duration::ZERO)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn output(child: std::process::Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A port on which nothing listens.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pub_to_sub_round_trip_in_both_codecs() {
+    let proxy = proxy().await;
+    let (fe, be) = (
+        proxy.frontend_endpoints()[0].to_string(),
+        proxy.backend_endpoints()[0].to_string(),
+    );
+    let sub = Command::new(XBUS)
+        .args(["sub", "KernelStatusChanged.svc1.", "--json", "--count", "3"])
+        .args(["--timeout", "30s", "--endpoint", &be])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while proxy.stats().subscriptions < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "xbus sub never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // One event on the command line, MessagePack; one for another topic (filtered out).
+    for topic in ["svc1", "svc2"] {
+        let status = Command::new(XBUS)
+            .args([
+                "pub",
+                "KernelStatusChanged",
+                "--topic",
+                topic,
+                "--endpoint",
+                &fe,
+            ])
+            .arg(format!(r#"{{"service":"{topic}","status":"idle"}}"#))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    // Two events from stdin, JSON codec.
+    let mut stdin_pub = Command::new(XBUS)
+        .args([
+            "pub",
+            "KernelStatusChanged",
+            "--topic",
+            "svc1",
+            "--codec",
+            "json",
+        ])
+        .args(["--endpoint", &fe])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    stdin_pub
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"service\":\"svc1\",\"status\":\"busy\"}\n\n{\"service\":\"svc1\",\"status\":\"gone\"}\n")
+        .unwrap();
+    assert!(output(stdin_pub).await.status.success());
+
+    let out = output(sub).await;
+    assert!(out.status.success(), "xbus sub: {}", text(&out.stderr));
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", text(&out.stdout));
+    let statuses: Vec<&str> = lines
+        .iter()
+        .map(|l| l["payload"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["idle", "busy", "gone"]);
+    assert_eq!(lines[0]["codec"], "msgpack");
+    assert_eq!(lines[1]["codec"], "json");
+    for line in &lines {
+        assert_eq!(line["name"], "KernelStatusChanged");
+        assert_eq!(line["topic"], "svc1");
+    }
+    proxy.shutdown().await;
+}
+
+#[test]
+fn sub_without_a_proxy_fails_fast_with_exit_code_3() {
+    let endpoint = format!("tcp://127.0.0.1:{}", closed_port());
+    let start = Instant::now();
+    let out = Command::new(XBUS)
+        .args(["sub", "--endpoint", &endpoint, "--connect-timeout", "500ms"])
+        .output()
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains(&endpoint), "{err}");
+    assert!(err.contains("proxy"), "{err}");
+
+    let out = Command::new(XBUS)
+        .args([
+            "pub",
+            "Ping",
+            "{}",
+            "--endpoint",
+            &endpoint,
+            "--connect-timeout",
+            "500ms",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}
+
+#[test]
+fn pub_rejects_bad_input_before_connecting() {
+    let endpoint = format!("tcp://127.0.0.1:{}", closed_port());
+    for (args, needle) in [
+        (vec!["pub", "bad.name", "{}"], "bad.name"),
+        (vec!["pub", "$system", "{}"], "$system"),
+        (vec!["pub", "Ping", "not json"], "not valid JSON"),
+        (vec!["pub", "Ping", "[1,2]"], "JSON object"),
+    ] {
+        let out = Command::new(XBUS)
+            .args(&args)
+            .args(["--endpoint", &endpoint])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = Command::new(XBUS).args(["pub"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_count_not_reached_within_timeout_exits_4() {
+    let proxy = proxy().await;
+    let be = proxy.backend_endpoints()[0].to_string();
+    let sub = Command::new(XBUS)
+        .args([
+            "sub",
+            "--count",
+            "1",
+            "--timeout",
+            "300ms",
+            "--endpoint",
+            &be,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = output(sub).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("received 0 of 1"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_delivers_everything_and_reports_json() {
+    let proxy = proxy().await;
+    let bench = Command::new(XBUS)
+        .args([
+            "bench", "--pubs", "2", "--subs", "2", "-n", "2000", "--size", "64",
+        ])
+        .args(["--json", "--no-progress"])
+        .args(["--frontend", &proxy.frontend_endpoints()[0].to_string()])
+        .args(["--backend", &proxy.backend_endpoints()[0].to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = output(bench).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(summary["published"], 4000);
+    assert_eq!(summary["expected"], 8000);
+    assert_eq!(summary["received"], 8000);
+    assert_eq!(summary["lost"], 0);
+    assert!(summary["latency_us"]["p99"].as_f64().unwrap() > 0.0);
+    proxy.shutdown().await;
+}
