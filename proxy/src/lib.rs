@@ -1,1 +1,363 @@
-//! placeholder
+//! # xbus-proxy: the central pub/sub service
+//!
+//! Publishers connect to the proxy's **frontend** (it acts as an XSUB socket) and subscribers to
+//! its **backend** (an XPUB socket). Every message is relayed to the subscribers whose
+//! subscriptions prefix-match its first frame, and subscriptions travel upstream so publishers
+//! filter at the source. The proxy speaks ZMTP 3.x itself (through `xbus-zmtp`), so it owns its
+//! connections: a subscriber that stops reading fills only its own bounded queue (then its
+//! messages are dropped and counted), and a peer that breaks the protocol or a limit loses only
+//! its own connection.
+//!
+//! ## Layout
+//! - [`config`]: [`Config`], defaults and the TOML form.
+//! - `listener`: accept loops, connection cap, handshake.
+//! - `publisher` / `subscriber`: one task pair per connection (reader + queue writer).
+//! - `router`: the prefix trie, subscriber and publisher registry, routing.
+//! - [`forwarding`]: upstream subscription reference counts (pure).
+//! - `queue`: the bounded per-peer outbound queue (never blocks; counts drops).
+//! - `scan`: finds runs of complete messages in a publisher's read buffer (fast path).
+//! - [`stats`]: counters and [`StatsSnapshot`].
+//! - [`error`]: the crate's [`Error`].
+//!
+//! The `xbus-proxy` binary (`src/main.rs`) only parses options and runs this library.
+//!
+//! ## Example: a proxy on ephemeral ports
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), xbus_proxy::Error> {
+//! use xbus_proxy::Proxy;
+//! let handle = Proxy::builder()
+//!     .frontend("tcp://127.0.0.1:0".parse()?)
+//!     .backend("tcp://127.0.0.1:0".parse()?)
+//!     .subscriber_hwm(10_000)
+//!     .build()?
+//!     .start()
+//!     .await?;
+//! let publishers_connect_here = &handle.frontend_endpoints()[0];
+//! let subscribers_connect_here = &handle.backend_endpoints()[0];
+//! # let _ = (publishers_connect_here, subscribers_connect_here);
+//! assert_eq!(handle.stats().backend.connections, 0);
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod connection;
+pub mod error;
+pub mod forwarding;
+mod listener;
+mod publisher;
+mod queue;
+mod router;
+mod scan;
+pub mod stats;
+mod subscriber;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tracing::info;
+
+pub use config::{Config, LogFormat, ServiceConfig};
+pub use error::Error;
+pub use stats::{SideStats, StatsSnapshot, SubscriberStats};
+pub use xbus_zmtp::Endpoint;
+
+use connection::{Ctx, Side};
+
+/// A configured proxy, not yet listening. Build one with [`Proxy::builder`] or
+/// [`Proxy::new`].
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    config: Config,
+}
+
+/// Builds a [`Proxy`]; every setter documents its default (see also [`Config`]).
+#[derive(Debug, Clone, Default)]
+pub struct ProxyBuilder {
+    config: Config,
+    frontend_set: bool,
+    backend_set: bool,
+}
+
+impl ProxyBuilder {
+    /// Starts from `config` instead of the defaults.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self.frontend_set = true;
+        self.backend_set = true;
+        self
+    }
+
+    /// Adds an endpoint publishers connect to. The first call replaces the default
+    /// (`tcp://127.0.0.1:5122`); later calls add more. Port 0 picks a free port; see
+    /// [`ProxyHandle::frontend_endpoints`].
+    pub fn frontend(mut self, endpoint: Endpoint) -> Self {
+        if !self.frontend_set {
+            self.config.frontend.clear();
+            self.frontend_set = true;
+        }
+        self.config.frontend.push(endpoint);
+        self
+    }
+
+    /// Adds an endpoint subscribers connect to. The first call replaces the default
+    /// (`tcp://127.0.0.1:5123`); later calls add more.
+    pub fn backend(mut self, endpoint: Endpoint) -> Self {
+        if !self.backend_set {
+            self.config.backend.clear();
+            self.backend_set = true;
+        }
+        self.config.backend.push(endpoint);
+        self
+    }
+
+    /// Per-subscriber queue limit in messages (default 1,000,000). Past it, that subscriber's
+    /// messages are dropped and counted.
+    pub fn subscriber_hwm(mut self, messages: usize) -> Self {
+        self.config.subscriber_hwm = messages;
+        self
+    }
+
+    /// Per-subscriber queue limit in bytes (default 128 MiB).
+    pub fn subscriber_hwm_bytes(mut self, bytes: u64) -> Self {
+        self.config.subscriber_hwm_bytes = bytes;
+        self
+    }
+
+    /// Largest message a peer may send, all frames together (default 16 MiB). A peer that
+    /// sends a bigger one is disconnected.
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Most frames per message (default 64).
+    pub fn max_frames(mut self, frames: usize) -> Self {
+        self.config.max_frames = frames;
+        self
+    }
+
+    /// Most subscriptions one subscriber may hold (default 10,000).
+    pub fn max_subscriptions(mut self, n: usize) -> Self {
+        self.config.max_subscriptions = n;
+        self
+    }
+
+    /// Most simultaneous connections, both sides together (default 4096). Connections past it
+    /// are closed at once and counted as refused (`max_connections`).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Time a new connection has to complete the ZMTP handshake (default 5 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Heartbeats: PING a peer silent for `interval`, disconnect it after `timeout` of
+    /// silence. Default off (`interval` zero).
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self.config.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// How long shutdown keeps draining subscriber queues (default 1 s).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.config.linger = linger;
+        self
+    }
+
+    /// Interval of the stats log line; zero turns it off (default 60 s).
+    pub fn stats_interval(mut self, interval: Duration) -> Self {
+        self.config.stats_interval = interval;
+        self
+    }
+
+    /// Subscribe upstream to everything (`""`) instead of forwarding subscriptions (default
+    /// false).
+    pub fn subscribe_all(mut self, on: bool) -> Self {
+        self.config.subscribe_all = on;
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<Proxy, Error> {
+        Proxy::new(self.config)
+    }
+}
+
+impl Proxy {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ProxyBuilder {
+        ProxyBuilder::default()
+    }
+
+    /// A proxy with this configuration (validated).
+    pub fn new(config: Config) -> Result<Proxy, Error> {
+        config.validate()?;
+        Ok(Proxy { config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Binds every endpoint (logging one line per endpoint with the address actually bound)
+    /// and starts serving in the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] when an endpoint cannot be bound (nothing is left running then).
+    pub async fn start(self) -> Result<ProxyHandle, Error> {
+        let mut bound = Vec::new();
+        for (side, eps) in [
+            (Side::Frontend, &self.config.frontend),
+            (Side::Backend, &self.config.backend),
+        ] {
+            for ep in eps {
+                let listener = ep.bind().await.map_err(|source| Error::Bind {
+                    endpoint: ep.clone(),
+                    source,
+                })?;
+                let local = listener.local_endpoint()?;
+                bound.push((side, listener, local));
+            }
+        }
+        let ctx = Arc::new(Ctx::new(self.config));
+        let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
+        let (mut frontend, mut backend) = (Vec::new(), Vec::new());
+        for (side, listener, local) in bound {
+            match side {
+                Side::Frontend => {
+                    info!(side = "frontend", endpoint = %local, "listening for publishers on {local}");
+                    frontend.push(local);
+                }
+                Side::Backend => {
+                    info!(side = "backend", endpoint = %local, "listening for subscribers on {local}");
+                    backend.push(local);
+                }
+            }
+            ctx.tracker.spawn(listener::accept_loop(
+                ctx.clone(),
+                listener,
+                side,
+                permits.clone(),
+            ));
+        }
+        if !ctx.config.stats_interval.is_zero() {
+            ctx.tracker.spawn(stats_task(ctx.clone()));
+        }
+        Ok(ProxyHandle {
+            ctx,
+            frontend,
+            backend,
+        })
+    }
+
+    /// Starts, serves until `shutdown` completes, then shuts down gracefully.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), xbus_proxy::Error> {
+    /// xbus_proxy::Proxy::builder().build()?
+    ///     .run_until(async { let _ = tokio::signal::ctrl_c().await; })
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn run_until<F: Future>(self, shutdown: F) -> Result<(), Error> {
+        let handle = self.start().await?;
+        shutdown.await;
+        handle.shutdown().await;
+        Ok(())
+    }
+}
+
+/// A running proxy. Dropping it stops the proxy at once (without draining); call
+/// [`ProxyHandle::shutdown`] for a graceful stop.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    ctx: Arc<Ctx>,
+    frontend: Vec<Endpoint>,
+    backend: Vec<Endpoint>,
+}
+
+impl ProxyHandle {
+    /// The endpoints publishers connect to, as bound (port 0 resolved to the real port).
+    pub fn frontend_endpoints(&self) -> &[Endpoint] {
+        &self.frontend
+    }
+
+    /// The endpoints subscribers connect to, as bound.
+    pub fn backend_endpoints(&self) -> &[Endpoint] {
+        &self.backend
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+
+    /// Every counter, now.
+    pub fn stats(&self) -> StatsSnapshot {
+        let mut snap = self.ctx.stats.snapshot();
+        self.ctx.router.fill_snapshot(&mut snap);
+        snap
+    }
+
+    /// Graceful shutdown: stop accepting and reading, let every subscriber's writer drain its
+    /// queue for up to the linger period, then close everything and wait for every task.
+    pub async fn shutdown(self) {
+        let ctx = &self.ctx;
+        info!(linger = ?ctx.config.linger, "shutting down");
+        ctx.shutdown.cancel();
+        ctx.tracker.close();
+        let grace = ctx.config.linger + Duration::from_millis(500);
+        if tokio::time::timeout(grace, ctx.tracker.wait())
+            .await
+            .is_err()
+        {
+            ctx.hard_stop.cancel();
+            ctx.tracker.wait().await;
+        }
+        ctx.hard_stop.cancel();
+        // the final line's rates are averages over the proxy's lifetime
+        let s = self.stats();
+        stats::log_line(
+            &s,
+            &StatsSnapshot::default(),
+            ctx.started.elapsed().as_secs_f64(),
+        );
+        info!("stopped");
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        self.ctx.shutdown.cancel();
+        self.ctx.hard_stop.cancel();
+    }
+}
+
+async fn stats_task(ctx: Arc<Ctx>) {
+    let interval = ctx.config.stats_interval;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut prev = StatsSnapshot::default();
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut snap = ctx.stats.snapshot();
+        ctx.router.fill_snapshot(&mut snap);
+        let now = tokio::time::Instant::now();
+        stats::log_line(&snap, &prev, (now - last).as_secs_f64());
+        prev = snap;
+        last = now;
+    }
+}

@@ -1,0 +1,358 @@
+//! The proxy's configuration: every option with its default, and the TOML file form.
+//!
+//! The same [`Config`] drives the library ([`crate::Proxy::builder`]) and the `xbus-proxy`
+//! binary, which fills it from (highest first) the command line, `XBUS_*` environment variables,
+//! a TOML file given with `--config`, and these defaults. Durations are written the humantime
+//! way (`"1s"`, `"250ms"`, `"0s"` = off); sizes as integers (bytes) or strings with a binary
+//! suffix (`"64MiB"`, `"512KiB"`).
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use xbus_zmtp::Endpoint;
+
+use crate::Error;
+
+/// Where publishers connect by default (the Juice bus's publisher port).
+pub const DEFAULT_FRONTEND: &str = "tcp://127.0.0.1:5122";
+/// Where subscribers connect by default (the Juice bus's subscriber port).
+pub const DEFAULT_BACKEND: &str = "tcp://127.0.0.1:5123";
+/// The subscription every publisher receives as soon as it connects, so publishers that wait for
+/// a first subscription never stall. No event matches it: event names may not start with `$`.
+pub const WELCOME_PREFIX: &[u8] = b"$xbus.";
+
+/// Log output format of the binary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format {other:?} (expected text or json)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// Settings only the `xbus-proxy` binary uses (the library ignores them): the `[service]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Runtime worker threads: 1 = a single-threaded runtime (the default, fastest on small
+    /// machines), more = a multi-threaded runtime with that many workers.
+    pub threads: usize,
+    /// Log filter, `RUST_LOG` syntax (`info`, `xbus_proxy=debug,warn`, …).
+    pub log: String,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            threads: 1,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Everything the proxy can be told. See `docs/proxy.md` for the operator's view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Endpoints publishers connect to (the XSUB side). Default [`DEFAULT_FRONTEND`].
+    #[serde(with = "endpoints")]
+    pub frontend: Vec<Endpoint>,
+    /// Endpoints subscribers connect to (the XPUB side). Default [`DEFAULT_BACKEND`].
+    #[serde(with = "endpoints")]
+    pub backend: Vec<Endpoint>,
+    /// Per-subscriber queue limit in messages; past it, that subscriber's messages are dropped
+    /// and counted. Default 1,000,000.
+    pub subscriber_hwm: usize,
+    /// Per-subscriber queue limit in bytes (message bytes as on the wire). Default 128 MiB.
+    #[serde(with = "size")]
+    pub subscriber_hwm_bytes: u64,
+    /// Largest message (all frames) a peer may send, in bytes. Default 16 MiB.
+    #[serde(with = "size")]
+    pub max_message_size: u64,
+    /// Most frames per message. Default 64.
+    pub max_frames: usize,
+    /// Most subscriptions one subscriber may hold. Default 10,000.
+    pub max_subscriptions: usize,
+    /// Most connections (publishers and subscribers together). Default 4096.
+    pub max_connections: usize,
+    /// Time a new connection has to finish the ZMTP handshake. Default 5 s.
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
+    /// Send a PING after this long without hearing from a peer; 0 = heartbeats off (the
+    /// default: zmq.rs 0.7 peers drop the connection on a PING). PINGs from peers are always
+    /// answered.
+    #[serde(with = "duration")]
+    pub heartbeat_interval: Duration,
+    /// With heartbeats on, a peer silent for this long is disconnected. Default 15 s.
+    #[serde(with = "duration")]
+    pub heartbeat_timeout: Duration,
+    /// On shutdown, how long subscriber queues may keep draining. Default 1 s.
+    #[serde(with = "duration")]
+    pub linger: Duration,
+    /// How often to log the stats line; 0 = never. Default 60 s.
+    #[serde(with = "duration")]
+    pub stats_interval: Duration,
+    /// Subscribe upstream to everything (prefix `""`) instead of forwarding subscriptions, as
+    /// Juice's own proxy does. Default false.
+    pub subscribe_all: bool,
+    /// Binary-only settings.
+    pub service: ServiceConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            frontend: vec![Endpoint::Tcp("127.0.0.1:5122".into())],
+            backend: vec![Endpoint::Tcp("127.0.0.1:5123".into())],
+            subscriber_hwm: 1_000_000,
+            subscriber_hwm_bytes: 128 * 1024 * 1024,
+            max_message_size: 16 * 1024 * 1024,
+            max_frames: 64,
+            max_subscriptions: 10_000,
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::ZERO,
+            heartbeat_timeout: Duration::from_secs(15),
+            linger: Duration::from_secs(1),
+            stats_interval: Duration::from_secs(60),
+            subscribe_all: false,
+            service: ServiceConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document (missing keys take their defaults; unknown keys are errors).
+    ///
+    /// ```
+    /// let cfg = xbus_proxy::Config::from_toml_str(r#"
+    ///     backend = ["tcp://0.0.0.0:5123", "ipc:///run/xbus/sub.sock"]
+    ///     subscriber_hwm_bytes = "32MiB"
+    ///     linger = "250ms"
+    /// "#).unwrap();
+    /// assert_eq!(cfg.backend.len(), 2);
+    /// assert_eq!(cfg.subscriber_hwm_bytes, 32 << 20);
+    /// assert_eq!(cfg.frontend, xbus_proxy::Config::default().frontend);
+    /// ```
+    pub fn from_toml_str(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str(&text).map_err(|source| Error::ConfigParse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// The configuration as a TOML document (what `xbus-proxy --print-config` prints).
+    pub fn to_toml(&self) -> String {
+        // Serializing plain strings, integers and tables cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks the values make sense together.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |msg: &str| Err(Error::Config(msg.to_owned()));
+        if self.frontend.is_empty() {
+            return bad("at least one frontend endpoint is needed");
+        }
+        if self.backend.is_empty() {
+            return bad("at least one backend endpoint is needed");
+        }
+        if self.subscriber_hwm == 0 || self.subscriber_hwm_bytes == 0 {
+            return bad("subscriber_hwm and subscriber_hwm_bytes must be positive");
+        }
+        if self.max_message_size == 0 || self.max_frames == 0 {
+            return bad("max_message_size and max_frames must be positive");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be positive");
+        }
+        if self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+            return bad("max_connections is too large");
+        }
+        if self.handshake_timeout.is_zero() {
+            return bad("handshake_timeout must be positive");
+        }
+        if !self.heartbeat_interval.is_zero() && self.heartbeat_timeout < self.heartbeat_interval {
+            return bad("heartbeat_timeout must be at least heartbeat_interval");
+        }
+        if self.service.threads == 0 {
+            return bad("threads must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration: humantime (`"1s"`, `"1m 30s"`, `"250ms"`) or a bare number of seconds.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(xbus_proxy::config::parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(xbus_proxy::config::parse_duration("0"), Ok(Duration::ZERO));
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Parses a size in bytes: a plain integer or one with a suffix (`K`/`KiB`, `M`/`MiB`,
+/// `G`/`GiB`, powers of 1024; `KB`, `MB`, `GB` powers of 1000).
+///
+/// ```
+/// assert_eq!(xbus_proxy::config::parse_size("64MiB"), Ok(64 << 20));
+/// assert_eq!(xbus_proxy::config::parse_size("1000"), Ok(1000));
+/// assert!(xbus_proxy::config::parse_size("lots").is_err());
+/// ```
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number of bytes, e.g. 65536 or 64MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(format!("{s:?}: unknown size unit {unit:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?}: too large"))
+}
+
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod size {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+
+    pub(super) fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*n)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(n),
+            Raw::Text(t) => super::parse_size(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+mod endpoints {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use xbus_zmtp::Endpoint;
+
+    pub(super) fn serialize<S: Serializer>(eps: &[Endpoint], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(eps.iter().map(|e| e.to_string()))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Endpoint>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| s.parse().map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_roundtrip_through_toml() {
+        let cfg = Config::default();
+        let text = cfg.to_toml();
+        assert_eq!(Config::from_toml_str(&text).unwrap(), cfg);
+        assert!(text.contains("tcp://127.0.0.1:5122"), "{text}");
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(Config::from_toml_str("frontend_typo = []").is_err());
+        assert!(Config::from_toml_str("frontend = [\"udp://x:1\"]").is_err());
+        assert!(Config::from_toml_str("linger = \"soon\"").is_err());
+        let cfg = Config::from_toml_str("[service]\nthreads = 2\nlog_format = \"json\"").unwrap();
+        assert_eq!(cfg.service.threads, 2);
+        assert_eq!(cfg.service.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn validation() {
+        let cfg = Config {
+            frontend: vec![],
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+        let cfg = Config {
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(1),
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+}

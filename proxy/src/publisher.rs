@@ -1,0 +1,173 @@
+//! A frontend connection (a PUB or XPUB publisher): read its messages and route them; write it
+//! the subscription updates the router queues for it.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use xbus_zmtp::heartbeat::pong_for;
+use xbus_zmtp::{Command, Decoder, Handshake, Inbound, Stream, ZmtpError};
+
+use crate::connection::{
+    encode_command, heard, heartbeat_tick, is_disconnect, on_heartbeat, reserve_read, run_writer,
+    Ctx,
+};
+use crate::queue::Queue;
+use crate::router::{PublisherShared, RouteScratch};
+use crate::scan::{scan, Span, Stop};
+use crate::Error;
+
+/// Most bytes queued for one publisher (subscription updates it has not read yet) before it is
+/// disconnected.
+const CONTROL_QUEUE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Serves one publisher after its handshake, until it leaves, breaks a rule, or the proxy shuts
+/// down.
+pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: String) {
+    let id = ctx.next_id();
+    let token = ctx.shutdown.child_token();
+    let shared = Arc::new(PublisherShared {
+        id,
+        peer: peer.clone(),
+        queue: Queue::new(usize::MAX, CONTROL_QUEUE_BYTES),
+        token: token.clone(),
+    });
+    let counters = &ctx.stats.frontend;
+    counters.connections.fetch_add(1, Relaxed);
+    counters.connections_total.fetch_add(1, Relaxed);
+    info!(peer = %peer, id, socket_type = %hs.peer.socket_type, "publisher connected");
+    ctx.router.register_publisher(shared.clone());
+
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = {
+        let (ctx, shared) = (ctx.clone(), shared.clone());
+        ctx.tracker.clone().spawn(async move {
+            let r = run_writer(
+                &mut wr,
+                &shared.queue,
+                &shared.token,
+                None,
+                &ctx.stats.frontend,
+                None,
+            )
+            .await;
+            // a failed write means the peer is gone: stop reading it too
+            shared.token.cancel();
+            r
+        })
+    };
+
+    let result = read_loop(&ctx, &mut rd, hs.buffer, &shared, &token).await;
+    token.cancel();
+    ctx.router.unregister_publisher(id);
+    let _ = writer.await;
+    counters.connections.fetch_sub(1, Relaxed);
+    match result {
+        Ok(()) => info!(peer = %peer, id, "publisher disconnected"),
+        Err(e) => {
+            warn!(peer = %peer, id, rule = e.kind(), error = %e, "publisher disconnected: broke a rule");
+            ctx.stats.faulted(e.kind());
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    ctx: &Ctx,
+    rd: &mut R,
+    mut buf: BytesMut,
+    shared: &PublisherShared,
+    token: &CancellationToken,
+) -> Result<(), Error> {
+    let limits = ctx.limits();
+    let mut decoder = Decoder::new(limits);
+    // true while the decoder holds a partly received item: keep feeding it until it yields
+    let mut decoder_pending = false;
+    let mut spans: Vec<Span> = Vec::with_capacity(4096);
+    let mut scratch = RouteScratch::default();
+    let mut hb = ctx.heartbeat();
+    loop {
+        loop {
+            if !decoder_pending {
+                // fast path: every complete data message at the front, as one chunk
+                spans.clear();
+                let (end, stop) = scan(&buf, limits, &mut spans);
+                if end > 0 {
+                    let chunk = buf.split_to(end).freeze();
+                    ctx.stats.frontend.add_in(spans.len() as u64, end as u64);
+                    ctx.router.route(&chunk, &spans, &mut scratch);
+                }
+                if let Stop::Incomplete(need) = stop {
+                    if need > buf.len() {
+                        buf.reserve(need - buf.len());
+                    }
+                    break;
+                }
+            }
+            // a command, a rule broken, or the rest of an item the decoder started
+            match decoder.decode(&mut buf)? {
+                Some(Inbound::Message(m)) => {
+                    decoder_pending = false;
+                    let wire = m.wire().clone();
+                    spans.clear();
+                    let (end, _) = scan(&wire, limits, &mut spans);
+                    debug_assert_eq!(end, wire.len());
+                    ctx.stats.frontend.add_in(1, wire.len() as u64);
+                    ctx.router.route(&wire, &spans, &mut scratch);
+                }
+                Some(Inbound::Command(cmd)) => {
+                    decoder_pending = false;
+                    handle_command(cmd, shared)?;
+                }
+                None => {
+                    decoder_pending = !buf.is_empty();
+                    break;
+                }
+            }
+        }
+        reserve_read(&mut buf);
+        let n = tokio::select! {
+            biased;
+            _ = token.cancelled() => return Ok(()),
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(n) => n,
+                Err(e) if buf.is_empty() && is_disconnect(&e) => return Ok(()),
+                Err(_) if !buf.is_empty() => {
+                    return Err(ZmtpError::Truncated { buffered: buf.len() }.into())
+                }
+                Err(e) => return Err(e.into()),
+            },
+            _ = heartbeat_tick(&mut hb) => {
+                on_heartbeat(&mut hb, &shared.queue)?;
+                continue;
+            }
+        };
+        if n == 0 {
+            if buf.is_empty() {
+                return Ok(());
+            }
+            return Err(ZmtpError::Truncated {
+                buffered: buf.len(),
+            }
+            .into());
+        }
+        heard(&mut hb);
+    }
+}
+
+fn handle_command(cmd: Command, shared: &PublisherShared) -> Result<(), Error> {
+    match cmd {
+        Command::Ping { .. } => {
+            if let Some(pong) = pong_for(&cmd) {
+                shared.queue.push_control(encode_command(&pong));
+            }
+            Ok(())
+        }
+        Command::Error(reason) => Err(ZmtpError::PeerError(reason).into()),
+        Command::Ready(_) => Err(ZmtpError::UnexpectedCommand("second READY".into()).into()),
+        // PONG, SUBSCRIBE/CANCEL from a publisher, unknown commands: nothing to do
+        _ => Ok(()),
+    }
+}

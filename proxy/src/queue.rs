@@ -1,0 +1,424 @@
+//! A bounded, non-blocking outbound queue of wire-ready bytes: one per subscriber (its messages)
+//! and one per publisher (subscription updates).
+//!
+//! `push` never waits. Past the high-water mark (messages or bytes, whichever comes first) the
+//! message is dropped and counted: a subscriber that stops reading loses its own messages, and
+//! nobody else notices. The single writer task takes many queued items at once and writes them
+//! with one vectored write.
+//!
+//! Items are slices of publishers' read buffers, each holding one message or a run of
+//! consecutive messages (see `scan`), shared by every subscriber that wants them.
+//!
+//! **Compaction.** A queued [`Bytes`] shares (pins) the whole read buffer it was cut from. That is
+//! what makes fan-out free while queues are short, but a subscriber that is stalled and takes
+//! only a few messages from each buffer could pin far more memory than its queued bytes. So once
+//! a queue holds [`COMPACT_AFTER`] items, further small items (up to [`COMPACT_MAX_ITEM`] bytes)
+//! are copied into a compact chunk owned by the queue. Memory then stays within the byte HWM
+//! plus a bounded amount: at most `COMPACT_AFTER` pinned read buffers, and at most a fixed
+//! ratio (read buffer size / `COMPACT_MAX_ITEM`) for larger items.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+
+use crate::scan::Span;
+
+/// Queue length (items) from which small items are copied into compact chunks.
+pub const COMPACT_AFTER: usize = 64;
+/// Items up to this size are compacted; bigger ones are always queued as they are.
+pub const COMPACT_MAX_ITEM: usize = 16 * 1024;
+/// Size at which a compact chunk is closed and a new one started.
+const CHUNK_SIZE: usize = 64 * 1024;
+
+/// One queued item: wire bytes holding `messages` whole messages (1, or more for compact chunks
+/// and subscription batches).
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Bytes to write, unchanged.
+    pub bytes: Bytes,
+    /// How many messages they hold.
+    pub messages: u32,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    items: VecDeque<Item>,
+    /// Open compact chunk; logically after every item in `items`.
+    tail: BytesMut,
+    tail_messages: u32,
+    messages: usize,
+    bytes: usize,
+}
+
+impl Inner {
+    fn close_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let bytes = self.tail.split().freeze();
+            self.items.push_back(Item {
+                bytes,
+                messages: std::mem::take(&mut self.tail_messages),
+            });
+        }
+    }
+
+    /// True if `count` messages of `len` bytes fit under the HWM (an empty queue always takes
+    /// a single message).
+    fn fits(&self, count: usize, len: usize, hwm_messages: usize, hwm_bytes: usize) -> bool {
+        (self.messages == 0 && count == 1)
+            || (self.messages + count <= hwm_messages && self.bytes + len <= hwm_bytes)
+    }
+
+    /// Queues `msg` (holding `count` messages) without checking the HWM.
+    fn push_unchecked(&mut self, msg: Bytes, count: u32) {
+        self.messages += count as usize;
+        self.bytes += msg.len();
+        if self.items.len() >= COMPACT_AFTER && msg.len() <= COMPACT_MAX_ITEM {
+            if self.tail.capacity() - self.tail.len() < msg.len() {
+                self.close_tail();
+                self.tail.reserve(CHUNK_SIZE.max(msg.len()));
+            }
+            self.tail.extend_from_slice(&msg);
+            self.tail_messages += count;
+        } else {
+            self.close_tail();
+            self.items.push_back(Item {
+                bytes: msg,
+                messages: count,
+            });
+        }
+    }
+
+    fn push(&mut self, msg: Bytes, hwm_messages: usize, hwm_bytes: usize) -> bool {
+        if !self.fits(1, msg.len(), hwm_messages, hwm_bytes) {
+            return false;
+        }
+        self.push_unchecked(msg, 1);
+        true
+    }
+}
+
+/// A run of consecutive messages in a read chunk, all going to one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Start offset in the chunk.
+    pub start: usize,
+    /// End offset in the chunk.
+    pub end: usize,
+    /// Number of messages.
+    pub count: u32,
+    /// Index of its first message in the chunk's message list.
+    pub first: usize,
+}
+
+/// A bounded outbound queue with one consumer. See the module docs.
+#[derive(Debug)]
+pub struct Queue {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    hwm_messages: usize,
+    hwm_bytes: usize,
+    dropped: AtomicU64,
+}
+
+impl Queue {
+    /// An empty queue holding at most `hwm_messages` messages and `hwm_bytes` bytes (one message
+    /// is always accepted into an empty queue, whatever its size).
+    pub fn new(hwm_messages: usize, hwm_bytes: usize) -> Queue {
+        Queue {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            hwm_messages: hwm_messages.max(1),
+            hwm_bytes: hwm_bytes.max(1),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave `Inner` inconsistent in a way that matters
+        // more than losing the proxy; keep going with the data as it is.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues one message; returns false (and counts a drop) when the queue is full.
+    pub fn push(&self, msg: Bytes) -> bool {
+        let (ok, wake) = {
+            let mut q = self.lock();
+            let wake = q.messages == 0;
+            (q.push(msg, self.hwm_messages, self.hwm_bytes), wake)
+        };
+        if ok {
+            if wake {
+                self.notify.notify_one();
+            }
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Queues every message of `msgs` in order (taking the lock once), emptying `msgs`; returns
+    /// how many were dropped.
+    #[cfg(test)]
+    pub fn push_batch(&self, msgs: &mut Vec<Bytes>) -> usize {
+        let mut dropped = 0;
+        let wake = {
+            let mut q = self.lock();
+            let wake = q.messages == 0;
+            for m in msgs.drain(..) {
+                if !q.push(m, self.hwm_messages, self.hwm_bytes) {
+                    dropped += 1;
+                }
+            }
+            wake && q.messages > 0
+        };
+        if wake {
+            self.notify.notify_one();
+        }
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        dropped
+    }
+
+    /// Queues runs of consecutive messages cut from `chunk`: each run is `(start, end, count,
+    /// first)` where `spans[first..first + count]` are its messages. A run that fits under the
+    /// HWM is queued as one slice; otherwise its messages are queued one by one until the HWM
+    /// is reached, and the rest are dropped. Returns how many were dropped.
+    pub(crate) fn push_runs(&self, chunk: &Bytes, runs: &[Run], spans: &[Span]) -> usize {
+        let mut dropped = 0;
+        let wake = {
+            let mut q = self.lock();
+            let wake = q.messages == 0;
+            for r in runs {
+                let len = r.end - r.start;
+                if q.fits(r.count as usize, len, self.hwm_messages, self.hwm_bytes) {
+                    q.push_unchecked(chunk.slice(r.start..r.end), r.count);
+                    continue;
+                }
+                for s in &spans[r.first..r.first + r.count as usize] {
+                    if !q.push(
+                        chunk.slice(s.start..s.end),
+                        self.hwm_messages,
+                        self.hwm_bytes,
+                    ) {
+                        dropped += 1;
+                    }
+                }
+            }
+            wake && q.messages > 0
+        };
+        if wake {
+            self.notify.notify_one();
+        }
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        dropped
+    }
+
+    /// Queues a control frame (PONG, PING) that must not be lost to the HWM. Refused only when
+    /// the queue already holds twice its byte limit, a peer that is not reading at all.
+    pub fn push_control(&self, frame: Bytes) -> bool {
+        let wake = {
+            let mut q = self.lock();
+            if q.bytes + frame.len() > self.hwm_bytes.saturating_mul(2) {
+                return false;
+            }
+            let wake = q.messages == 0;
+            q.push_unchecked(frame, 1);
+            wake
+        };
+        if wake {
+            self.notify.notify_one();
+        }
+        true
+    }
+
+    /// Moves up to `max` items into `out` (which it does not clear).
+    pub fn drain_into(&self, out: &mut Vec<Item>, max: usize) {
+        let mut q = self.lock();
+        let mut n = q.items.len().min(max);
+        if n == q.items.len() && n < max {
+            q.close_tail();
+            n = q.items.len().min(max);
+        }
+        let (mut messages, mut bytes) = (0usize, 0usize);
+        for item in q.items.drain(..n) {
+            messages += item.messages as usize;
+            bytes += item.bytes.len();
+            out.push(item);
+        }
+        q.messages -= messages;
+        q.bytes -= bytes;
+    }
+
+    /// Waits until something may have been queued since the last drain found the queue empty.
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    /// (queued messages, queued bytes).
+    pub fn len(&self) -> (usize, usize) {
+        let q = self.lock();
+        (q.messages, q.bytes)
+    }
+
+    /// True when nothing is queued.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len().0 == 0
+    }
+
+    /// Messages dropped at the HWM so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn drain_all(q: &Queue) -> Vec<u8> {
+        let mut items = Vec::new();
+        q.drain_into(&mut items, usize::MAX);
+        items.iter().flat_map(|i| i.bytes.to_vec()).collect()
+    }
+
+    #[test]
+    fn hwm_in_messages_and_bytes() {
+        let q = Queue::new(3, 1000);
+        for i in 0..5u8 {
+            q.push(Bytes::from(vec![i]));
+        }
+        assert_eq!(q.len(), (3, 3));
+        assert_eq!(q.dropped(), 2);
+        assert_eq!(drain_all(&q), vec![0, 1, 2]);
+        assert!(q.is_empty());
+
+        let q = Queue::new(100, 10);
+        assert!(q.push(Bytes::from(vec![0; 8])));
+        assert!(!q.push(Bytes::from(vec![0; 8])));
+        assert!(q.push(Bytes::from(vec![0; 2])));
+        // An empty queue takes one message whatever its size.
+        let q = Queue::new(100, 10);
+        assert!(q.push(Bytes::from(vec![0; 50])));
+    }
+
+    #[test]
+    fn compaction_keeps_order_and_counts() {
+        let q = Queue::new(1_000_000, usize::MAX);
+        let mut expect = Vec::new();
+        let mut batch = Vec::new();
+        for i in 0..10_000u32 {
+            let len = if i % 997 == 0 {
+                5000
+            } else {
+                (i % 50) as usize
+            };
+            let msg: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+            expect.extend_from_slice(&msg);
+            batch.push(Bytes::from(msg));
+        }
+        assert_eq!(q.push_batch(&mut batch), 0);
+        assert_eq!(q.len().0, 10_000);
+        let mut items = Vec::new();
+        let mut got = Vec::new();
+        let mut count = 0u32;
+        while !q.is_empty() {
+            items.clear();
+            q.drain_into(&mut items, 7);
+            assert!(items.len() <= 7);
+            for it in &items {
+                got.extend_from_slice(&it.bytes);
+                count += it.messages;
+            }
+        }
+        assert_eq!(count, 10_000);
+        assert_eq!(got, expect);
+        assert_eq!(q.len(), (0, 0));
+    }
+
+    #[test]
+    fn compacted_items_do_not_pin_the_source_buffer() {
+        let q = Queue::new(1_000_000, usize::MAX);
+        let big = Bytes::from(vec![1u8; 1 << 20]);
+        for i in 0..1000 {
+            q.push(big.slice(i * 100..i * 100 + 100));
+        }
+        let mut items = Vec::new();
+        q.drain_into(&mut items, usize::MAX);
+        // Only the first COMPACT_AFTER items still refer to `big`.
+        assert!(items.len() <= COMPACT_AFTER + 1 + (1000 * 100) / CHUNK_SIZE + 1);
+        assert!(items[COMPACT_AFTER..]
+            .iter()
+            .all(|i| !std::ptr::eq(i.bytes.as_ptr(), big.as_ptr())));
+    }
+
+    #[test]
+    fn runs_fit_whole_or_split_at_the_hwm() {
+        let chunk = Bytes::from_static(b"aabbccdd");
+        let spans: Vec<Span> = (0..4)
+            .map(|i| Span {
+                start: 2 * i,
+                end: 2 * i + 2,
+                topic_start: 0,
+                topic_end: 0,
+            })
+            .collect();
+        let q = Queue::new(3, 1000);
+        let runs = [
+            Run {
+                start: 0,
+                end: 4,
+                count: 2,
+                first: 0,
+            },
+            Run {
+                start: 4,
+                end: 8,
+                count: 2,
+                first: 2,
+            },
+        ];
+        assert_eq!(q.push_runs(&chunk, &runs, &spans), 1);
+        let mut items = Vec::new();
+        q.drain_into(&mut items, 10);
+        assert_eq!(items.len(), 2);
+        assert_eq!((&items[0].bytes[..], items[0].messages), (&b"aabb"[..], 2));
+        assert_eq!((&items[1].bytes[..], items[1].messages), (&b"cc"[..], 1));
+        assert_eq!(q.dropped(), 1);
+    }
+
+    #[test]
+    fn control_frames_bypass_the_message_hwm() {
+        let q = Queue::new(1, 100);
+        assert!(q.push(Bytes::from_static(b"a")));
+        assert!(!q.push(Bytes::from_static(b"b")));
+        assert!(q.push_control(Bytes::from_static(b"pong")));
+        assert_eq!(drain_all(&q), b"apong");
+    }
+
+    #[tokio::test]
+    async fn push_wakes_the_writer() {
+        let q = std::sync::Arc::new(Queue::new(10, 100));
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move {
+            loop {
+                let mut items = Vec::new();
+                q2.drain_into(&mut items, 10);
+                if !items.is_empty() {
+                    return items.len();
+                }
+                q2.notified().await;
+            }
+        });
+        tokio::task::yield_now().await;
+        q.push(Bytes::from_static(b"x"));
+        assert_eq!(waiter.await.unwrap(), 1);
+    }
+}

@@ -1,0 +1,198 @@
+//! Counters: kept as atomics while the proxy runs, read as a [`StatsSnapshot`] by
+//! [`crate::ProxyHandle::stats`] and by the periodic stats log line.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// Traffic and connections on one side of the proxy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SideStats {
+    /// Messages received from this side's peers (frontend: published messages; backend:
+    /// subscription messages and commands).
+    pub messages_in: u64,
+    /// Bytes of those messages, as on the wire (frame headers included).
+    pub bytes_in: u64,
+    /// Messages written to this side's peers (frontend: subscription updates; backend: delivered
+    /// messages).
+    pub messages_out: u64,
+    /// Bytes of those messages, as on the wire.
+    pub bytes_out: u64,
+    /// Peers connected now (handshake finished).
+    pub connections: u64,
+    /// Peers that finished a handshake since the start.
+    pub connections_total: u64,
+}
+
+/// One connected subscriber.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SubscriberStats {
+    /// Connection id (unique for the proxy's lifetime, shared with publishers' ids).
+    pub id: u64,
+    /// Peer address (`ip:port`, or `ipc:PATH`).
+    pub peer: String,
+    /// Its socket type (`SUB` or `XSUB`).
+    pub socket_type: String,
+    /// Subscriptions it holds.
+    pub subscriptions: usize,
+    /// Messages waiting in its queue.
+    pub queued_messages: usize,
+    /// Bytes waiting in its queue.
+    pub queued_bytes: usize,
+    /// Messages written to it.
+    pub delivered_messages: u64,
+    /// Bytes written to it.
+    pub delivered_bytes: u64,
+    /// Messages dropped because its queue was at the high-water mark.
+    pub dropped_messages: u64,
+}
+
+/// A point-in-time copy of every counter.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    /// Publishers' side.
+    pub frontend: SideStats,
+    /// Subscribers' side.
+    pub backend: SideStats,
+    /// Published messages that matched no subscriber.
+    pub unrouted_messages: u64,
+    /// Messages dropped at a subscriber's high-water mark, over all subscribers (including ones
+    /// that have left).
+    pub dropped_messages: u64,
+    /// Subscriptions held by connected subscribers (sum over subscribers).
+    pub subscriptions: usize,
+    /// Distinct prefixes the publishers are subscribed to (including the `$xbus.` welcome).
+    pub upstream_subscriptions: usize,
+    /// Connections refused before or during the handshake, by reason (`max_connections`,
+    /// `bad_signature`, `incompatible_socket_type`, `handshake_timeout`, …).
+    pub refused: BTreeMap<String, u64>,
+    /// Connections closed after the handshake because the peer broke a rule, by reason
+    /// (`message_too_large`, `too_many_frames`, `truncated`, `max_subscriptions`, …).
+    pub faulted: BTreeMap<String, u64>,
+    /// Every connected subscriber, by id.
+    pub subscribers: Vec<SubscriberStats>,
+}
+
+impl StatsSnapshot {
+    /// Total refusals over all reasons.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.values().sum()
+    }
+
+    /// Total faults over all reasons.
+    pub fn faulted_total(&self) -> u64 {
+        self.faulted.values().sum()
+    }
+}
+
+/// Live counters of one side.
+#[derive(Debug, Default)]
+pub(crate) struct SideCounters {
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) connections: AtomicU64,
+    pub(crate) connections_total: AtomicU64,
+}
+
+impl SideCounters {
+    pub(crate) fn add_in(&self, messages: u64, bytes: u64) {
+        self.messages_in.fetch_add(messages, Relaxed);
+        self.bytes_in.fetch_add(bytes, Relaxed);
+    }
+
+    pub(crate) fn add_out(&self, messages: u64, bytes: u64) {
+        self.messages_out.fetch_add(messages, Relaxed);
+        self.bytes_out.fetch_add(bytes, Relaxed);
+    }
+
+    fn snapshot(&self) -> SideStats {
+        SideStats {
+            messages_in: self.messages_in.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            connections: self.connections.load(Relaxed),
+            connections_total: self.connections_total.load(Relaxed),
+        }
+    }
+}
+
+/// The proxy-wide live counters.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) frontend: SideCounters,
+    pub(crate) backend: SideCounters,
+    pub(crate) unrouted: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    faulted: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Stats {
+    pub(crate) fn refused(&self, reason: &'static str) {
+        let mut m = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(reason).or_insert(0) += 1;
+    }
+
+    pub(crate) fn faulted(&self, reason: &'static str) {
+        let mut m = self.faulted.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Everything but the router-held parts (subscriptions and subscribers).
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        let map = |m: &Mutex<BTreeMap<&'static str, u64>>| {
+            m.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect()
+        };
+        StatsSnapshot {
+            frontend: self.frontend.snapshot(),
+            backend: self.backend.snapshot(),
+            unrouted_messages: self.unrouted.load(Relaxed),
+            dropped_messages: self.dropped.load(Relaxed),
+            refused: map(&self.refused),
+            faulted: map(&self.faulted),
+            ..StatsSnapshot::default()
+        }
+    }
+}
+
+/// Logs one stats line (called every `stats_interval`); `prev` is the previous snapshot, for
+/// rates.
+pub(crate) fn log_line(s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) {
+    let rate = |now: u64, before: u64| (now.saturating_sub(before) as f64 / secs.max(1e-9)) as u64;
+    let fmt_map = |m: &BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    tracing::info!(
+        target: "xbus_proxy::stats",
+        publishers = s.frontend.connections,
+        subscribers = s.backend.connections,
+        msgs_in = s.frontend.messages_in,
+        bytes_in = s.frontend.bytes_in,
+        msgs_in_per_s = rate(s.frontend.messages_in, prev.frontend.messages_in),
+        msgs_out = s.backend.messages_out,
+        bytes_out = s.backend.bytes_out,
+        msgs_out_per_s = rate(s.backend.messages_out, prev.backend.messages_out),
+        subs_in = s.backend.messages_in,
+        subs_out = s.frontend.messages_out,
+        dropped = s.dropped_messages,
+        unrouted = s.unrouted_messages,
+        subscriptions = s.subscriptions,
+        upstream = s.upstream_subscriptions,
+        queued = s.subscribers.iter().map(|x| x.queued_messages).sum::<usize>(),
+        refused = %fmt_map(&s.refused),
+        faulted = %fmt_map(&s.faulted),
+        "stats"
+    );
+}

@@ -1,0 +1,176 @@
+//! A backend connection (a SUB or XSUB subscriber): read its subscriptions into the router; a
+//! writer task drains its queue with vectored writes.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use xbus_zmtp::heartbeat::pong_for;
+use xbus_zmtp::{Command, Decoder, Handshake, Inbound, Stream, Subscription, ZmtpError};
+
+use crate::connection::{
+    encode_command, heard, heartbeat_tick, is_disconnect, on_heartbeat, run_writer, Ctx,
+};
+use crate::queue::Queue;
+use crate::router::{Slot, SubscriberShared};
+use crate::Error;
+
+/// Serves one subscriber after its handshake, until it leaves, breaks a rule, or the proxy
+/// shuts down (then its queue is drained for up to the linger period first).
+pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: String) {
+    let id = ctx.next_id();
+    let cfg = &ctx.config;
+    let shared = Arc::new(SubscriberShared {
+        id,
+        peer: peer.clone(),
+        socket_type: hs.peer.socket_type,
+        queue: Queue::new(
+            cfg.subscriber_hwm,
+            usize::try_from(cfg.subscriber_hwm_bytes).unwrap_or(usize::MAX),
+        ),
+        delivered_messages: AtomicU64::new(0),
+        delivered_bytes: AtomicU64::new(0),
+    });
+    // Kills this connection; the hard stop kills every connection.
+    let token = ctx.hard_stop.child_token();
+    let counters = &ctx.stats.backend;
+    counters.connections.fetch_add(1, Relaxed);
+    counters.connections_total.fetch_add(1, Relaxed);
+    info!(peer = %peer, id, socket_type = %hs.peer.socket_type, "subscriber connected");
+    let slot = ctx.router.register_subscriber(shared.clone());
+
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = {
+        let (ctx, shared, token) = (ctx.clone(), shared.clone(), token.clone());
+        ctx.tracker.clone().spawn(async move {
+            let r = run_writer(
+                &mut wr,
+                &shared.queue,
+                &token,
+                Some((&ctx.shutdown, ctx.config.linger)),
+                &ctx.stats.backend,
+                Some((&shared.delivered_messages, &shared.delivered_bytes)),
+            )
+            .await;
+            if let Err(e) = &r {
+                debug!(peer = %shared.peer, id = shared.id, error = %e, "subscriber write failed");
+            }
+            // the writer is done (peer gone, or drained at shutdown): stop reading too
+            token.cancel();
+        })
+    };
+
+    let result = read_loop(&ctx, &mut rd, hs.buffer, &shared, slot, &token).await;
+    if result.is_err() || !ctx.shutdown.is_cancelled() {
+        // The peer left or broke a rule: drop its queue. On graceful shutdown the writer
+        // finishes draining on its own.
+        token.cancel();
+    }
+    let _ = writer.await;
+    ctx.router.unregister_subscriber(slot);
+    counters.connections.fetch_sub(1, Relaxed);
+    match result {
+        Ok(()) => info!(
+            peer = %peer,
+            id,
+            delivered = shared.delivered_messages.load(Relaxed),
+            dropped = shared.queue.dropped(),
+            "subscriber disconnected"
+        ),
+        Err(e) => {
+            warn!(peer = %peer, id, rule = e.kind(), error = %e, "subscriber disconnected: broke a rule");
+            ctx.stats.faulted(e.kind());
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    ctx: &Ctx,
+    rd: &mut R,
+    mut buf: BytesMut,
+    shared: &SubscriberShared,
+    slot: Slot,
+    token: &CancellationToken,
+) -> Result<(), Error> {
+    let mut decoder = Decoder::new(ctx.limits());
+    let mut hb = ctx.heartbeat();
+    loop {
+        while let Some(item) = decoder.decode(&mut buf)? {
+            let sub = match item {
+                Inbound::Message(m) => {
+                    ctx.stats.backend.add_in(1, m.wire().len() as u64);
+                    // XSUB peers may send other messages; there is nobody to give them to
+                    Subscription::from_message(&m)
+                }
+                Inbound::Command(cmd) => match cmd {
+                    Command::Subscribe(_) | Command::Cancel(_) => {
+                        ctx.stats.backend.add_in(1, cmd_len(&cmd));
+                        Subscription::from_command(&cmd)
+                    }
+                    Command::Ping { .. } => {
+                        if let Some(pong) = pong_for(&cmd) {
+                            if !shared.queue.push_control(encode_command(&pong)) {
+                                return Err(Error::Limit {
+                                    rule: "not_reading",
+                                    detail: "queue far past its high-water mark".into(),
+                                });
+                            }
+                        }
+                        None
+                    }
+                    Command::Error(reason) => return Err(ZmtpError::PeerError(reason).into()),
+                    Command::Ready(_) => {
+                        return Err(ZmtpError::UnexpectedCommand("second READY".into()).into())
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(sub) = sub {
+                ctx.router.subscription(slot, sub)?;
+            }
+        }
+        reserve_read_small(&mut buf);
+        let n = tokio::select! {
+            biased;
+            _ = token.cancelled() => return Ok(()),
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(n) => n,
+                Err(e) if buf.is_empty() && is_disconnect(&e) => return Ok(()),
+                Err(_) if !buf.is_empty() => {
+                    return Err(ZmtpError::Truncated { buffered: buf.len() }.into())
+                }
+                Err(e) => return Err(e.into()),
+            },
+            _ = heartbeat_tick(&mut hb) => {
+                on_heartbeat(&mut hb, &shared.queue)?;
+                continue;
+            }
+        };
+        if n == 0 {
+            if buf.is_empty() {
+                return Ok(());
+            }
+            return Err(ZmtpError::Truncated {
+                buffered: buf.len(),
+            }
+            .into());
+        }
+        heard(&mut hb);
+    }
+}
+
+/// Subscribers send little; a small buffer is enough (the decoder reserves more for a large
+/// frame when it needs to).
+fn reserve_read_small(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(8 * 1024);
+    }
+}
+
+fn cmd_len(cmd: &Command) -> u64 {
+    encode_command(cmd).len() as u64
+}
