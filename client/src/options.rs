@@ -1,0 +1,264 @@
+//! Options builders for publishers ([`PublisherOptions`]) and subscribers
+//! ([`SubscriberOptions`]). Every setter states its default and what happens at the limit.
+
+use std::time::Duration;
+
+use xbus_schema::Codec;
+
+/// What `publish` does when the publisher's queue is full (the proxy is slower than the
+/// publishing threads, or unreachable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Wait up to this long for room, then fail with [`Error::Full`](crate::Error::Full).
+    /// The event is not queued; nothing already queued is dropped.
+    Block(Duration),
+    /// Fail at once with [`Error::Full`](crate::Error::Full).
+    Error,
+}
+
+/// What a subscriber does with a received message it cannot decode into its event set (an
+/// unknown event type, a payload that does not decode, a malformed message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDecodeError {
+    /// `get` (and the stream or iterator) returns the error for that message; the next call
+    /// returns the next message.
+    Return,
+    /// Log it at `warn` level, count it (see `stats()`), and go on to the next message.
+    Skip,
+}
+
+/// Connection settings shared by publishers and subscribers.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionOptions {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_interval: Duration,
+    pub(crate) lazy: bool,
+    pub(crate) heartbeat_interval: Option<Duration>,
+    pub(crate) heartbeat_timeout: Duration,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        ConnectionOptions {
+            connect_timeout: Duration::from_secs(5),
+            reconnect_interval: Duration::from_millis(100),
+            lazy: false,
+            heartbeat_interval: Some(Duration::from_secs(5)),
+            heartbeat_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Generates the connection setters on both options types.
+macro_rules! connection_setters {
+    ($ty:ident) => {
+        impl $ty {
+            /// How long `connect` keeps trying (TCP connect plus ZMTP handshake, retried every
+            /// reconnect interval) before failing with [`Error::Connect`](crate::Error::Connect),
+            /// which names the endpoint. Default: 5 s. Also bounds each later reconnect attempt.
+            #[must_use]
+            pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+                self.conn.connect_timeout = timeout;
+                self
+            }
+
+            /// How long to wait between connection attempts, after a failed attempt or a lost
+            /// connection. Default: 100 ms (libzmq's `ZMQ_RECONNECT_IVL`). Reconnecting never
+            /// stops while the client is alive.
+            #[must_use]
+            pub fn reconnect_interval(mut self, interval: Duration) -> Self {
+                self.conn.reconnect_interval = interval;
+                self
+            }
+
+            /// Default `false`: `connect` fails fast, returning only once the first connection
+            /// is up, or [`Error::Connect`](crate::Error::Connect) after the connect timeout.
+            /// `true`: `connect` returns at once and the client connects in the background,
+            /// retrying forever (for services that may start before the proxy).
+            #[must_use]
+            pub fn lazy_connect(mut self, lazy: bool) -> Self {
+                self.conn.lazy = lazy;
+                self
+            }
+
+            /// Send a ZMTP PING after this long without hearing from the proxy (ZMTP 3.1 peers
+            /// only), `None` to disable heartbeats. Default: 5 s.
+            #[must_use]
+            pub fn heartbeat_interval(mut self, interval: Option<Duration>) -> Self {
+                self.conn.heartbeat_interval = interval;
+                self
+            }
+
+            /// With heartbeats on, declare the proxy dead and reconnect after this long without
+            /// hearing anything from it. Default: 15 s.
+            #[must_use]
+            pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+                self.conn.heartbeat_timeout = timeout;
+                self
+            }
+        }
+    };
+}
+
+/// Options for [`PublisherAsync`](crate::PublisherAsync) and
+/// [`PublisherBlocking`](crate::PublisherBlocking).
+///
+/// ```
+/// use std::time::Duration;
+/// use xbus::{Codec, PublisherOptions, WhenFull};
+///
+/// let options = PublisherOptions::new()
+///     .codec(Codec::Json) // for Python (Juice) subscribers
+///     .queue_capacity(10_000)
+///     .when_full(WhenFull::Error)
+///     .connect_timeout(Duration::from_secs(1));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+pub struct PublisherOptions {
+    pub(crate) conn: ConnectionOptions,
+    pub(crate) codec: Codec,
+    pub(crate) queue_capacity: usize,
+    pub(crate) when_full: WhenFull,
+    pub(crate) subscription_wait: Duration,
+    pub(crate) linger: Duration,
+    pub(crate) filter_at_source: bool,
+}
+
+impl Default for PublisherOptions {
+    fn default() -> Self {
+        PublisherOptions {
+            conn: ConnectionOptions::default(),
+            codec: Codec::MessagePack,
+            queue_capacity: 65_536,
+            when_full: WhenFull::Block(Duration::from_secs(5)),
+            subscription_wait: Duration::from_secs(5),
+            linger: Duration::from_secs(10),
+            filter_at_source: false,
+        }
+    }
+}
+
+connection_setters!(PublisherOptions);
+
+impl PublisherOptions {
+    /// The defaults, as each setter states.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The payload codec for typed `publish`. Default: [`Codec::MessagePack`]. Use
+    /// [`Codec::Json`] when Python (Juice) services must read the events.
+    #[must_use]
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// How many encoded messages may wait for the I/O task. Default: 65,536 (with 100 B
+    /// events, about 10 MB). When it is full, `publish` follows [`Self::when_full`]. Minimum 1.
+    #[must_use]
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// What `publish` does when the queue is full. Default:
+    /// [`WhenFull::Block`] for 5 s, then [`Error::Full`](crate::Error::Full).
+    #[must_use]
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.when_full = policy;
+        self
+    }
+
+    /// After each (re)connection, hold queued events until the proxy has forwarded at least
+    /// one subscription, or this long has passed, so the first events are not lost while the
+    /// proxy is still attaching the publisher (ZeroMQ's "slow joiner"). The xbus proxy sends
+    /// `$xbus.` right after the handshake, so the wait is short there. `publish` itself never
+    /// waits for this: it only queues. Default: 5 s.
+    #[must_use]
+    pub fn subscription_wait(mut self, wait: Duration) -> Self {
+        self.subscription_wait = wait;
+        self
+    }
+
+    /// Skip writing events that no subscriber wants, judged by the subscriptions the proxy
+    /// forwards (as a libzmq XPUB socket does). Default: `false`, every event goes to the
+    /// proxy, which filters anyway. Turning it on saves bandwidth and proxy CPU when much of
+    /// what is published has no subscriber, but widens ZeroMQ's slow-joiner window by one
+    /// proxy-to-publisher round trip: an event published just after a new subscription
+    /// reached the proxy may be skipped because the publisher has not heard of it yet.
+    #[must_use]
+    pub fn filter_at_source(mut self, on: bool) -> Self {
+        self.filter_at_source = on;
+        self
+    }
+
+    /// When the last handle is dropped (or `close` is called), keep delivering what is queued
+    /// for at most this long, then drop the rest. Default: 10 s.
+    #[must_use]
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+}
+
+/// Options for [`SubscriberAsync`](crate::SubscriberAsync) and
+/// [`SubscriberBlocking`](crate::SubscriberBlocking).
+///
+/// Subscribers need no codec setting: they detect MessagePack and JSON per message.
+///
+/// ```
+/// use std::time::Duration;
+/// use xbus::{OnDecodeError, SubscriberOptions};
+///
+/// let options = SubscriberOptions::new()
+///     .queue_capacity(1_000)
+///     .on_decode_error(OnDecodeError::Skip)
+///     .reconnect_interval(Duration::from_millis(500));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+pub struct SubscriberOptions {
+    pub(crate) conn: ConnectionOptions,
+    pub(crate) queue_capacity: usize,
+    pub(crate) on_decode_error: OnDecodeError,
+}
+
+impl Default for SubscriberOptions {
+    fn default() -> Self {
+        SubscriberOptions {
+            conn: ConnectionOptions::default(),
+            queue_capacity: 65_536,
+            on_decode_error: OnDecodeError::Return,
+        }
+    }
+}
+
+connection_setters!(SubscriberOptions);
+
+impl SubscriberOptions {
+    /// The defaults, as each setter states.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many received messages may wait for `get`. Default: 65,536. When it is full the
+    /// connection task stops reading from the socket: TCP pushes back to the proxy, whose
+    /// per-subscriber high-water mark then drops (and counts) further events. Nothing is
+    /// dropped silently inside the client. Minimum 1.
+    #[must_use]
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// What to do with a message that does not decode into the subscriber's event set.
+    /// Default: [`OnDecodeError::Return`] (`get` returns the error, the subscriber keeps
+    /// working).
+    #[must_use]
+    pub fn on_decode_error(mut self, policy: OnDecodeError) -> Self {
+        self.on_decode_error = policy;
+        self
+    }
+}
