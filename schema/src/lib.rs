@@ -82,9 +82,10 @@
 //!   (anything `Display`); `{{` and `}}` are literal braces; tuple structs use `{0}`.
 //!   The fixed parts of the format are checked at compile time (no empty segments).
 //! * `#[event(crate = "path")]` on the struct: where to find this crate, for code that
-//!   reaches it through a re-export. Generated code refers to `::xbus_schema` by default;
-//!   users of the `xbus` facade write `#[event(crate = "xbus")]` (or whatever path
-//!   re-exports this crate's items, including the hidden `__private` module).
+//!   reaches it through a re-export the derive cannot see. By default the derive reads the
+//!   deriving crate's Cargo.toml: a direct `xbus-schema` dependency gives `::xbus_schema`,
+//!   an `xbus` dependency gives `::xbus::schema`. The path must re-export this whole crate
+//!   (e.g. `"xbus::schema"`), including the hidden `__private` module.
 //!
 //! Without a topic attribute the event has no topic. Topics produced at run time are
 //! validated when the event is encoded ([`validate_topic`]).
