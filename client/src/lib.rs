@@ -192,3 +192,8 @@ fn assert_traits() {
     send_sync::<SubscriberBlocking<RawEvent>>();
     send_sync::<Error>();
 }
+
+/// The README's Rust examples, compiled as doctests so the front page cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
