@@ -160,6 +160,24 @@ pub(crate) fn reserve_read(buf: &mut BytesMut) {
     }
 }
 
+/// What a read on a peer connection means: `Ok(Some(n))` got `n` bytes, `Ok(None)` the peer
+/// closed cleanly between messages, `Err` the connection broke (a close or reset with part of a
+/// message buffered is [`ZmtpError::Truncated`](xbus_zmtp::ZmtpError::Truncated)).
+pub(crate) fn read_outcome(
+    result: io::Result<usize>,
+    buffered: usize,
+) -> Result<Option<usize>, Error> {
+    let truncated = || Error::from(xbus_zmtp::ZmtpError::Truncated { buffered });
+    match result {
+        Ok(0) if buffered == 0 => Ok(None),
+        Ok(0) => Err(truncated()),
+        Ok(n) => Ok(Some(n)),
+        Err(e) if buffered == 0 && is_disconnect(&e) => Ok(None),
+        Err(_) if buffered > 0 => Err(truncated()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// True for read errors that just mean the peer went away.
 pub(crate) fn is_disconnect(e: &io::Error) -> bool {
     matches!(

@@ -12,7 +12,7 @@ use xbus_zmtp::heartbeat::pong_for;
 use xbus_zmtp::{Command, Decoder, Handshake, Inbound, Stream, ZmtpError};
 
 use crate::connection::{
-    encode_command, heard, heartbeat_tick, is_disconnect, on_heartbeat, reserve_read, run_writer,
+    encode_command, heard, heartbeat_tick, on_heartbeat, read_outcome, reserve_read, run_writer,
     Ctx,
 };
 use crate::queue::Queue;
@@ -128,31 +128,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
         reserve_read(&mut buf);
-        let n = tokio::select! {
+        tokio::select! {
             biased;
             _ = token.cancelled() => return Ok(()),
-            r = rd.read_buf(&mut buf) => match r {
-                Ok(n) => n,
-                Err(e) if buf.is_empty() && is_disconnect(&e) => return Ok(()),
-                Err(_) if !buf.is_empty() => {
-                    return Err(ZmtpError::Truncated { buffered: buf.len() }.into())
-                }
-                Err(e) => return Err(e.into()),
+            r = rd.read_buf(&mut buf) => match read_outcome(r, buf.len())? {
+                Some(_) => {}
+                None => return Ok(()),
             },
             _ = heartbeat_tick(&mut hb) => {
                 on_heartbeat(&mut hb, &shared.queue)?;
                 continue;
             }
         };
-        if n == 0 {
-            if buf.is_empty() {
-                return Ok(());
-            }
-            return Err(ZmtpError::Truncated {
-                buffered: buf.len(),
-            }
-            .into());
-        }
         heard(&mut hb);
     }
 }
