@@ -246,3 +246,21 @@ pub(crate) fn closed_by_peer() -> ZmtpError {
         "the proxy closed the connection",
     ))
 }
+
+/// Runs a client's connection task on an I/O thread of its own, on a current-thread runtime the
+/// thread owns: how the blocking clients give their callers an async core without a runtime.
+pub(crate) fn spawn_io_thread<F>(
+    name: &str,
+    task: F,
+) -> std::io::Result<std::thread::JoinHandle<F::Output>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || runtime.block_on(task))
+}

@@ -113,12 +113,7 @@ impl PublisherBlocking {
         let (core, task) = PublisherCore::new(endpoint, options, move |result| {
             let _ = first_tx.send(result);
         })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let io = std::thread::Builder::new()
-            .name("xbus-publisher".into())
-            .spawn(move || runtime.block_on(task))?;
+        let io = crate::connection::spawn_io_thread("xbus-publisher", task)?;
         let inner = Inner { core, io: Some(io) };
         first_rx.recv().map_err(|_| Error::Closed)??;
         Ok(PublisherBlocking {

@@ -84,12 +84,7 @@ impl<S: EventSet> SubscriberBlocking<S> {
         let (core, task) = SubscriberCore::new(endpoint, options, move |result| {
             let _ = first_tx.send(result);
         })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let io = std::thread::Builder::new()
-            .name("xbus-subscriber".into())
-            .spawn(move || runtime.block_on(task))?;
+        let io = crate::connection::spawn_io_thread("xbus-subscriber", task)?;
         let subscriber = SubscriberBlocking {
             core,
             io: Some(io),
