@@ -226,9 +226,19 @@ pub(crate) async fn write_items<W: AsyncWrite + Unpin>(
 /// Where delivered counts go besides the side's counters.
 pub(crate) type Delivered<'a> = Option<(&'a AtomicU64, &'a AtomicU64)>;
 
+/// How a writer task ended.
+#[derive(Debug)]
+pub(crate) struct WriterEnd {
+    /// `Err` when a write failed (the peer is gone).
+    pub(crate) result: io::Result<()>,
+    /// Messages it had taken from the queue without confirming them written: a failed write,
+    /// a stop, or the linger running out in the middle of a write.
+    pub(crate) unsent: u64,
+}
+
 /// Drains `queue` into `w` until `stop` is cancelled or the connection fails. When `graceful`
 /// is given and cancelled, keeps writing until the queue is empty or `linger` has passed, then
-/// shuts the write side down.
+/// shuts the write side down. Whatever is still in `queue` afterwards is the caller's to count.
 pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
     w: &mut W,
     queue: &Queue,
@@ -236,7 +246,7 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
     graceful: Option<(&CancellationToken, Duration)>,
     counters: &SideCounters,
     delivered: Delivered<'_>,
-) -> io::Result<()> {
+) -> WriterEnd {
     let never = CancellationToken::new();
     let (graceful, linger) = graceful.unwrap_or((&never, Duration::ZERO));
     let mut deadline: Option<Instant> = None;
@@ -247,6 +257,7 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
             None => std::future::pending().await,
         }
     };
+    let end = |result: io::Result<()>, unsent: u64| WriterEnd { result, unsent };
     loop {
         if deadline.is_none() && graceful.is_cancelled() {
             deadline = Some(Instant::now() + linger);
@@ -256,31 +267,32 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
         if items.is_empty() {
             if deadline.is_some() {
                 let _ = w.shutdown().await;
-                return Ok(());
+                return end(Ok(()), 0);
             }
             tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
+                _ = stop.cancelled() => return end(Ok(()), 0),
                 _ = graceful.cancelled() => {}
                 _ = queue.notified() => {}
             }
             continue;
         }
+        let (msgs, bytes) = items.iter().fold((0u64, 0u64), |(m, b), it| {
+            (m + u64::from(it.messages), b + it.bytes.len() as u64)
+        });
         let write = write_items(w, &items);
         tokio::pin!(write);
         loop {
             tokio::select! {
-                r = &mut write => { r?; break; }
-                _ = stop.cancelled() => return Ok(()),
+                r = &mut write => match r {
+                    Ok(()) => break,
+                    Err(e) => return end(Err(e), msgs),
+                },
+                _ = stop.cancelled() => return end(Ok(()), msgs),
                 _ = graceful.cancelled(), if deadline.is_none() => {
                     deadline = Some(Instant::now() + linger);
                 }
-                _ = sleep_until(deadline) => return Ok(()),
+                _ = sleep_until(deadline) => return end(Ok(()), msgs),
             }
-        }
-        let (mut msgs, mut bytes) = (0u64, 0u64);
-        for it in &items {
-            msgs += u64::from(it.messages);
-            bytes += it.bytes.len() as u64;
         }
         counters.add_out(msgs, bytes);
         if let Some((m, b)) = delivered {

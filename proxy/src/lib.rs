@@ -311,7 +311,9 @@ impl ProxyHandle {
 
     /// Graceful shutdown: stop accepting and reading, let every subscriber's writer drain its
     /// queue for up to the linger period, then close everything and wait for every task.
-    pub async fn shutdown(self) {
+    /// Returns the final counters: messages the linger could not deliver are in
+    /// [`StatsSnapshot::discarded_messages`].
+    pub async fn shutdown(self) -> StatsSnapshot {
         let ctx = &self.ctx;
         info!(linger = ?ctx.config.linger, "shutting down");
         ctx.shutdown.cancel();
@@ -333,6 +335,7 @@ impl ProxyHandle {
             ctx.started.elapsed().as_secs_f64(),
         );
         info!("stopped");
+        s
     }
 }
 

@@ -45,7 +45,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
     let writer = {
         let (ctx, shared) = (ctx.clone(), shared.clone());
         ctx.tracker.clone().spawn(async move {
-            let r = run_writer(
+            // subscription updates left unwritten die with the connection: nothing to count
+            let _ = run_writer(
                 &mut wr,
                 &shared.queue,
                 &shared.token,
@@ -56,7 +57,6 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
             .await;
             // a failed write means the peer is gone: stop reading it too
             shared.token.cancel();
-            r
         })
     };
 

@@ -61,6 +61,12 @@ pub struct StatsSnapshot {
     /// Messages dropped at a subscriber's high-water mark, over all subscribers (including ones
     /// that have left).
     pub dropped_messages: u64,
+    /// Messages that were still queued for a subscriber when it disconnected, or when the
+    /// shutdown linger ran out, and so were never written to it.
+    pub discarded_messages: u64,
+    /// Messages from XSUB subscribers that were not subscriptions: the proxy has nobody to pass
+    /// them to.
+    pub ignored_messages: u64,
     /// Subscriptions held by connected subscribers (sum over subscribers).
     pub subscriptions: usize,
     /// Distinct prefixes the publishers are subscribed to (including the `$xbus.` welcome).
@@ -128,6 +134,8 @@ pub(crate) struct Stats {
     pub(crate) backend: SideCounters,
     pub(crate) unrouted: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) discarded: AtomicU64,
+    pub(crate) ignored: AtomicU64,
     refused: Mutex<BTreeMap<&'static str, u64>>,
     faulted: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -157,6 +165,8 @@ impl Stats {
             backend: self.backend.snapshot(),
             unrouted_messages: self.unrouted.load(Relaxed),
             dropped_messages: self.dropped.load(Relaxed),
+            discarded_messages: self.discarded.load(Relaxed),
+            ignored_messages: self.ignored.load(Relaxed),
             refused: map(&self.refused),
             faulted: map(&self.faulted),
             ..StatsSnapshot::default()
@@ -187,6 +197,8 @@ pub(crate) fn log_line(s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) {
         subs_in = s.backend.messages_in,
         subs_out = s.frontend.messages_out,
         dropped = s.dropped_messages,
+        discarded = s.discarded_messages,
+        ignored = s.ignored_messages,
         unrouted = s.unrouted_messages,
         subscriptions = s.subscriptions,
         upstream = s.upstream_subscriptions,

@@ -46,7 +46,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
     let writer = {
         let (ctx, shared, token) = (ctx.clone(), shared.clone(), token.clone());
         ctx.tracker.clone().spawn(async move {
-            let r = run_writer(
+            let end = run_writer(
                 &mut wr,
                 &shared.queue,
                 &token,
@@ -55,11 +55,12 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
                 Some((&shared.delivered_messages, &shared.delivered_bytes)),
             )
             .await;
-            if let Err(e) = &r {
+            if let Err(e) = &end.result {
                 debug!(peer = %shared.peer, id = shared.id, error = %e, "subscriber write failed");
             }
             // the writer is done (peer gone, or drained at shutdown): stop reading too
             token.cancel();
+            end.unsent
         })
     };
 
@@ -69,19 +70,35 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
         // finishes draining on its own.
         token.cancel();
     }
-    let _ = writer.await;
+    let unsent = writer.await.unwrap_or(0);
     ctx.router.unregister_subscriber(slot);
+    // Whatever the writer did not get out is lost with the connection: count it.
+    let discarded = unsent + shared.queue.len().0 as u64;
+    ctx.stats.discarded.fetch_add(discarded, Relaxed);
     counters.connections.fetch_sub(1, Relaxed);
+    let delivered = shared.delivered_messages.load(Relaxed);
+    let dropped = shared.queue.dropped();
     match result {
-        Ok(()) => info!(
+        Ok(()) if discarded > 0 => warn!(
             peer = %peer,
             id,
-            delivered = shared.delivered_messages.load(Relaxed),
-            dropped = shared.queue.dropped(),
-            "subscriber disconnected"
+            delivered,
+            dropped,
+            discarded,
+            "subscriber disconnected with messages still queued for it; they are discarded"
         ),
+        Ok(()) => info!(peer = %peer, id, delivered, dropped, "subscriber disconnected"),
         Err(e) => {
-            warn!(peer = %peer, id, rule = e.kind(), error = %e, "subscriber disconnected: broke a rule");
+            warn!(
+                peer = %peer,
+                id,
+                delivered,
+                dropped,
+                discarded,
+                rule = e.kind(),
+                error = %e,
+                "subscriber disconnected: broke a rule"
+            );
             ctx.stats.faulted(e.kind());
         }
     }
@@ -102,8 +119,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
             let sub = match item {
                 Inbound::Message(m) => {
                     ctx.stats.backend.add_in(1, m.wire().len() as u64);
-                    // XSUB peers may send other messages; there is nobody to give them to
-                    Subscription::from_message(&m)
+                    let sub = Subscription::from_message(&m);
+                    if sub.is_none() {
+                        // XSUB peers may send other messages; there is nobody to give them to
+                        ctx.stats.ignored.fetch_add(1, Relaxed);
+                        debug!(peer = %shared.peer, id = shared.id, "ignored a non-subscription message from a subscriber");
+                    }
+                    sub
                 }
                 Inbound::Command(cmd) => match cmd {
                     Command::Subscribe(_) | Command::Cancel(_) => {

@@ -67,7 +67,21 @@ async fn stalled_subscriber_loses_its_own_messages_only() {
         .unwrap();
     assert_eq!(healthy_stats.dropped_messages, 0);
     assert_eq!(healthy_stats.delivered_messages, 50_000);
+    assert_eq!(st.discarded_messages, 0);
+    // when the stalled peer leaves, what was still queued for it is counted, so each of
+    // its 50,000 messages is delivered, dropped or discarded
     drop(stalled);
+    wait_stats(&h, "the stalled subscriber to leave", |s| {
+        s.backend.connections == 1
+    })
+    .await;
+    let st = h.stats();
+    assert!(st.discarded_messages > 0, "{st:#?}");
+    assert_eq!(
+        stalled_stats.delivered_messages + stalled_stats.dropped_messages + st.discarded_messages,
+        50_000,
+        "{st:#?}"
+    );
     assert_serves(&h).await;
     h.shutdown().await;
 }

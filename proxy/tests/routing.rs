@@ -147,6 +147,26 @@ async fn zmtp31_subscribe_commands_and_pings() {
 }
 
 #[tokio::test]
+async fn xsub_non_subscription_messages_are_counted_and_ignored() {
+    let h = start().await;
+    let mut publ = Peer::connect(&fe(&h), SocketType::XPub).await;
+    assert_eq!(publ.recv_subscription().await, s("$xbus."));
+    let mut sub = Peer::connect(&be(&h), SocketType::XSub).await;
+    // first byte 0x02 and a two-frame message: neither is a subscription
+    sub.send(&[b"\x02hello"]).await;
+    sub.send(&[b"\x01L.", b"second frame"]).await;
+    sub.subscribe("L.").await;
+    // nothing reaches the publisher but the subscription, and the subscriber is still served
+    assert_eq!(publ.recv_subscription().await, s("L."));
+    publ.send(&[b"L.1", b"x"]).await;
+    assert_eq!(&sub.recv().await[0][..], b"L.1");
+    let st = h.stats();
+    assert_eq!(st.ignored_messages, 2, "{st:#?}");
+    assert_eq!(st.faulted_total(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn subscribe_all_mode_sends_everything_upstream_once() {
     let h = builder()
         .subscribe_all(true)
