@@ -1,5 +1,6 @@
 //! Fuzz target for the frame and greeting decoding a hostile peer can reach, on the stable
-//! toolchain (proptest, no `cargo fuzz`). CI runs a bounded number of cases; run it longer with
+//! toolchain (proptest; the coverage-guided libFuzzer targets are in `zmtp/fuzz/`, see its
+//! README). CI runs a bounded number of cases; run it longer with
 //!
 //! ```sh
 //! PROPTEST_CASES=200000 cargo test --release -p xbus-proxy --test fuzz_decoder

@@ -66,7 +66,13 @@ impl Command {
             return Err(malformed("?", "command name longer than the frame"));
         }
         let name_bytes = body.split_to(name_len);
-        let name = String::from_utf8_lossy(&name_bytes).into_owned();
+        // RFC 23 allows only ASCII letters; other UTF-8 is let through (as an unknown
+        // command), bytes that are not UTF-8 are refused so the name is kept exactly
+        let name = match std::str::from_utf8(&name_bytes) {
+            Ok("") => return Err(malformed("?", "empty command name")),
+            Ok(name) => name.to_owned(),
+            Err(_) => return Err(malformed("?", "command name is not UTF-8")),
+        };
         let data = body;
         Ok(match &name_bytes[..] {
             b"READY" => Command::Ready(parse_metadata(data).map_err(|r| malformed(&name, r))?),
@@ -188,7 +194,8 @@ fn parse_metadata(mut data: Bytes) -> Result<Metadata, &'static str> {
         if data.len() < name_len + 4 {
             return Err("property name or value length cut short");
         }
-        let name = String::from_utf8_lossy(&data.split_to(name_len)).into_owned();
+        let name = String::from_utf8(data.split_to(name_len).to_vec())
+            .map_err(|_| "property name is not UTF-8")?;
         let value_len = data.get_u32() as usize;
         if data.len() < value_len {
             return Err("property value longer than the frame");
@@ -240,6 +247,10 @@ mod tests {
             b"\x05ERROR",
             b"\x05ERROR\x09no",
             b"\x04PING\x00",
+            // names the fuzzer found could not survive a round trip: empty, not UTF-8
+            b"\x00",
+            b"\x02\xff\xfe",
+            b"\x05READY\x02\xff\xfe\x00\x00\x00\x00",
         ] {
             assert!(
                 Command::parse(Bytes::copy_from_slice(body)).is_err(),

@@ -164,7 +164,8 @@ impl Decoder {
                     limit: self.limits.max_frames,
                 });
             }
-            self.check_size(self.body_bytes + len)?;
+            // saturating: a hostile length near u64::MAX must not wrap past the limit
+            self.check_size(self.body_bytes.saturating_add(len))?;
             let end = self.scanned + hdr + len as usize;
             if buf.len() < end {
                 buf.reserve(end - buf.len());
@@ -242,6 +243,21 @@ mod tests {
         });
         // a long-frame header announcing 1 GiB, no body
         let mut buf = BytesMut::from(&b"\x02\x00\x00\x00\x00\x40\x00\x00\x00"[..]);
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(ZmtpError::MessageTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn huge_length_after_a_first_frame_is_too_large_not_wrapped() {
+        // found by the libFuzzer target: body so far (1) + u64::MAX used to overflow
+        let mut dec = Decoder::new(Limits {
+            max_message_size: 4096,
+            max_frames: 8,
+        });
+        let mut buf = BytesMut::from(&b"\x01\x01a\x02\xff\xff\xff\xff\xff\xff\xff\xff"[..]);
+        buf.extend_from_slice(&[0u8; 64]);
         assert!(matches!(
             dec.decode(&mut buf),
             Err(ZmtpError::MessageTooLarge { .. })
