@@ -220,7 +220,9 @@ impl Queue {
     }
 
     /// Queues a control frame (PONG, PING) that must not be lost to the HWM. Refused only when
-    /// the queue already holds twice its byte limit, a peer that is not reading at all.
+    /// the queue already holds twice its byte limit, a peer that is not reading at all. It
+    /// counts as zero messages, so message counters (queued, delivered, discarded) hold only
+    /// messages; its bytes are counted.
     pub fn push_control(&self, frame: Bytes) -> bool {
         let wake = {
             let mut q = self.lock();
@@ -228,7 +230,7 @@ impl Queue {
                 return false;
             }
             let wake = q.messages == 0;
-            q.push_unchecked(frame, 1);
+            q.push_unchecked(frame, 0);
             wake
         };
         if wake {

@@ -143,6 +143,11 @@ async fn zmtp31_subscribe_commands_and_pings() {
     sub.command(Command::Cancel(Bytes::from_static(b"K.")))
         .await;
     assert_eq!(publ.recv_subscription().await, c("K."));
+    // the PONGs are not counted as messages: one message in, one out
+    let st = h.stats();
+    assert_eq!(st.frontend.messages_in, 1, "{st:#?}");
+    assert_eq!(st.backend.messages_out, 1, "{st:#?}");
+    assert_eq!(st.subscribers[0].delivered_messages, 1, "{st:#?}");
     h.shutdown().await;
 }
 
