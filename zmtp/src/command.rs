@@ -247,7 +247,8 @@ mod tests {
             b"\x05ERROR",
             b"\x05ERROR\x09no",
             b"\x04PING\x00",
-            // names the fuzzer found could not survive a round trip: empty, not UTF-8
+            // an empty name (RFC 23 wants 1 to 255 letters); names that are not UTF-8, which
+            // the fuzzer found did not survive a round trip
             b"\x00",
             b"\x02\xff\xfe",
             b"\x05READY\x02\xff\xfe\x00\x00\x00\x00",
