@@ -11,8 +11,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use xbus_zmtp::heartbeat::{Heartbeat, HeartbeatAction, HeartbeatConfig};
-use xbus_zmtp::{Command, Limits};
+use xbus_zmtp::heartbeat::{pong_for, Heartbeat, HeartbeatAction, HeartbeatConfig};
+use xbus_zmtp::{Command, Limits, ZmtpError};
 
 use crate::queue::{Item, Queue};
 use crate::router::Router;
@@ -108,6 +108,28 @@ impl Ctx {
         let mut tick = tokio::time::interval(hb.tick_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Some((hb, tick))
+    }
+}
+
+/// What every connection does with a command, whichever side it is on: answer a PING with a
+/// PONG, end the connection on ERROR or on a second READY. Any other command is handed back
+/// for the side to handle (a subscriber's SUBSCRIBE and CANCEL); `None` when it was handled.
+pub(crate) fn handle_common_command(cmd: Command, queue: &Queue) -> Result<Option<Command>, Error> {
+    match cmd {
+        Command::Ping { .. } => {
+            if let Some(pong) = pong_for(&cmd) {
+                if !queue.push_control(encode_command(&pong)) {
+                    return Err(Error::Limit {
+                        rule: "not_reading",
+                        detail: "queue far past its high-water mark".into(),
+                    });
+                }
+            }
+            Ok(None)
+        }
+        Command::Error(reason) => Err(ZmtpError::PeerError(reason).into()),
+        Command::Ready(_) => Err(ZmtpError::UnexpectedCommand("second READY".into()).into()),
+        other => Ok(Some(other)),
     }
 }
 

@@ -8,12 +8,11 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use xbus_zmtp::heartbeat::pong_for;
-use xbus_zmtp::{Command, Decoder, Handshake, Inbound, Stream, ZmtpError};
+use xbus_zmtp::{Decoder, Handshake, Inbound, Stream};
 
 use crate::connection::{
-    encode_command, heard, heartbeat_tick, on_heartbeat, read_outcome, reserve_read, run_writer,
-    Ctx,
+    handle_common_command, heard, heartbeat_tick, on_heartbeat, read_outcome, reserve_read,
+    run_writer, Ctx,
 };
 use crate::queue::Queue;
 use crate::router::{PublisherShared, RouteScratch};
@@ -119,7 +118,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
                 Some(Inbound::Command(cmd)) => {
                     decoder_pending = false;
-                    handle_command(cmd, shared)?;
+                    // PONG, SUBSCRIBE/CANCEL from a publisher, unknown commands: nothing to do
+                    let _ = handle_common_command(cmd, &shared.queue)?;
                 }
                 None => {
                     decoder_pending = !buf.is_empty();
@@ -141,20 +141,5 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         };
         heard(&mut hb);
-    }
-}
-
-fn handle_command(cmd: Command, shared: &PublisherShared) -> Result<(), Error> {
-    match cmd {
-        Command::Ping { .. } => {
-            if let Some(pong) = pong_for(&cmd) {
-                shared.queue.push_control(encode_command(&pong));
-            }
-            Ok(())
-        }
-        Command::Error(reason) => Err(ZmtpError::PeerError(reason).into()),
-        Command::Ready(_) => Err(ZmtpError::UnexpectedCommand("second READY".into()).into()),
-        // PONG, SUBSCRIBE/CANCEL from a publisher, unknown commands: nothing to do
-        _ => Ok(()),
     }
 }

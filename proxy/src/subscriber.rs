@@ -8,11 +8,11 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use xbus_zmtp::heartbeat::pong_for;
-use xbus_zmtp::{Command, Decoder, Handshake, Inbound, Stream, Subscription, ZmtpError};
+use xbus_zmtp::{Command, Decoder, Handshake, Inbound, Stream, Subscription};
 
 use crate::connection::{
-    encode_command, heard, heartbeat_tick, on_heartbeat, read_outcome, run_writer, Ctx,
+    encode_command, handle_common_command, heard, heartbeat_tick, on_heartbeat, read_outcome,
+    run_writer, Ctx,
 };
 use crate::queue::Queue;
 use crate::router::{Slot, SubscriberShared};
@@ -127,26 +127,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                     sub
                 }
-                Inbound::Command(cmd) => match cmd {
-                    Command::Subscribe(_) | Command::Cancel(_) => {
+                Inbound::Command(cmd) => match handle_common_command(cmd, &shared.queue)? {
+                    Some(cmd @ (Command::Subscribe(_) | Command::Cancel(_))) => {
                         ctx.stats.backend.add_in(1, cmd_len(&cmd));
                         Subscription::from_command(&cmd)
                     }
-                    Command::Ping { .. } => {
-                        if let Some(pong) = pong_for(&cmd) {
-                            if !shared.queue.push_control(encode_command(&pong)) {
-                                return Err(Error::Limit {
-                                    rule: "not_reading",
-                                    detail: "queue far past its high-water mark".into(),
-                                });
-                            }
-                        }
-                        None
-                    }
-                    Command::Error(reason) => return Err(ZmtpError::PeerError(reason).into()),
-                    Command::Ready(_) => {
-                        return Err(ZmtpError::UnexpectedCommand("second READY".into()).into())
-                    }
+                    // PONG, unknown commands: nothing to do
                     _ => None,
                 },
             };
