@@ -159,30 +159,6 @@ impl Queue {
         ok
     }
 
-    /// Queues every message of `msgs` in order (taking the lock once), emptying `msgs`; returns
-    /// how many were dropped.
-    #[cfg(test)]
-    pub fn push_batch(&self, msgs: &mut Vec<Bytes>) -> usize {
-        let mut dropped = 0;
-        let wake = {
-            let mut q = self.lock();
-            let wake = q.messages == 0;
-            for m in msgs.drain(..) {
-                if !q.push(m, self.hwm_messages, self.hwm_bytes) {
-                    dropped += 1;
-                }
-            }
-            wake && q.messages > 0
-        };
-        if wake {
-            self.notify.notify_one();
-        }
-        if dropped > 0 {
-            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-        }
-        dropped
-    }
-
     /// Queues runs of consecutive messages cut from `chunk`: each run is `(start, end, count,
     /// first)` where `spans[first..first + count]` are its messages. A run that fits under the
     /// HWM is queued as one slice; otherwise its messages are queued one by one until the HWM
@@ -315,7 +291,7 @@ mod tests {
     fn compaction_keeps_order_and_counts() {
         let q = Queue::new(1_000_000, usize::MAX);
         let mut expect = Vec::new();
-        let mut batch = Vec::new();
+        let mut dropped = 0;
         for i in 0..10_000u32 {
             let len = if i % 997 == 0 {
                 5000
@@ -324,9 +300,11 @@ mod tests {
             };
             let msg: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
             expect.extend_from_slice(&msg);
-            batch.push(Bytes::from(msg));
+            if !q.push(Bytes::from(msg)) {
+                dropped += 1;
+            }
         }
-        assert_eq!(q.push_batch(&mut batch), 0);
+        assert_eq!(dropped, 0);
         assert_eq!(q.len().0, 10_000);
         let mut items = Vec::new();
         let mut got = Vec::new();
