@@ -115,12 +115,7 @@ impl TestProxy {
     pub fn wait_subscriptions(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let have: usize = self
-                .stats()
-                .subscribers
-                .iter()
-                .map(|s| s.subscriptions)
-                .sum();
+            let have = self.stats().subscriptions;
             if have >= n {
                 return;
             }
@@ -136,12 +131,7 @@ impl TestProxy {
     pub async fn wait_subscriptions_async(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let have: usize = self
-                .stats()
-                .subscribers
-                .iter()
-                .map(|s| s.subscriptions)
-                .sum();
+            let have = self.stats().subscriptions;
             if have >= n {
                 return;
             }
