@@ -8,7 +8,7 @@
 //! [`xbus_zmtp::Decoder`], which owns the protocol rules and their errors. It accepts exactly
 //! what the decoder accepts for data messages (a property test checks this).
 
-use xbus_zmtp::frame::{FLAG_LONG, FLAG_MORE};
+use xbus_zmtp::frame::{FrameHeader, FLAG_LONG, FLAG_MORE};
 use xbus_zmtp::Limits;
 
 /// One complete message found by [`scan`], as offsets into the scanned buffer.
@@ -44,27 +44,15 @@ pub(crate) fn scan(buf: &[u8], limits: Limits, out: &mut Vec<Span>) -> (usize, S
         let mut body = 0u64;
         let mut topic = None;
         loop {
-            let Some(&flags) = buf.get(p) else {
-                return (start, Stop::Incomplete(p - start + 2));
+            let header = match FrameHeader::parse(&buf[p..]) {
+                Ok(h) => h,
+                Err(need) => return (start, Stop::Incomplete(p - start + need)),
             };
-            if flags & !(FLAG_MORE | FLAG_LONG) != 0 {
+            // commands and reserved bits are the decoder's
+            if header.flags & !(FLAG_MORE | FLAG_LONG) != 0 {
                 return (start, Stop::Decoder);
             }
-            let (hdr, len) = if flags & FLAG_LONG != 0 {
-                match buf.get(p + 1..p + 9) {
-                    Some(b) => {
-                        let mut a = [0u8; 8];
-                        a.copy_from_slice(b);
-                        (9usize, u64::from_be_bytes(a))
-                    }
-                    None => return (start, Stop::Incomplete(p - start + 9)),
-                }
-            } else {
-                match buf.get(p + 1) {
-                    Some(&l) => (2usize, u64::from(l)),
-                    None => return (start, Stop::Incomplete(p - start + 2)),
-                }
-            };
+            let (hdr, len) = (header.header_len, header.body_len);
             frames += 1;
             body = body.saturating_add(len);
             if frames > limits.max_frames || body > limits.max_message_size {
@@ -82,7 +70,7 @@ pub(crate) fn scan(buf: &[u8], limits: Limits, out: &mut Vec<Span>) -> (usize, S
                 return (start, Stop::Incomplete(frame_end - start));
             }
             p = frame_end;
-            if flags & FLAG_MORE == 0 {
+            if !header.more() {
                 break;
             }
         }

@@ -8,7 +8,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::frame::{FLAG_COMMAND, FLAG_LONG, FLAG_MORE};
+use crate::frame::FrameHeader;
 use crate::{Command, ZmtpError};
 
 /// Limits a decoder enforces on what a peer sends.
@@ -75,23 +75,11 @@ impl Message {
     pub fn frames(&self) -> impl Iterator<Item = Bytes> + '_ {
         let mut pos = 0usize;
         std::iter::from_fn(move || {
-            let (hdr, len) = read_header(&self.wire[pos..])?;
-            let start = pos + hdr;
-            pos = start + len as usize;
+            let h = FrameHeader::parse(&self.wire[pos..]).ok()?;
+            let start = pos + h.header_len;
+            pos = start + h.body_len as usize;
             Some(self.wire.slice(start..pos))
         })
-    }
-}
-
-/// Reads a frame header at the start of `buf`: (header length, body length), or `None` when the
-/// header is not complete yet.
-fn read_header(buf: &[u8]) -> Option<(usize, u64)> {
-    let flags = *buf.first()?;
-    if flags & FLAG_LONG != 0 {
-        let size: [u8; 8] = buf.get(1..9)?.try_into().ok()?;
-        Some((9, u64::from_be_bytes(size)))
-    } else {
-        Some((2, u64::from(*buf.get(1)?)))
     }
 }
 
@@ -133,20 +121,20 @@ impl Decoder {
     /// ```
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, ZmtpError> {
         loop {
-            let Some((hdr, len)) = read_header(&buf[self.scanned..]) else {
+            let Ok(header) = FrameHeader::parse(&buf[self.scanned..]) else {
                 return Ok(None);
             };
-            let flags = buf[self.scanned];
-            if flags & !(FLAG_MORE | FLAG_LONG | FLAG_COMMAND) != 0 {
+            let (hdr, len) = (header.header_len, header.body_len);
+            if header.has_reserved_bits() {
                 return Err(ZmtpError::MalformedFrame("reserved flag bits set"));
             }
-            if flags & FLAG_COMMAND != 0 {
+            if header.is_command() {
                 if self.scanned != 0 {
                     return Err(ZmtpError::UnexpectedCommand(
                         "command frame inside a multipart message".into(),
                     ));
                 }
-                if flags & FLAG_MORE != 0 {
+                if header.more() {
                     return Err(ZmtpError::MalformedFrame("command frame with MORE flag"));
                 }
                 self.check_size(len)?;
@@ -174,7 +162,7 @@ impl Decoder {
             self.scanned = end;
             self.frames += 1;
             self.body_bytes += len;
-            if flags & FLAG_MORE == 0 {
+            if !header.more() {
                 let msg = Message {
                     wire: buf.split_to(end).freeze(),
                     frames: self.frames,

@@ -75,6 +75,15 @@ pub enum ZmtpError {
         /// The configured limit.
         limit: usize,
     },
+    /// The peer sent nothing, not even a PONG, for longer than the heartbeat timeout.
+    #[error("peer silent for {silent:?}, past the heartbeat timeout")]
+    HeartbeatTimeout {
+        /// How long it had been silent.
+        silent: std::time::Duration,
+    },
+    /// The peer stopped in the middle of a message for longer than the partial-message timeout.
+    #[error("peer stalled in the middle of a message for {0:?}")]
+    PartialMessageTimeout(std::time::Duration),
     /// The peer sent an ERROR command and is closing.
     #[error("peer reported error: {0}")]
     PeerError(String),
@@ -101,6 +110,8 @@ impl ZmtpError {
             ZmtpError::UnexpectedCommand(_) => "unexpected_command",
             ZmtpError::MessageTooLarge { .. } => "message_too_large",
             ZmtpError::TooManyFrames { .. } => "too_many_frames",
+            ZmtpError::HeartbeatTimeout { .. } => "heartbeat_timeout",
+            ZmtpError::PartialMessageTimeout(_) => "partial_message_timeout",
             ZmtpError::PeerError(_) => "peer_error",
         }
     }

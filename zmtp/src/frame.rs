@@ -13,6 +13,94 @@ pub const FLAG_LONG: u8 = 0x02;
 /// The frame is a command, not message data.
 pub const FLAG_COMMAND: u8 = 0x04;
 
+/// A frame header as read from the wire: the one parser every reader of frames uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The flags byte, as sent (reserved bits included).
+    pub flags: u8,
+    /// Header length: 2 (short) or 9 (long).
+    pub header_len: usize,
+    /// Body length as announced (a long frame may announce up to `u64::MAX`).
+    pub body_len: u64,
+}
+
+impl FrameHeader {
+    /// Reads the header at the start of `buf`. `Err(n)`: the header is not complete; it is `n`
+    /// bytes long in all (`n > buf.len()`).
+    ///
+    /// ```
+    /// use xbus_zmtp::frame::FrameHeader;
+    /// let h = FrameHeader::parse(b"\x01\x02A.").unwrap();
+    /// assert_eq!((h.header_len, h.body_len, h.more()), (2, 2, true));
+    /// assert_eq!(FrameHeader::parse(b"\x02\x00"), Err(9));
+    /// assert_eq!(FrameHeader::parse(b""), Err(2));
+    /// ```
+    #[inline]
+    pub fn parse(buf: &[u8]) -> Result<FrameHeader, usize> {
+        let Some(&flags) = buf.first() else {
+            return Err(2);
+        };
+        if flags & FLAG_LONG != 0 {
+            match buf.get(1..9) {
+                Some(b) => {
+                    let mut size = [0u8; 8];
+                    size.copy_from_slice(b);
+                    Ok(FrameHeader {
+                        flags,
+                        header_len: 9,
+                        body_len: u64::from_be_bytes(size),
+                    })
+                }
+                None => Err(9),
+            }
+        } else {
+            match buf.get(1) {
+                Some(&len) => Ok(FrameHeader {
+                    flags,
+                    header_len: 2,
+                    body_len: u64::from(len),
+                }),
+                None => Err(2),
+            }
+        }
+    }
+
+    /// Another frame of the same message follows.
+    #[inline]
+    pub fn more(&self) -> bool {
+        self.flags & FLAG_MORE != 0
+    }
+
+    /// A command frame.
+    #[inline]
+    pub fn is_command(&self) -> bool {
+        self.flags & FLAG_COMMAND != 0
+    }
+
+    /// Any flag bit other than MORE, LONG and COMMAND is set (a malformed frame).
+    #[inline]
+    pub fn has_reserved_bits(&self) -> bool {
+        self.flags & !(FLAG_MORE | FLAG_LONG | FLAG_COMMAND) != 0
+    }
+}
+
+/// The body of the first frame of an encoded message (`wire`), without copying; empty when
+/// `wire` does not start with a complete frame.
+///
+/// ```
+/// assert_eq!(xbus_zmtp::frame::first_frame(b"\x01\x02A.\x00\x01x"), b"A.");
+/// assert_eq!(xbus_zmtp::frame::first_frame(b"\x00\x09short"), b"");
+/// ```
+pub fn first_frame(wire: &[u8]) -> &[u8] {
+    let Ok(h) = FrameHeader::parse(wire) else {
+        return &[];
+    };
+    usize::try_from(h.body_len)
+        .ok()
+        .and_then(|len| wire.get(h.header_len..h.header_len.checked_add(len)?))
+        .unwrap_or_default()
+}
+
 /// The header length for a body of `len` bytes (2 for short frames, 9 for long ones).
 ///
 /// ```

@@ -1,11 +1,21 @@
-//! Heartbeat bookkeeping (RFC 37 PING/PONG): when to send a PING, and when a silent peer is dead.
-//! Pure state, no I/O, so every connection loop (proxy, clients) shares one rule.
+//! Liveness (RFC 37 PING/PONG): when to send a PING, and when a silent peer is dead.
+//!
+//! [`Heartbeat`] is the pure rule (no I/O, no timers); [`Liveness`] puts it on a tokio timer for
+//! one connection and knows that ZMTP 3.0 peers have no PING. Every connection loop, in the
+//! proxy and in the clients, uses [`Liveness`], so there is one implementation of the rule.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::time::{Interval, MissedTickBehavior};
 
-use crate::Command;
+use crate::{Command, ZmtpError};
+
+/// The longest tick period a [`Liveness`] timer uses. Longer intervals (up to
+/// [`Duration::MAX`], "never") still work: the tick just finds nothing to do.
+const MAX_TICK: Duration = Duration::from_secs(3600);
+/// The shortest tick period, so a zero interval does not spin.
+const MIN_TICK: Duration = Duration::from_millis(10);
 
 /// Heartbeat settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +73,11 @@ impl Heartbeat {
         self.last_heard = Instant::now();
     }
 
+    /// How long the peer has been silent.
+    pub fn silent(&self) -> Duration {
+        self.last_heard.elapsed()
+    }
+
     /// Decide what to do now.
     ///
     /// ```
@@ -72,7 +87,7 @@ impl Heartbeat {
     /// assert!(matches!(hb.tick(), HeartbeatAction::SendPing(_)));
     /// ```
     pub fn tick(&mut self) -> HeartbeatAction {
-        let silent = self.last_heard.elapsed();
+        let silent = self.silent();
         if silent >= self.config.timeout {
             HeartbeatAction::TimedOut
         } else if silent >= self.config.interval {
@@ -83,6 +98,86 @@ impl Heartbeat {
             })
         } else {
             HeartbeatAction::Idle
+        }
+    }
+}
+
+/// Heartbeats for one connection: [`Heartbeat`] on a tokio timer.
+///
+/// Inactive ([`Liveness::tick`] never completes) when heartbeats are off or the peer speaks
+/// ZMTP 3.0, which has no PING (a 3.0 peer such as zmq.rs drops the connection on one; TCP
+/// keepalive, set by [`crate::transport`], finds dead 3.0 peers instead).
+///
+/// ```
+/// use std::time::Duration;
+/// use xbus_zmtp::heartbeat::{HeartbeatConfig, Liveness};
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let config = HeartbeatConfig { interval: Duration::from_secs(1), timeout: Duration::from_secs(3) };
+/// assert!(!Liveness::new(Some(config), (3, 0)).is_active());
+/// let mut live = Liveness::new(Some(config), (3, 1));
+/// // silent for a while: a PING to send, then, still silent, the verdict
+/// let mut pinged = false;
+/// let dead = loop {
+///     match live.tick().await {
+///         Ok(Some(_ping)) => pinged = true,
+///         Ok(None) => {}
+///         Err(e) => break e,
+///     }
+/// };
+/// assert!(pinged);
+/// assert_eq!(dead.kind(), "heartbeat_timeout");
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Liveness {
+    state: Option<(Heartbeat, Interval)>,
+}
+
+impl Liveness {
+    /// Liveness for a peer that announced ZMTP `peer_version` (major, minor); `config` `None`
+    /// turns heartbeats off. Needs a tokio runtime with timers when active.
+    pub fn new(config: Option<HeartbeatConfig>, peer_version: (u8, u8)) -> Liveness {
+        let state = config.filter(|_| peer_version >= (3, 1)).map(|config| {
+            let hb = Heartbeat::new(config);
+            let period = hb.tick_interval().clamp(MIN_TICK, MAX_TICK);
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            (hb, ticks)
+        });
+        Liveness { state }
+    }
+
+    /// A liveness that never ticks.
+    pub fn off() -> Liveness {
+        Liveness { state: None }
+    }
+
+    /// Whether heartbeats run on this connection.
+    pub fn is_active(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Something arrived from the peer.
+    pub fn heard(&mut self) {
+        if let Some((hb, _)) = &mut self.state {
+            hb.heard();
+        }
+    }
+
+    /// Waits for the next tick (forever when inactive), then says what to do: `Ok(Some(ping))`
+    /// to send, `Ok(None)` nothing, `Err(`[`ZmtpError::HeartbeatTimeout`]`)` the peer is dead.
+    pub async fn tick(&mut self) -> Result<Option<Command>, ZmtpError> {
+        let Some((hb, ticks)) = &mut self.state else {
+            return std::future::pending().await;
+        };
+        ticks.tick().await;
+        match hb.tick() {
+            HeartbeatAction::Idle => Ok(None),
+            HeartbeatAction::SendPing(ping) => Ok(Some(ping)),
+            HeartbeatAction::TimedOut => Err(ZmtpError::HeartbeatTimeout {
+                silent: hb.silent(),
+            }),
         }
     }
 }

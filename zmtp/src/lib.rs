@@ -13,8 +13,8 @@
 //! - [`subscription`]: subscriptions in both forms (3.0 `\x01prefix` messages, 3.1 commands).
 //! - [`greeting`]: the 64-byte greeting.
 //! - [`handshake`]: greeting + READY exchange over any async stream.
-//! - [`heartbeat`]: when to PING and when a silent peer is dead.
-//! - [`transport`]: endpoints (`tcp://`, `ipc://`), listeners and streams.
+//! - [`heartbeat`]: liveness: when to PING and when a silent peer is dead (version-aware).
+//! - [`transport`]: endpoints (`tcp://`, `ipc://`), listeners, streams, TCP keepalive.
 //! - [`error`]: the crate's one error type.
 //!
 //! ## Example: a handshake between two in-memory peers
@@ -50,4 +50,5 @@ pub use greeting::Greeting;
 pub use handshake::{handshake, Handshake, HandshakeConfig, PeerInfo};
 pub use socket_type::SocketType;
 pub use subscription::Subscription;
-pub use transport::{Endpoint, EndpointError, Listener, Stream};
+pub use heartbeat::{HeartbeatConfig, Liveness};
+pub use transport::{Endpoint, EndpointError, Keepalive, Listener, ReadHalf, Stream, WriteHalf};

@@ -1,16 +1,70 @@
 //! Endpoints (`tcp://host:port`, `ipc:///path`) and the byte streams behind them: connect, bind,
-//! accept. One type for both transports, so connection code is written once.
+//! accept, split. One type for both transports, so connection code is written once.
+//!
+//! Every TCP stream, connected or accepted, has `TCP_NODELAY` and TCP keepalive
+//! ([`Keepalive::DEFAULT`]), so a peer whose host died or whose connection was cut is found
+//! even when it speaks ZMTP 3.0 and cannot be PINGed.
 
 use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{tcp, TcpListener, TcpStream};
 #[cfg(unix)]
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::{unix, UnixListener, UnixStream};
+
+/// TCP keepalive settings: after `idle` without traffic the kernel probes the peer every
+/// `interval`, and closes the connection (reads and writes fail) after `retries` unanswered
+/// probes. A dead peer is therefore found within `idle + interval × retries`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub retries: u32,
+}
+
+impl Keepalive {
+    /// 30 s idle, then a probe every 10 s, dead after 3 unanswered: 60 s in all.
+    pub const DEFAULT: Keepalive = Keepalive {
+        idle: Duration::from_secs(30),
+        interval: Duration::from_secs(10),
+        retries: 3,
+    };
+
+    /// The longest a dead peer goes unnoticed: `idle + interval × retries`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(xbus_zmtp::transport::Keepalive::DEFAULT.detection_time(), Duration::from_secs(60));
+    /// ```
+    pub fn detection_time(&self) -> Duration {
+        self.idle
+            .saturating_add(self.interval.saturating_mul(self.retries))
+    }
+
+    fn apply(&self, stream: &TcpStream) -> io::Result<()> {
+        // the kernel takes whole seconds, at least 1
+        let secs = |d: Duration| Duration::from_secs(d.as_secs().clamp(1, 32_767));
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(secs(self.idle))
+            .with_interval(secs(self.interval));
+        #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+        let ka = ka.with_retries(self.retries.clamp(1, 127));
+        socket2::SockRef::from(stream).set_tcp_keepalive(&ka)
+    }
+}
+
+fn tune(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    Keepalive::DEFAULT.apply(stream)
+}
 
 /// Where to connect or bind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -78,12 +132,12 @@ impl fmt::Display for Endpoint {
 }
 
 impl Endpoint {
-    /// Connects to the endpoint (TCP_NODELAY is set on TCP streams).
+    /// Connects to the endpoint (TCP streams get `TCP_NODELAY` and [`Keepalive::DEFAULT`]).
     pub async fn connect(&self) -> io::Result<Stream> {
         match self {
             Endpoint::Tcp(addr) => {
                 let s = TcpStream::connect(addr.as_str()).await?;
-                s.set_nodelay(true)?;
+                tune(&s)?;
                 Ok(Stream::Tcp(s))
             }
             #[cfg(unix)]
@@ -96,16 +150,18 @@ impl Endpoint {
         }
     }
 
-    /// Binds a listener. For `ipc://`, a stale socket file left by a previous run is removed
-    /// first when nothing answers on it.
+    /// Binds a listener.
+    ///
+    /// For `ipc://`, a file already at the path is replaced only when it is a *stale* socket (a
+    /// socket nothing listens on, left by a process that died). Anything else is refused: a
+    /// socket another process is listening on ([`io::ErrorKind::AddrInUse`]), and a path that
+    /// is not a socket at all ([`io::ErrorKind::AlreadyExists`]).
     pub async fn bind(&self) -> io::Result<Listener> {
         match self {
             Endpoint::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr.as_str()).await?)),
             #[cfg(unix)]
             Endpoint::Ipc(path) => {
-                if path.exists() && UnixStream::connect(path).await.is_err() {
-                    std::fs::remove_file(path)?;
-                }
+                remove_stale_socket(path).await?;
                 Ok(Listener::Unix(UnixListener::bind(path)?, path.clone()))
             }
             #[cfg(not(unix))]
@@ -114,6 +170,40 @@ impl Endpoint {
                 "ipc:// needs Unix",
             )),
         }
+    }
+}
+
+/// Removes the file at `path` if it is a socket nothing listens on; refuses anything else.
+#[cfg(unix)]
+async fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            ),
+        ));
+    }
+    match UnixStream::connect(path).await {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another process is listening on {}; refusing to replace its socket",
+                path.display()
+            ),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot tell whether {} is in use: {e}", path.display()),
+        )),
     }
 }
 
@@ -142,7 +232,7 @@ impl Listener {
         match self {
             Listener::Tcp(l) => {
                 let (s, addr) = l.accept().await?;
-                s.set_nodelay(true)?;
+                tune(&s)?;
                 Ok((Stream::Tcp(s), addr.to_string()))
             }
             #[cfg(unix)]
@@ -225,9 +315,100 @@ impl AsyncWrite for Stream {
 }
 
 impl Stream {
-    /// Splits into owned read and write halves, usable from separate tasks.
-    pub fn into_split(self) -> (tokio::io::ReadHalf<Stream>, tokio::io::WriteHalf<Stream>) {
-        tokio::io::split(self)
+    /// Splits into owned read and write halves, usable from separate tasks. The halves are the
+    /// transports' own (no lock is taken on a read or a write).
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Stream::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+            }
+            #[cfg(unix)]
+            Stream::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Unix(r), WriteHalf::Unix(w))
+            }
+        }
+    }
+}
+
+/// The read half of a [`Stream`].
+#[derive(Debug)]
+pub enum ReadHalf {
+    /// TCP.
+    Tcp(tcp::OwnedReadHalf),
+    /// Unix domain socket.
+    #[cfg(unix)]
+    Unix(unix::OwnedReadHalf),
+}
+
+/// The write half of a [`Stream`]; shutting it down shuts down the write side only.
+#[derive(Debug)]
+pub enum WriteHalf {
+    /// TCP.
+    Tcp(tcp::OwnedWriteHalf),
+    /// Unix domain socket.
+    #[cfg(unix)]
+    Unix(unix::OwnedWriteHalf),
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(unix)]
+            ReadHalf::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(unix)]
+            WriteHalf::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(unix)]
+            WriteHalf::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(unix)]
+            WriteHalf::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(unix)]
+            WriteHalf::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }
 
@@ -254,5 +435,33 @@ mod tests {
             assert_eq!(&got, b"ping");
         }
         let _ = std::fs::remove_file(dir);
+    }
+
+    #[tokio::test]
+    async fn ipc_bind_refuses_live_sockets_and_other_files() {
+        let base = std::env::temp_dir().join(format!("xbus-zmtp-bind-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        // a regular file is never replaced
+        let file = base.join("not-a-socket");
+        std::fs::write(&file, b"precious").unwrap();
+        let ep: Endpoint = format!("ipc://{}", file.display()).parse().unwrap();
+        let err = ep.bind().await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+        // a live listener is refused, and keeps working
+        let sock = base.join("live.sock");
+        let ep: Endpoint = format!("ipc://{}", sock.display()).parse().unwrap();
+        let live = ep.bind().await.unwrap();
+        let err = ep.bind().await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        let (c, a) = tokio::join!(ep.connect(), live.accept());
+        c.unwrap();
+        a.unwrap();
+        // a stale socket (its listener gone, the file left behind) is replaced
+        let Listener::Unix(l, _) = live else { panic!("ipc listener") };
+        drop(l);
+        assert!(sock.exists());
+        ep.bind().await.unwrap();
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
