@@ -114,21 +114,10 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
     })
 }
 
-/// Returns the first naming rule `name` breaks. Mirrored by the derive crate.
+/// Returns the first naming rule `name` breaks, as its message. The rule itself lives in
+/// `xbus-names`, shared with the derive macros.
 pub(crate) fn name_rule(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        Err("must not be empty")
-    } else if name.contains('.') {
-        Err("must not contain '.' (it separates the name from the topic)")
-    } else if name.chars().any(char::is_whitespace) {
-        Err("must not contain whitespace")
-    } else if name.chars().any(char::is_control) {
-        Err("must not contain control characters")
-    } else if name.starts_with('$') {
-        Err("must not start with '$' (reserved for the proxy's system events)")
-    } else {
-        Ok(())
-    }
+    xbus_names::check_name(name).map_err(xbus_names::NameRule::message)
 }
 
 /// Checks a non-empty topic (or subscription filter).

@@ -1,5 +1,5 @@
 //! Parsing: the derive input and its `#[event(...)]` / `#[event_set(...)]` attributes,
-//! checked with the rules in [`crate::valid`].
+//! checked with the rules in [`crate::valid`] and the NAME rule of `xbus_names`.
 
 use proc_macro2::Span;
 use quote::ToTokens;
@@ -209,8 +209,8 @@ impl<'a> EventInput<'a> {
         let name = match &name {
             Some(lit) => {
                 let value = lit.value();
-                if let Err(reason) = valid::name_rule(&value) {
-                    errors.spanned(lit, format!("invalid event name {value:?}: {reason}"));
+                if let Err(rule) = xbus_names::check_name(&value) {
+                    errors.spanned(lit, format!("invalid event name {value:?}: {rule}"));
                 }
                 value
             }

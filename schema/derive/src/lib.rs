@@ -2,8 +2,8 @@
 //!
 //! Use them through `xbus_schema` (or the `xbus` facade), which documents the attributes.
 //! Each derive runs in three steps, as in `thiserror`: `ast` parses the input and its
-//! attributes, `valid` checks the rules (producing `syn::Error`s spanned at the offending
-//! tokens), and `expand` generates the impl. Generated code names only paths under the
+//! attributes, `valid` checks the rules (the NAME rule is `xbus-names`, shared with the
+//! schema crate; failures are `syn::Error`s spanned at the offending tokens), and `expand` generates the impl. Generated code names only paths under the
 //! schema crate (`::xbus_schema` by default, or the `crate = "..."` override).
 
 mod ast;

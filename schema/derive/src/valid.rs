@@ -1,22 +1,5 @@
-//! Validation rules checked at compile time: event NAMEs and topic format strings.
-
-/// The first NAME rule `name` breaks. Keep in sync with `name_rule` in `xbus-schema`'s
-/// `event.rs` (the trybuild tests in `schema/tests/ui` cover every rule).
-pub(crate) fn name_rule(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        Err("must not be empty")
-    } else if name.contains('.') {
-        Err("must not contain '.' (it separates the name from the topic)")
-    } else if name.chars().any(char::is_whitespace) {
-        Err("must not contain whitespace")
-    } else if name.chars().any(char::is_control) {
-        Err("must not contain control characters")
-    } else if name.starts_with('$') {
-        Err("must not start with '$' (reserved for the proxy's system events)")
-    } else {
-        Ok(())
-    }
-}
+//! Validation rules checked at compile time for topic format strings. (The NAME rule is
+//! `xbus_names::check_name`, shared with `xbus-schema`.)
 
 /// One piece of a topic format string.
 #[derive(Debug, PartialEq, Eq)]
