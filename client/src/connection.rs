@@ -6,8 +6,10 @@
 //! connection is reported to the `connect` call through a callback: with fail-fast
 //! connecting (the default) the loop retries until the connect timeout and reports
 //! [`Error::Connect`]; with lazy connecting it reports success at once and keeps trying.
+//! Every change of the connection goes to the client's [`StateLog`].
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -15,7 +17,10 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use xbus_zmtp::heartbeat::{Heartbeat, HeartbeatAction, HeartbeatConfig};
 use xbus_zmtp::{handshake, Endpoint, HandshakeConfig, PeerInfo, SocketType, Stream, ZmtpError};
 
+use crate::deadline::{deadline, run_until, sleep_until};
+use crate::error::ConnectFailure;
 use crate::options::ConnectionOptions;
+use crate::state::{CloseOnDrop, DisconnectReason, StateLog};
 use crate::Error;
 
 /// A connected, handshaken peer.
@@ -62,73 +67,74 @@ impl Target {
         })
     }
 
-    /// One attempt: TCP/IPC connect and handshake, within the connect timeout.
-    async fn connect_once(&self) -> Result<Session, ZmtpError> {
-        let timeout = self.options.connect_timeout;
-        let attempt = async {
-            let mut stream = self.endpoint.connect().await?;
-            let config = HandshakeConfig::new(self.socket_type).timeout(timeout);
-            let hs = handshake(&mut stream, &config).await?;
-            Ok(Session {
+    /// One attempt: TCP/IPC connect and handshake, until `deadline` (`None`: no limit).
+    async fn connect_once(&self, deadline: Option<Instant>) -> Result<Session, ConnectFailure> {
+        let timeout = self.options.connect_timeout();
+        let mut stream = match run_until(deadline, self.endpoint.connect()).await {
+            None => return Err(ConnectFailure::TimedOut { timeout }),
+            Some(connected) => connected.map_err(|e| ConnectFailure::from_zmtp(e.into()))?,
+        };
+        // The deadline bounds the handshake; the engine's own timeout must not cut in first.
+        let config = HandshakeConfig::new(self.socket_type).timeout(Duration::MAX);
+        match run_until(deadline, handshake(&mut stream, &config)).await {
+            None | Some(Err(ZmtpError::HandshakeTimeout(_))) => {
+                Err(ConnectFailure::HandshakeTimedOut { timeout })
+            }
+            Some(Err(err)) => Err(ConnectFailure::from_zmtp(err)),
+            Some(Ok(hs)) => Ok(Session {
                 stream,
                 buffer: hs.buffer,
                 peer: hs.peer,
-            })
-        };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(ZmtpError::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect and handshake timed out",
-            ))),
+            }),
         }
+    }
+
+    /// One reconnect attempt, within the connect timeout.
+    async fn reconnect_once(&self) -> Result<Session, ConnectFailure> {
+        self.connect_once(deadline(self.options.connect_timeout()))
+            .await
     }
 
     /// Retries [`Self::connect_once`] every reconnect interval until the connect timeout.
     async fn connect_first(&self) -> Result<Session, Error> {
-        let deadline = Instant::now() + self.options.connect_timeout;
+        let started = Instant::now();
+        let deadline = deadline(self.options.connect_timeout());
+        let mut attempts = 0;
         loop {
-            let err = match tokio::time::timeout_at(deadline, self.connect_once()).await {
-                Ok(Ok(session)) => return Ok(session),
-                Ok(Err(err)) => err,
-                Err(_) => ZmtpError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connect and handshake timed out",
-                )),
+            attempts += 1;
+            let failure = match self.connect_once(deadline).await {
+                Ok(session) => return Ok(session),
+                Err(failure) => failure,
             };
-            let retry_at = Instant::now() + self.options.reconnect_interval;
-            if retry_at >= deadline || !retryable(&err) {
+            let retry_at = Instant::now().checked_add(self.options.reconnect_interval());
+            let in_time = match (retry_at, deadline) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(retry), Some(end)) => retry < end,
+            };
+            if !in_time || !failure.retryable() {
                 return Err(Error::Connect {
                     endpoint: self.name.clone(),
-                    timeout: self.options.connect_timeout,
-                    source: err,
+                    attempts,
+                    elapsed: started.elapsed(),
+                    failure,
                 });
             }
-            tracing::debug!(endpoint = %self.name, error = %err, "connect failed; retrying");
-            tokio::time::sleep_until(retry_at).await;
+            tracing::debug!(endpoint = %self.name, error = %failure, "connect failed; retrying");
+            sleep_until(retry_at).await;
         }
     }
 }
 
-/// Whether a failed attempt may succeed later (the proxy may be starting), as opposed to a
-/// peer that is not what we expect (wrong port, wrong side of the proxy, not ZMTP).
-fn retryable(err: &ZmtpError) -> bool {
-    !matches!(
-        err,
-        ZmtpError::IncompatibleSocketType { .. }
-            | ZmtpError::BadSignature
-            | ZmtpError::UnsupportedVersion { .. }
-            | ZmtpError::UnsupportedMechanism(_)
-    )
-}
-
-/// Runs `driver` over connections to `target` until the driver says stop. The first
-/// connection's outcome goes to `first` (see the module docs).
+/// Runs `driver` over connections to `target` until the driver says stop, recording every
+/// change in `log`. The first connection's outcome goes to `first` (see the module docs).
 pub(crate) async fn run<D: Driver>(
     target: Target,
     mut driver: D,
+    log: Arc<StateLog>,
     first: impl FnOnce(Result<(), Error>) + Send,
 ) {
+    let _closed = CloseOnDrop(log.clone());
     let mut session = if target.options.lazy {
         first(Ok(()));
         None
@@ -147,20 +153,25 @@ pub(crate) async fn run<D: Driver>(
     loop {
         if let Some(connected) = session.take() {
             tracing::debug!(endpoint = %target.name, peer = %connected.peer.socket_type, "connected");
+            log.connected();
             match driver.session(connected).await {
                 Ok(()) => return,
-                Err(err) => tracing::warn!(
-                    endpoint = %target.name,
-                    error = %err,
-                    "connection to the proxy lost; reconnecting"
-                ),
+                Err(err) => {
+                    let reason = DisconnectReason::from_zmtp(&err);
+                    tracing::warn!(
+                        endpoint = %target.name,
+                        error = %reason,
+                        "connection to the proxy lost; reconnecting"
+                    );
+                    log.disconnected(reason);
+                }
             }
         }
-        let sleep = tokio::time::sleep(target.options.reconnect_interval);
+        let sleep = tokio::time::sleep(target.options.reconnect_interval());
         if unless_stopped(&mut driver, sleep).await.is_none() {
             return;
         }
-        match unless_stopped(&mut driver, target.connect_once()).await {
+        match unless_stopped(&mut driver, target.reconnect_once()).await {
             None => return,
             Some(Ok(connected)) => {
                 tracing::info!(endpoint = %target.name, "reconnected to the proxy");
@@ -189,26 +200,19 @@ async fn unless_stopped<D: Driver, F: Future>(driver: &mut D, fut: F) -> Option<
 }
 
 /// Heartbeats for one session: PINGs after silence, and a dead-peer verdict. Inactive for
-/// ZMTP 3.0 peers (they do not know PING) or when disabled in the options.
+/// ZMTP 3.0 peers (they do not know PING) or when heartbeats are off.
 pub(crate) struct Liveness {
     state: Option<(Heartbeat, Interval)>,
 }
 
 impl Liveness {
-    pub(crate) fn new(options: &ConnectionOptions, peer: &PeerInfo) -> Liveness {
-        let state = options
-            .heartbeat_interval
-            .filter(|_| peer.version >= (3, 1))
-            .map(|interval| {
-                let hb = Heartbeat::new(HeartbeatConfig {
-                    interval,
-                    timeout: options.heartbeat_timeout,
-                });
-                let mut ticks =
-                    tokio::time::interval(hb.tick_interval().max(Duration::from_millis(10)));
-                ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                (hb, ticks)
-            });
+    pub(crate) fn new(config: Option<HeartbeatConfig>, peer_version: (u8, u8)) -> Liveness {
+        let state = config.filter(|_| peer_version >= (3, 1)).map(|config| {
+            let hb = Heartbeat::new(config);
+            let mut ticks = tokio::time::interval(hb.tick_interval());
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            (hb, ticks)
+        });
         Liveness { state }
     }
 
@@ -263,4 +267,34 @@ where
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || runtime.block_on(task))
+}
+
+/// Spawns an async client's connection task on the current tokio runtime and waits for the
+/// first connection's outcome (`first`): [`Error::NoRuntime`] outside a runtime, or when the
+/// task dies on a runtime without the time or I/O driver.
+pub(crate) async fn spawn_on_current_runtime<F>(
+    task: F,
+    first: tokio::sync::oneshot::Receiver<Result<(), Error>>,
+) -> Result<(), Error>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| Error::NoRuntime("`connect` was called outside one".into()))?;
+    let task = runtime.spawn(task);
+    match first.await {
+        Ok(outcome) => outcome,
+        Err(_) => match task.await {
+            Err(err) if err.is_panic() => {
+                let panic = err.into_panic();
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "the connection task failed to start".into());
+                Err(Error::NoRuntime(text))
+            }
+            _ => Err(Error::Closed),
+        },
+    }
 }

@@ -1,11 +1,17 @@
-//! The crate's one error type, [`Error`].
+//! The crate's one error type, [`Error`], and [`ConnectFailure`], what a failed `connect` ran
+//! into.
 
 use std::time::Duration;
+
+use crate::publisher::CloseReport;
+use crate::state::Bounded;
 
 /// Everything a publisher or subscriber call can fail with.
 ///
 /// Variants name the operation's problem, not the layer it came from: a caller matches on
-/// [`Error::Timeout`] or [`Error::Full`] without knowing about ZMTP.
+/// [`Error::Timeout`] or [`Error::Full`] without knowing about ZMTP. Text that came from the
+/// network (a hostile peer's topic frame, a payload's decode error) is cut to 256 bytes in the
+/// messages.
 ///
 /// ```
 /// use std::time::Duration;
@@ -19,23 +25,36 @@ pub enum Error {
     #[error(transparent)]
     InvalidEndpoint(#[from] xbus_zmtp::EndpointError),
 
-    /// No connection (TCP connect plus ZMTP handshake) succeeded within the connect timeout,
-    /// or the peer is not the right side of an xbus proxy (then without waiting).
+    /// `connect` gave up: the attempts (TCP or IPC connect plus ZMTP handshake, retried every
+    /// reconnect interval) failed until the connect timeout ran out, or the peer is not the
+    /// right side of an xbus proxy (then at once). `failure` says what the last attempt ran
+    /// into: refused, timed out, or a wrong peer.
     #[error(
-        "could not connect to {endpoint} within {timeout:?} ({}): {source}",
-        hint(source)
+        "could not connect to {endpoint}: {failure} ({attempts} attempt{} in {}); {}",
+        if *attempts == 1 { "" } else { "s" },
+        millis(*elapsed),
+        failure.hint()
     )]
     Connect {
         /// The endpoint, as given.
         endpoint: String,
-        /// The connect timeout that ran out.
-        timeout: Duration,
-        /// The last attempt's failure (connection refused, handshake error, ...).
+        /// How many attempts were made.
+        attempts: u32,
+        /// How long `connect` tried.
+        elapsed: Duration,
+        /// What the last attempt ran into.
         #[source]
-        source: xbus_zmtp::ZmtpError,
+        failure: ConnectFailure,
     },
 
-    /// `get` waited for the given time and no event arrived.
+    /// An async client's `connect` was called outside a tokio runtime, or on a runtime
+    /// without the time and I/O drivers (build it with `enable_all()`). The blocking clients
+    /// need no runtime.
+    #[error("an async xbus client needs a tokio runtime with the time and I/O drivers: {0}")]
+    NoRuntime(String),
+
+    /// `get` (or [`ConnectionEvents::recv`](crate::ConnectionEvents::recv)) waited for the
+    /// given time and nothing arrived.
     #[error("no event arrived within {0:?}")]
     Timeout(Duration),
 
@@ -54,15 +73,35 @@ pub enum Error {
     #[error("flush did not complete within {0:?} (the proxy is slow or unreachable)")]
     FlushTimeout(Duration),
 
-    /// The client's connection task has stopped: the client is shutting down.
+    /// `close` ran out of time with events still queued: they were dropped, never sent. The
+    /// report counts them ([`CloseReport::unsent`]) and what was written.
+    #[error(
+        "close did not deliver everything within {timeout:?}: {} event(s) dropped unsent \
+         (the proxy is slow or unreachable)",
+        report.unsent
+    )]
+    CloseTimeout {
+        /// The timeout `close` was given.
+        timeout: Duration,
+        /// What was and was not delivered.
+        report: CloseReport,
+    },
+
+    /// The client is closed (`close` was called), or its connection task has stopped.
     #[error("the client is closed")]
     Closed,
 
-    /// Encoding an event, building a topic frame or subscription prefix, or decoding a
-    /// received event failed. Received events of a type the subscriber does not handle are
-    /// [`xbus_schema::Error::UnknownEvent`].
+    /// Encoding an event, or building a topic frame or subscription prefix, failed: a problem
+    /// with the caller's event or filter (for example a topic breaking the topic rules).
+    /// Received messages that fail to decode are [`Error::Decode`].
     #[error(transparent)]
     Schema(#[from] xbus_schema::Error),
+
+    /// A received message did not decode into the subscriber's event set: an unknown event
+    /// type ([`xbus_schema::Error::UnknownEvent`]), an undecodable payload, a bad topic frame.
+    /// Only that message is lost; the subscriber keeps working.
+    #[error("received a message that does not decode: {}", Bounded(.0))]
+    Decode(xbus_schema::Error),
 
     /// `subscribe::<E>` was called on a subscriber whose event set does not contain `E`.
     #[error("event type `{name}` is not in this subscriber's event set {set:?}")]
@@ -85,33 +124,117 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-/// What to suggest for a failed connect.
-fn hint(source: &xbus_zmtp::ZmtpError) -> &'static str {
-    match source {
-        xbus_zmtp::ZmtpError::IncompatibleSocketType { .. } => {
-            "is this the right side of the proxy? publishers connect to its publisher \
-             (frontend) endpoint, subscribers to its subscriber (backend) endpoint"
+/// A duration rounded to milliseconds, for messages.
+fn millis(d: Duration) -> String {
+    format!(
+        "{:?}",
+        Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
+    )
+}
+
+/// What the last connection attempt of a failed `connect` ran into (see [`Error::Connect`]).
+///
+/// ```
+/// use std::time::Duration;
+/// # let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+/// // Nothing listens on `free`: every attempt is refused until the connect timeout.
+/// let options = xbus::PublisherOptions::new().connect_timeout(Duration::from_millis(300));
+/// let err = xbus::PublisherBlocking::connect_with(&format!("tcp://127.0.0.1:{free}"), options)
+///     .unwrap_err();
+/// assert!(matches!(
+///     err,
+///     xbus::Error::Connect { failure: xbus::ConnectFailure::Refused, .. }
+/// ));
+/// assert!(err.to_string().contains("connection refused"), "{err}");
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// The connection was refused: nothing listens at the endpoint (yet).
+    #[error("connection refused")]
+    Refused,
+    /// The TCP (or IPC) connection was not established within the connect timeout: the host
+    /// does not answer (a firewall dropping packets, a wrong address).
+    #[error("no connection within the connect timeout of {timeout:?}")]
+    TimedOut {
+        /// The connect timeout.
+        timeout: Duration,
+    },
+    /// The peer accepted the connection but did not finish the ZMTP handshake within the
+    /// connect timeout.
+    #[error(
+        "the peer accepted the connection but did not finish the ZMTP handshake within {timeout:?}"
+    )]
+    HandshakeTimedOut {
+        /// The connect timeout.
+        timeout: Duration,
+    },
+    /// The peer is not what the client needs: the wrong side of the proxy, or not a ZMTP peer.
+    /// Not retried.
+    #[error(transparent)]
+    WrongPeer(xbus_zmtp::ZmtpError),
+    /// Anything else (connection reset, handshake error, ...), as the last attempt saw it.
+    #[error(transparent)]
+    Failed(xbus_zmtp::ZmtpError),
+}
+
+impl ConnectFailure {
+    /// Sorts a failed attempt's error.
+    pub(crate) fn from_zmtp(err: xbus_zmtp::ZmtpError) -> ConnectFailure {
+        use xbus_zmtp::ZmtpError as Z;
+        match err {
+            Z::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                ) =>
+            {
+                ConnectFailure::Refused
+            }
+            err @ (Z::IncompatibleSocketType { .. }
+            | Z::BadSignature
+            | Z::UnsupportedVersion { .. }
+            | Z::UnsupportedMechanism(_)) => ConnectFailure::WrongPeer(err),
+            err => ConnectFailure::Failed(err),
         }
-        xbus_zmtp::ZmtpError::BadSignature
-        | xbus_zmtp::ZmtpError::UnsupportedVersion { .. }
-        | xbus_zmtp::ZmtpError::UnsupportedMechanism(_) => {
-            "the peer there is not an xbus proxy or ZeroMQ socket"
+    }
+
+    /// Whether a later attempt may succeed (the proxy may be starting), as opposed to a peer
+    /// that is not what we expect.
+    pub(crate) fn retryable(&self) -> bool {
+        !matches!(self, ConnectFailure::WrongPeer(_))
+    }
+
+    /// What to suggest.
+    fn hint(&self) -> &'static str {
+        match self {
+            ConnectFailure::WrongPeer(xbus_zmtp::ZmtpError::IncompatibleSocketType { .. }) => {
+                "is this the right side of the proxy? publishers connect to its publisher \
+                 (frontend) endpoint, subscribers to its subscriber (backend) endpoint"
+            }
+            ConnectFailure::WrongPeer(_) | ConnectFailure::HandshakeTimedOut { .. } => {
+                "the peer there is not an xbus proxy or ZeroMQ socket"
+            }
+            _ => "is the xbus proxy running there?",
         }
-        _ => "is the xbus proxy running there?",
     }
 }
 
 impl Error {
     /// Whether the error concerns one received message only (an unknown event type, an
     /// undecodable payload, a malformed message): the subscriber keeps working and the next
-    /// `get` may succeed.
+    /// `get` may succeed. Errors about the caller's own event or filter (encoding, an invalid
+    /// topic) are not message errors.
     ///
     /// ```
     /// let err = xbus::Error::Malformed { frames: 3 };
     /// assert!(err.is_message_error());
     /// assert!(!xbus::Error::Closed.is_message_error());
+    /// let invalid_topic = xbus::schema::validate_topic("a..b").unwrap_err();
+    /// assert!(!xbus::Error::Schema(invalid_topic).is_message_error());
     /// ```
     pub fn is_message_error(&self) -> bool {
-        matches!(self, Error::Schema(_) | Error::Malformed { .. })
+        matches!(self, Error::Decode(_) | Error::Malformed { .. })
     }
 }

@@ -158,15 +158,18 @@
 pub mod error;
 pub mod options;
 pub mod raw;
+pub mod state;
 
 mod connection;
+mod deadline;
 mod publisher;
 mod subscriber;
 
-pub use error::Error;
+pub use error::{ConnectFailure, Error};
 pub use options::{OnDecodeError, PublisherOptions, SubscriberOptions, WhenFull};
-pub use publisher::{PublisherAsync, PublisherBlocking};
+pub use publisher::{CloseReport, PublisherAsync, PublisherBlocking};
 pub use raw::{RawEvent, RawSubscriberAsync, RawSubscriberBlocking};
+pub use state::{ConnectionEvent, ConnectionEvents, ConnectionState, DisconnectReason};
 pub use subscriber::{Iter, SubscriberAsync, SubscriberBlocking};
 
 /// The event model: every item of [`xbus_schema`]. Derives used through this path need

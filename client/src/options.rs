@@ -4,13 +4,25 @@
 use std::time::Duration;
 
 use xbus_schema::Codec;
+use xbus_zmtp::heartbeat::HeartbeatConfig;
+
+use crate::deadline::deadline_std;
+
+/// Connect timeouts below this are raised to it: an attempt needs a round trip or two.
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+/// Reconnect intervals below this are raised to it, so a refused endpoint cannot spin the
+/// I/O task.
+const MIN_RECONNECT_INTERVAL: Duration = Duration::from_millis(10);
+/// Heartbeat intervals below this are raised to it.
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
 
 /// What `publish` does when the publisher's queue is full (the proxy is slower than the
 /// publishing threads, or unreachable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WhenFull {
     /// Wait up to this long for room, then fail with [`Error::Full`](crate::Error::Full).
-    /// The event is not queued; nothing already queued is dropped.
+    /// The event is not queued; nothing already queued is dropped. `Duration::MAX` waits
+    /// as long as it takes; `Duration::ZERO` is the same as [`WhenFull::Error`].
     Block(Duration),
     /// Fail at once with [`Error::Full`](crate::Error::Full).
     Error,
@@ -37,6 +49,30 @@ pub(crate) struct ConnectionOptions {
     pub(crate) heartbeat_timeout: Duration,
 }
 
+impl ConnectionOptions {
+    /// The connect timeout in force (see the setter).
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout.max(MIN_CONNECT_TIMEOUT)
+    }
+
+    /// The reconnect interval in force (see the setter).
+    pub(crate) fn reconnect_interval(&self) -> Duration {
+        self.reconnect_interval.max(MIN_RECONNECT_INTERVAL)
+    }
+
+    /// The heartbeat settings in force, `None` when heartbeats are off (see the setters).
+    pub(crate) fn heartbeat(&self) -> Option<HeartbeatConfig> {
+        let interval = self.heartbeat_interval?.max(MIN_HEARTBEAT_INTERVAL);
+        deadline_std(interval)?; // a PING "never": heartbeats off
+        let timeout = if self.heartbeat_timeout > interval {
+            self.heartbeat_timeout
+        } else {
+            interval.saturating_mul(2)
+        };
+        Some(HeartbeatConfig { interval, timeout })
+    }
+}
+
 impl Default for ConnectionOptions {
     fn default() -> Self {
         ConnectionOptions {
@@ -56,6 +92,8 @@ macro_rules! connection_setters {
             /// How long `connect` keeps trying (TCP connect plus ZMTP handshake, retried every
             /// reconnect interval) before failing with [`Error::Connect`](crate::Error::Connect),
             /// which names the endpoint. Default: 5 s. Also bounds each later reconnect attempt.
+            /// `Duration::MAX` keeps trying forever; values below 100 ms (zero included) are
+            /// raised to 100 ms, as an attempt needs a round trip or two.
             #[must_use]
             pub fn connect_timeout(mut self, timeout: Duration) -> Self {
                 self.conn.connect_timeout = timeout;
@@ -64,7 +102,10 @@ macro_rules! connection_setters {
 
             /// How long to wait between connection attempts, after a failed attempt or a lost
             /// connection. Default: 100 ms (libzmq's `ZMQ_RECONNECT_IVL`). Reconnecting never
-            /// stops while the client is alive.
+            /// stops while the client is alive. Values below 10 ms (zero included) are raised
+            /// to 10 ms, so a refused endpoint cannot spin the I/O task. `Duration::MAX` never
+            /// retries: `connect` gives up after its first failed attempt, and a lost
+            /// connection stays lost.
             #[must_use]
             pub fn reconnect_interval(mut self, interval: Duration) -> Self {
                 self.conn.reconnect_interval = interval;
@@ -82,7 +123,9 @@ macro_rules! connection_setters {
             }
 
             /// Send a ZMTP PING after this long without hearing from the proxy (ZMTP 3.1 peers
-            /// only), `None` to disable heartbeats. Default: 5 s.
+            /// only; 3.0 has no PING), `None` to disable heartbeats. Default: 5 s. Values
+            /// below 10 ms (zero included) are raised to 10 ms; `Duration::MAX` turns
+            /// heartbeats off, as `None` does.
             #[must_use]
             pub fn heartbeat_interval(mut self, interval: Option<Duration>) -> Self {
                 self.conn.heartbeat_interval = interval;
@@ -90,7 +133,9 @@ macro_rules! connection_setters {
             }
 
             /// With heartbeats on, declare the proxy dead and reconnect after this long without
-            /// hearing anything from it. Default: 15 s.
+            /// hearing anything from it. Default: 15 s. A timeout not longer than the
+            /// interval (zero included) is raised to twice the interval, so the proxy has
+            /// time to answer a PING; `Duration::MAX` never declares it dead.
             #[must_use]
             pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
                 self.conn.heartbeat_timeout = timeout;
@@ -175,7 +220,8 @@ impl PublisherOptions {
     /// one subscription, or this long has passed, so the first events are not lost while the
     /// proxy is still attaching the publisher (ZeroMQ's "slow joiner"). The xbus proxy sends
     /// `$xbus.` right after the handshake, so the wait is short there. `publish` itself never
-    /// waits for this: it only queues. Default: 5 s.
+    /// waits for this: it only queues. Default: 5 s. `Duration::ZERO` sends at once;
+    /// `Duration::MAX` waits for a subscription however long it takes.
     #[must_use]
     pub fn subscription_wait(mut self, wait: Duration) -> Self {
         self.subscription_wait = wait;
@@ -194,8 +240,11 @@ impl PublisherOptions {
         self
     }
 
-    /// When the last handle is dropped (or `close` is called), keep delivering what is queued
-    /// for at most this long, then drop the rest. Default: 10 s.
+    /// When the last handle is dropped, keep delivering what is queued for at most this long
+    /// in the background, then drop the rest (and log how many). Default: 10 s.
+    /// `Duration::ZERO` drops the queue at once; `Duration::MAX` keeps trying as long as the
+    /// I/O thread (or, for [`PublisherAsync`](crate::PublisherAsync), the runtime) lives.
+    /// Dropping never waits for this; use `close` to deliver for sure before going on.
     #[must_use]
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;

@@ -213,18 +213,18 @@ async fn bad_messages_are_errors_and_the_subscriber_keeps_working() {
 
     let err = sub.get(WAIT).await.unwrap_err();
     assert!(
-        matches!(err, Error::Schema(SchemaError::UnrecognizedPayload { .. })),
+        matches!(err, Error::Decode(SchemaError::UnrecognizedPayload { .. })),
         "{err}"
     );
     assert!(err.is_message_error());
     let err = sub.get(WAIT).await.unwrap_err();
     assert!(
-        matches!(err, Error::Schema(SchemaError::Decode { .. })),
+        matches!(err, Error::Decode(SchemaError::Decode { .. })),
         "{err}"
     );
     let err = sub.get(WAIT).await.unwrap_err();
     assert!(
-        matches!(err, Error::Schema(SchemaError::UnknownEvent { .. })),
+        matches!(err, Error::Decode(SchemaError::UnknownEvent { .. })),
         "{err}"
     );
     assert_eq!(sub.get(WAIT).await.unwrap(), tick("s", 7));

@@ -6,8 +6,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use xbus_schema::Event;
 
-use super::core::{wire_message, Ack, Item, PublisherCore};
-use crate::{Error, PublisherOptions};
+use super::core::{wire_message, Ack, Item, PublisherCore, CLOSE_GRACE};
+use super::CloseReport;
+use crate::deadline::{deadline, run_until};
+use crate::{ConnectionEvents, ConnectionState, Error, PublisherOptions};
 
 /// Publishes events from async code. Cheap to clone: clones share one connection.
 ///
@@ -16,10 +18,11 @@ use crate::{Error, PublisherOptions};
 /// full, `publish` waits asynchronously or fails, as
 /// [`PublisherOptions::when_full`] says.
 ///
-/// Dropping the last clone lets the task deliver what is queued (for at most the
-/// [linger](PublisherOptions::linger)) in the background; that needs the runtime to keep
-/// running, so call [`flush`](Self::flush) before the runtime shuts down (for example at the
-/// end of `main`).
+/// [`close`](Self::close) delivers what is queued within a timeout and reports what was and
+/// was not delivered. Dropping the last clone instead returns at once and lets the task
+/// deliver what is queued (for at most the [linger](PublisherOptions::linger)) in the
+/// background; that needs the runtime to keep running, so call `close` (or
+/// [`flush`](Self::flush)) before the runtime shuts down, for example at the end of `main`.
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};
@@ -38,7 +41,8 @@ use crate::{Error, PublisherOptions};
 /// // `endpoint` is the proxy's publisher side, for example "tcp://127.0.0.1:5122".
 /// let publisher = xbus::PublisherAsync::connect(&endpoint).await?;
 /// publisher.publish(&JobFinished { worker: "w1".into(), job: 7 }).await?;
-/// publisher.flush(std::time::Duration::from_secs(5)).await?;
+/// let report = publisher.close(std::time::Duration::from_secs(5)).await?;
+/// assert_eq!(report.written, 1);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -59,7 +63,18 @@ impl PublisherAsync {
     /// [`Error::Connect`] if no proxy answers at `endpoint` (`tcp://HOST:PORT` or
     /// `ipc:///PATH`, the proxy's publisher side) within 5 s.
     ///
-    /// Must be called within a tokio runtime (with the `time` and `net` drivers enabled).
+    /// Must be called within a tokio runtime with the time and I/O drivers enabled, else it
+    /// fails with [`Error::NoRuntime`].
+    ///
+    /// ```
+    /// use std::future::Future;
+    ///
+    /// // Outside a runtime (a plain executor polling the future):
+    /// let mut connect = std::pin::pin!(xbus::PublisherAsync::connect("tcp://127.0.0.1:5122"));
+    /// let waker = std::task::Waker::noop();
+    /// let poll = connect.as_mut().poll(&mut std::task::Context::from_waker(&waker));
+    /// assert!(matches!(poll, std::task::Poll::Ready(Err(xbus::Error::NoRuntime(_)))));
+    /// ```
     pub async fn connect(endpoint: &str) -> Result<PublisherAsync, Error> {
         Self::connect_with(endpoint, PublisherOptions::default()).await
     }
@@ -93,8 +108,7 @@ impl PublisherAsync {
         let (core, task) = PublisherCore::new(endpoint, options, move |result| {
             let _ = first_tx.send(result);
         })?;
-        tokio::spawn(task);
-        first_rx.await.map_err(|_| Error::Closed)??;
+        crate::connection::spawn_on_current_runtime(task, first_rx).await?;
         Ok(PublisherAsync {
             core: Arc::new(core),
         })
@@ -105,7 +119,7 @@ impl PublisherAsync {
     /// Returns once the event is queued, not once it is written; see [`Self::flush`].
     /// Fails with [`Error::Schema`] if the event cannot be encoded (for example a topic
     /// breaking the topic rules), [`Error::Full`] per the full-queue policy, and
-    /// [`Error::Closed`] if the connection task has stopped.
+    /// [`Error::Closed`] after [`close`](Self::close) or if the connection task has stopped.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<(), Error> {
         let msg = self.core.encode(event)?;
         self.core.push_async(Item::Message(msg)).await
@@ -123,20 +137,69 @@ impl PublisherAsync {
 
     /// Waits until everything queued before this call has been written to the socket, or
     /// fails with [`Error::FlushTimeout`] after `timeout` (for example while the proxy is
-    /// unreachable). Events lost with a broken connection count as done.
+    /// unreachable), whatever the full-queue policy. Events lost with a broken connection
+    /// count as done. `Duration::ZERO` succeeds only if everything is written already;
+    /// `Duration::MAX` waits as long as it takes. [`Error::Closed`] after `close`.
     pub async fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        self.core.check_open()?;
+        if self.core.idle() {
+            return Ok(());
+        }
+        let until = deadline(timeout);
         let (tx, rx) = oneshot::channel();
         let wait = async {
-            self.core.push_async(Item::Flush(Ack::Async(tx))).await?;
+            self.core
+                .push_async_until(Item::Flush(Ack::Async(tx)), Some(until))
+                .await?;
             rx.await.map_err(|_| Error::Closed)
         };
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(result) => result.map_err(|e| match e {
-                Error::Full { .. } => Error::FlushTimeout(timeout),
-                other => other,
-            }),
-            Err(_) => Err(Error::FlushTimeout(timeout)),
+        match run_until(until, wait).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(Error::Full { .. })) | None => Err(Error::FlushTimeout(timeout)),
+            Some(Err(other)) => Err(other),
         }
+    }
+
+    /// Closes the publisher, all clones together: `publish` and `flush` fail with
+    /// [`Error::Closed`] from now on, and what is queued is delivered within `timeout`
+    /// (`Duration::MAX`: as long as it takes; `Duration::ZERO`: drop it). Returns what was
+    /// delivered, or [`Error::CloseTimeout`] with the same report when events were left
+    /// unsent. Calling it again returns the report again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A publisher connecting in the background to a port where nothing listens:
+    /// # let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    /// let options = xbus::PublisherOptions::new().lazy_connect(true);
+    /// let publisher =
+    ///     xbus::PublisherAsync::connect_with(&format!("tcp://127.0.0.1:{free}"), options).await?;
+    /// publisher.publish_raw(b"Ping.", b"{}").await?;
+    /// match publisher.close(Duration::from_millis(50)).await {
+    ///     Err(xbus::Error::CloseTimeout { report, .. }) => assert_eq!(report.unsent, 1),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// assert!(matches!(publisher.publish_raw(b"Ping.", b"{}").await, Err(xbus::Error::Closed)));
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(&self, timeout: Duration) -> Result<CloseReport, Error> {
+        self.core.start_close(timeout);
+        let wait = timeout.checked_add(CLOSE_GRACE).and_then(deadline);
+        let ended = run_until(wait, self.core.log().wait_closed())
+            .await
+            .is_some();
+        self.core.finish(timeout, ended)
+    }
+
+    /// The connection's state now: connected, or since when and why not.
+    pub fn state(&self) -> ConnectionState {
+        self.core.log().state()
+    }
+
+    /// The connection's events (connected, disconnected and why, reconnected), in order; see
+    /// [`ConnectionEvents`].
+    pub fn connection_events(&self) -> ConnectionEvents {
+        ConnectionEvents::new(self.core.log().clone())
     }
 
     /// How many events are queued and not yet taken by the connection task.

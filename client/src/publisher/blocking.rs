@@ -1,14 +1,15 @@
 //! [`PublisherBlocking`]: publish from plain threads.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel as cb;
 use xbus_schema::Event;
 
-use super::core::{wire_message, Ack, Item, PublisherCore};
-use crate::{Error, PublisherOptions};
+use super::core::{wire_message, Ack, Item, PublisherCore, CLOSE_GRACE};
+use super::CloseReport;
+use crate::deadline::deadline_std;
+use crate::{ConnectionEvents, ConnectionState, Error, PublisherOptions};
 
 /// Publishes events from blocking code: `Clone + Send + Sync`, so any number of worker
 /// threads share one connection.
@@ -18,9 +19,13 @@ use crate::{Error, PublisherOptions};
 /// threads encode in parallel, then queues the message in a bounded channel; when the queue
 /// is full it blocks for a while or fails, as [`PublisherOptions::when_full`] says.
 ///
-/// Dropping the last clone delivers what is queued (for at most the
-/// [linger](PublisherOptions::linger)) and joins the I/O thread. Don't drop it, or call
-/// `publish`, inside an async task: those calls block.
+/// [`close`](Self::close) delivers what is queued within a timeout and reports what was and
+/// was not delivered. Dropping the last clone never waits: it returns at once and leaves the
+/// I/O thread to deliver what is queued in the background for at most the
+/// [linger](PublisherOptions::linger), then end. A process that exits right after the drop
+/// may lose those events; call `close` first to be sure. Don't call `publish`, `flush` or
+/// `close` inside an async task: they block (use [`PublisherAsync`](crate::PublisherAsync),
+/// or `tokio::task::spawn_blocking`).
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};
@@ -50,7 +55,8 @@ use crate::{Error, PublisherOptions};
 ///         });
 ///     }
 /// });
-/// publisher.flush(std::time::Duration::from_secs(5))?;
+/// let report = publisher.close(std::time::Duration::from_secs(5))?;
+/// assert_eq!(report.written, 400);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -58,18 +64,10 @@ pub struct PublisherBlocking {
     inner: Arc<Inner>,
 }
 
+/// Dropping the core (the last clone) starts the linger on the I/O thread, which is
+/// detached: it ends by itself once the queue is delivered or the linger has run out.
 struct Inner {
     core: PublisherCore,
-    io: Option<JoinHandle<()>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.core.close();
-        if let Some(io) = self.io.take() {
-            let _ = io.join();
-        }
-    }
 }
 
 impl std::fmt::Debug for PublisherBlocking {
@@ -113,8 +111,8 @@ impl PublisherBlocking {
         let (core, task) = PublisherCore::new(endpoint, options, move |result| {
             let _ = first_tx.send(result);
         })?;
-        let io = crate::connection::spawn_io_thread("xbus-publisher", task)?;
-        let inner = Inner { core, io: Some(io) };
+        crate::connection::spawn_io_thread("xbus-publisher", task)?;
+        let inner = Inner { core };
         first_rx.recv().map_err(|_| Error::Closed)??;
         Ok(PublisherBlocking {
             inner: Arc::new(inner),
@@ -137,7 +135,9 @@ impl PublisherBlocking {
     }
 
     /// Blocks until everything queued before this call has been written to the socket, or
-    /// fails with [`Error::FlushTimeout`] after `timeout`.
+    /// fails with [`Error::FlushTimeout`] after `timeout`, whatever the full-queue policy.
+    /// `Duration::ZERO` succeeds only if everything is written already; `Duration::MAX`
+    /// waits as long as it takes. [`Error::Closed`] after `close`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -153,22 +153,66 @@ impl PublisherBlocking {
     /// # Ok::<_, Box<dyn std::error::Error>>(())
     /// ```
     pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
-        let deadline = std::time::Instant::now() + timeout;
+        let core = &self.inner.core;
+        core.check_open()?;
+        if core.idle() {
+            return Ok(());
+        }
+        let deadline = deadline_std(timeout);
         let (tx, rx) = cb::bounded(1);
-        match self
-            .inner
-            .core
-            .push_blocking_until(Item::Flush(Ack::Blocking(tx)), deadline)
-        {
+        match core.push_blocking_until(Item::Flush(Ack::Blocking(tx)), deadline) {
             Ok(()) => {}
             Err(Error::Full { .. }) => return Err(Error::FlushTimeout(timeout)),
             Err(other) => return Err(other),
         }
-        match rx.recv_deadline(deadline) {
-            Ok(()) => Ok(()),
-            Err(cb::RecvTimeoutError::Timeout) => Err(Error::FlushTimeout(timeout)),
-            Err(cb::RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        match deadline {
+            Some(at) => rx.recv_deadline(at).map_err(|e| match e {
+                cb::RecvTimeoutError::Timeout => Error::FlushTimeout(timeout),
+                cb::RecvTimeoutError::Disconnected => Error::Closed,
+            }),
+            None => rx.recv().map_err(|_| Error::Closed),
         }
+    }
+
+    /// Closes the publisher, all clones together: `publish` and `flush` fail with
+    /// [`Error::Closed`] from now on, and what is queued is delivered within `timeout`
+    /// (`Duration::MAX`: as long as it takes; `Duration::ZERO`: drop it). Blocks until then
+    /// and returns what was delivered, or [`Error::CloseTimeout`] with the same report when
+    /// events were left unsent. Calling it again returns the report again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // A publisher connecting in the background to a port where nothing listens:
+    /// # let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    /// let options = xbus::PublisherOptions::new().lazy_connect(true);
+    /// let publisher =
+    ///     xbus::PublisherBlocking::connect_with(&format!("tcp://127.0.0.1:{free}"), options)?;
+    /// publisher.publish_raw(b"Ping.", b"{}")?;
+    /// match publisher.close(Duration::from_millis(50)) {
+    ///     Err(xbus::Error::CloseTimeout { report, .. }) => assert_eq!(report.unsent, 1),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// assert!(matches!(publisher.publish_raw(b"Ping.", b"{}"), Err(xbus::Error::Closed)));
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close(&self, timeout: Duration) -> Result<CloseReport, Error> {
+        let core = &self.inner.core;
+        core.start_close(timeout);
+        let ended = core
+            .log()
+            .wait_closed_blocking(timeout.checked_add(CLOSE_GRACE));
+        core.finish(timeout, ended)
+    }
+
+    /// The connection's state now: connected, or since when and why not.
+    pub fn state(&self) -> ConnectionState {
+        self.inner.core.log().state()
+    }
+
+    /// The connection's events (connected, disconnected and why, reconnected), in order; see
+    /// [`ConnectionEvents`] (its [`recv`](ConnectionEvents::recv) blocks with a timeout).
+    pub fn connection_events(&self) -> ConnectionEvents {
+        ConnectionEvents::new(self.inner.core.log().clone())
     }
 
     /// How many events are queued and not yet taken by the I/O thread.

@@ -11,8 +11,8 @@
 //! [`PublisherOptions::subscription_wait`]: crate::PublisherOptions::subscription_wait
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -26,7 +26,9 @@ use xbus_zmtp::heartbeat::pong_for;
 use xbus_zmtp::{Command, Decoder, Inbound, SocketType, Subscription, ZmtpError};
 
 use crate::connection::{self, closed_by_peer, Driver, Liveness, Session, Target};
+use crate::deadline::{deadline, deadline_std, sleep_until};
 use crate::options::{PublisherOptions, WhenFull};
+use crate::state::StateLog;
 use crate::Error;
 
 /// The I/O task stops filling its write buffer at this size and writes it.
@@ -68,17 +70,105 @@ struct Shared {
     room: Notify,
     /// How many async publishers wait on `room` (so the I/O task only notifies when needed).
     room_waiters: AtomicUsize,
-    /// The last handle is gone: deliver what is queued (within the linger), then stop.
+    /// `close` was called: `publish` and `flush` fail with [`Error::Closed`].
+    closed: AtomicBool,
+    /// The I/O task is to deliver what is queued, then stop (set by `close` or by dropping
+    /// the last handle); `give_up` says until when.
     closing: AtomicBool,
+    /// When the I/O task gives up on the queue once closing: `Some(None)` never.
+    give_up: Mutex<Option<Option<std::time::Instant>>>,
+    /// Messages queued and not yet written, filtered out, lost or dropped.
+    pending: AtomicUsize,
+    counts: Counts,
+}
+
+/// What became of the messages taken from the queue.
+#[derive(Default)]
+struct Counts {
+    written: AtomicU64,
+    filtered: AtomicU64,
+    lost: AtomicU64,
+    unsent: AtomicU64,
+}
+
+/// What a publisher delivered, from [`PublisherBlocking::close`](crate::PublisherBlocking::close)
+/// and [`PublisherAsync::close`](crate::PublisherAsync::close) (and inside
+/// [`Error::CloseTimeout`]). Counts cover the publisher's whole life, all clones together.
+///
+/// "Written" means handed to the operating system's socket towards the proxy, as ZeroMQ
+/// counts; the proxy then forwards or drops per its own policy.
+///
+/// ```
+/// let report = xbus::CloseReport::default();
+/// assert!(report.is_complete());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseReport {
+    /// Events written to the proxy.
+    pub written: u64,
+    /// Events skipped because no subscriber wanted them
+    /// ([`PublisherOptions::filter_at_source`]).
+    pub filtered: u64,
+    /// Events lost with a connection that broke while they were being written (at most once
+    /// delivery, as in ZeroMQ).
+    pub lost: u64,
+    /// Events still queued when the time to deliver them (the close timeout, or the linger
+    /// after a drop) ran out: dropped, never sent.
+    pub unsent: u64,
+}
+
+impl CloseReport {
+    /// Whether nothing was left behind: no event dropped unsent or lost with a connection.
+    pub fn is_complete(&self) -> bool {
+        self.unsent == 0 && self.lost == 0
+    }
+}
+
+impl Shared {
+    fn report(&self) -> CloseReport {
+        let c = &self.counts;
+        CloseReport {
+            written: c.written.load(Ordering::SeqCst),
+            filtered: c.filtered.load(Ordering::SeqCst),
+            lost: c.lost.load(Ordering::SeqCst),
+            unsent: c.unsent.load(Ordering::SeqCst),
+        }
+    }
+
+    /// `n` pending messages ended up as `count` says.
+    fn settle(&self, count: &AtomicU64, n: usize) {
+        if n > 0 {
+            count.fetch_add(n as u64, Ordering::SeqCst);
+            self.pending.fetch_sub(n, Ordering::SeqCst);
+        }
+    }
+
+    /// Asks the I/O task to deliver what is queued until `until` (`None`: no limit), then
+    /// stop. An earlier limit already set stays.
+    fn start_closing(&self, until: Option<std::time::Instant>) {
+        let mut give_up = self.give_up.lock().unwrap_or_else(|e| e.into_inner());
+        *give_up = match (*give_up, until) {
+            (None, until) => Some(until),
+            (Some(Some(at)), Some(new)) => Some(Some(at.min(new))),
+            (Some(Some(at)), None) => Some(Some(at)),
+            (Some(None), until) => Some(until),
+        };
+        drop(give_up);
+        self.closing.store(true, Ordering::SeqCst);
+        self.doorbell.notify_one();
+    }
 }
 
 /// Owned by the handles (through an `Arc`); dropping it starts the I/O task's linger.
 pub(crate) struct PublisherCore {
     tx: cb::Sender<Item>,
     shared: Arc<Shared>,
+    log: Arc<StateLog>,
     codec: Codec,
     capacity: usize,
     when_full: WhenFull,
+    linger: Duration,
 }
 
 /// Encodes a message's two frames into one ZMTP wire message.
@@ -105,12 +195,12 @@ impl PublisherCore {
         let target = Target::new(endpoint, SocketType::XPub, options.conn.clone())?;
         let (tx, rx) = cb::bounded(options.queue_capacity);
         let shared = Arc::new(Shared::default());
+        let log = StateLog::new();
         let driver = PubDriver {
             rx,
             shared: shared.clone(),
             acks: Vec::new(),
             subscription_wait: options.subscription_wait,
-            linger: options.linger,
             close_deadline: None,
             conn: options.conn.clone(),
             filter_at_source: options.filter_at_source,
@@ -119,11 +209,13 @@ impl PublisherCore {
         let core = PublisherCore {
             tx,
             shared,
+            log: log.clone(),
             codec: options.codec,
             capacity: options.queue_capacity,
             when_full: options.when_full,
+            linger: options.linger,
         };
-        Ok((core, connection::run(target, driver, first)))
+        Ok((core, connection::run(target, driver, log, first)))
     }
 
     /// Encodes a typed event with the configured codec.
@@ -133,41 +225,93 @@ impl PublisherCore {
         Ok(wire_message(&topic, &payload))
     }
 
+    /// The client's connection state log.
+    pub(crate) fn log(&self) -> &Arc<StateLog> {
+        &self.log
+    }
+
+    /// Fails once `close` was called.
+    pub(crate) fn check_open(&self) -> Result<(), Error> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Counts a message as pending before it is queued (so `pending` never undercounts);
+    /// the count is undone unless [`Pending::queued`] is called.
+    fn pending(&self, item: &Item) -> Pending<'_> {
+        let message = matches!(item, Item::Message(_));
+        if message {
+            self.shared.pending.fetch_add(1, Ordering::SeqCst);
+        }
+        Pending {
+            shared: &self.shared,
+            armed: message,
+        }
+    }
+
     /// Queues an item from a blocking thread, applying the full-queue policy.
     pub(crate) fn push_blocking(&self, item: Item) -> Result<(), Error> {
         match self.when_full {
-            WhenFull::Block(timeout) => {
-                self.push_blocking_until(item, std::time::Instant::now() + timeout)
-            }
+            WhenFull::Block(timeout) => self.push_blocking_until(item, deadline_std(timeout)),
             WhenFull::Error => {
+                self.check_open()?;
+                let pending = self.pending(&item);
                 let result = self.tx.try_send(item).map_err(|e| match e {
                     cb::TrySendError::Full(_) => self.full(),
                     cb::TrySendError::Disconnected(_) => Error::Closed,
                 });
                 self.shared.doorbell.notify_one();
-                result
+                pending.queued_if(result)
             }
         }
     }
 
-    /// Queues an item from a blocking thread, waiting for room until `deadline` whatever the
-    /// policy (for `flush`, whose own timeout bounds the wait).
+    /// Queues an item from a blocking thread, waiting for room until `deadline` (`None`: as
+    /// long as it takes) whatever the policy (for `flush`, whose own timeout bounds the wait).
     pub(crate) fn push_blocking_until(
         &self,
         item: Item,
-        deadline: std::time::Instant,
+        deadline: Option<std::time::Instant>,
     ) -> Result<(), Error> {
-        let result = self.tx.send_deadline(item, deadline).map_err(|e| match e {
-            cb::SendTimeoutError::Timeout(_) => self.full(),
-            cb::SendTimeoutError::Disconnected(_) => Error::Closed,
-        });
+        self.check_open()?;
+        let pending = self.pending(&item);
+        let result = match deadline {
+            Some(at) => self.tx.send_deadline(item, at).map_err(|e| match e {
+                cb::SendTimeoutError::Timeout(_) => self.full(),
+                cb::SendTimeoutError::Disconnected(_) => Error::Closed,
+            }),
+            None => self.tx.send(item).map_err(|_| Error::Closed),
+        };
         self.shared.doorbell.notify_one();
-        result
+        pending.queued_if(result)
     }
 
-    /// Queues an item from async code: waits (asynchronously) for room under
-    /// [`WhenFull::Block`].
+    /// Queues an item from async code, applying the full-queue policy.
     pub(crate) async fn push_async(&self, item: Item) -> Result<(), Error> {
+        let wait = match self.when_full {
+            WhenFull::Block(timeout) => Some(deadline(timeout)),
+            WhenFull::Error => None,
+        };
+        self.push_async_until(item, wait).await
+    }
+
+    /// Queues an item from async code. When the queue is full: fails at once if `wait` is
+    /// `None`, else waits (asynchronously) for room until the deadline (`Some(None)`: as long
+    /// as it takes).
+    pub(crate) async fn push_async_until(
+        &self,
+        item: Item,
+        wait: Option<Option<Instant>>,
+    ) -> Result<(), Error> {
+        self.check_open()?;
+        let pending = self.pending(&item);
+        let result = self.send_async(item, wait).await;
+        pending.queued_if(result)
+    }
+
+    async fn send_async(&self, item: Item, wait: Option<Option<Instant>>) -> Result<(), Error> {
         let mut item = match self.tx.try_send(item) {
             Ok(()) => {
                 self.shared.doorbell.notify_one();
@@ -176,10 +320,9 @@ impl PublisherCore {
             Err(cb::TrySendError::Disconnected(_)) => return Err(Error::Closed),
             Err(cb::TrySendError::Full(item)) => item,
         };
-        let WhenFull::Block(timeout) = self.when_full else {
+        let Some(deadline) = wait else {
             return Err(self.full());
         };
-        let deadline = Instant::now() + timeout;
         self.shared.room_waiters.fetch_add(1, Ordering::SeqCst);
         let _waiting = WaiterGuard(&self.shared.room_waiters);
         loop {
@@ -196,10 +339,16 @@ impl PublisherCore {
             }
             // Make sure the I/O task is awake to make room.
             self.shared.doorbell.notify_one();
-            if tokio::time::timeout_at(deadline, room).await.is_err() {
-                return Err(self.full());
+            tokio::select! {
+                () = room => {}
+                () = sleep_until(deadline) => return Err(self.full()),
             }
         }
+    }
+
+    /// Whether every message queued so far has been written (or otherwise settled).
+    pub(crate) fn idle(&self) -> bool {
+        self.shared.pending.load(Ordering::SeqCst) == 0
     }
 
     fn full(&self) -> Error {
@@ -213,16 +362,60 @@ impl PublisherCore {
         self.tx.len()
     }
 
-    /// Starts the linger: the I/O task delivers what is queued, then stops.
-    pub(crate) fn close(&self) {
-        self.shared.closing.store(true, Ordering::SeqCst);
-        self.shared.doorbell.notify_one();
+    /// Stops accepting events and has the I/O task deliver what is queued until `timeout`,
+    /// then stop. The caller waits for that with [`Self::finish`] (or
+    /// [`StateLog::wait_closed`]).
+    pub(crate) fn start_close(&self, timeout: Duration) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.start_closing(deadline_std(timeout));
+    }
+
+    /// The outcome of `close(timeout)` once the I/O task has ended (`ended`), or given up
+    /// waiting for it.
+    pub(crate) fn finish(&self, timeout: Duration, ended: bool) -> Result<CloseReport, Error> {
+        let mut report = self.shared.report();
+        if !ended {
+            // The I/O task is still busy past the deadline: what waits is as good as unsent.
+            report.unsent += self.shared.pending.load(Ordering::SeqCst) as u64;
+        }
+        if report.unsent > 0 {
+            return Err(Error::CloseTimeout { timeout, report });
+        }
+        Ok(report)
     }
 }
 
+/// How long `close` waits for the I/O task beyond its own timeout before reporting: the task
+/// checks its deadline at least this often.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 impl Drop for PublisherCore {
+    /// The last handle is gone: the I/O task delivers what is queued for at most the linger,
+    /// in the background.
     fn drop(&mut self) {
-        self.close();
+        self.shared.start_closing(deadline_std(self.linger));
+    }
+}
+
+/// A message counted as pending while it is being queued (see [`PublisherCore::pending`]).
+struct Pending<'a> {
+    shared: &'a Shared,
+    armed: bool,
+}
+
+impl Pending<'_> {
+    /// Keeps the count if the message was queued.
+    fn queued_if(mut self, result: Result<(), Error>) -> Result<(), Error> {
+        self.armed = result.is_err() && self.armed;
+        result
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.pending.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -241,9 +434,8 @@ struct PubDriver {
     /// Flushes waiting for the write buffer they were taken with to be written.
     acks: Vec<Ack>,
     subscription_wait: Duration,
-    linger: Duration,
-    /// Set once the core is dropped: give up on the queue after this.
-    close_deadline: Option<Instant>,
+    /// Set once closing: give up on the queue at this instant (`Some(None)`: never).
+    close_deadline: Option<Option<Instant>>,
     conn: crate::options::ConnectionOptions,
     /// Skip messages that match none of `upstream`.
     filter_at_source: bool,
@@ -269,20 +461,46 @@ fn first_frame(wire: &[u8]) -> &[u8] {
 }
 
 impl PubDriver {
-    /// Whether the handles are gone; starts the linger clock the first time.
+    /// Whether closing (by `close` or a drop); reads the give-up instant each time it may
+    /// have changed.
     fn closing(&mut self) -> bool {
-        if self.close_deadline.is_none() && self.shared.closing.load(Ordering::SeqCst) {
-            self.close_deadline = Some(Instant::now() + self.linger);
+        if self.shared.closing.load(Ordering::SeqCst) {
+            let give_up = *self
+                .shared
+                .give_up
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.close_deadline = give_up.map(|at| at.map(Instant::from_std));
         }
         self.close_deadline.is_some()
     }
 
-    /// Sleeps until the linger runs out (forever if not closing).
+    /// The instant to give up on the queue: `None` while not closing or when never.
+    fn give_up_at(&self) -> Option<Instant> {
+        self.close_deadline.flatten()
+    }
+
+    /// Whether the time to deliver the queue has run out.
+    fn expired(&self) -> bool {
+        self.give_up_at().is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Sleeps until the time to deliver the queue runs out (forever if not closing).
     async fn linger_expired(deadline: Option<Instant>) {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
+        sleep_until(deadline).await;
+    }
+
+    /// Gives up on the queue: `in_flight` messages of an unfinished write and everything still
+    /// queued are dropped and counted.
+    fn give_up(&mut self, in_flight: usize) {
+        let unsent = in_flight + self.rx.len();
+        if unsent > 0 {
+            tracing::warn!(
+                unsent,
+                "publisher closing: time ran out; dropping unsent events"
+            );
         }
+        self.shared.settle(&self.shared.counts.unsent, in_flight);
     }
 
     /// Moves queued items into `wbuf` until it holds [`BATCH_BYTES`] or the queue is empty.
@@ -300,6 +518,8 @@ impl PubDriver {
                     if !self.filter_at_source || self.wanted(first_frame(&msg)) {
                         wbuf.extend_from_slice(&msg);
                         taken += 1;
+                    } else {
+                        self.shared.settle(&self.shared.counts.filtered, 1);
                     }
                 }
                 Item::Flush(ack) => self.acks.push(ack),
@@ -373,7 +593,7 @@ impl PubDriver {
 
 impl Driver for PubDriver {
     async fn session(&mut self, session: Session) -> Result<(), ZmtpError> {
-        let mut liveness = Liveness::new(&self.conn, &session.peer);
+        let mut liveness = Liveness::new(self.conn.heartbeat(), session.peer.version);
         self.upstream.clear();
         let (mut rd, mut wr) = tokio::io::split(session.stream);
         let mut rbuf = session.buffer;
@@ -381,13 +601,13 @@ impl Driver for PubDriver {
         let mut wbuf = BytesMut::with_capacity(BATCH_BYTES + 64 * 1024);
 
         // Hold the queue until the proxy has attached us (first subscription) or the wait ends.
-        let wait_until = Instant::now() + self.subscription_wait;
+        let wait_until = deadline(self.subscription_wait);
         let mut subscribed = self.inbound(&mut decoder, &mut rbuf, &mut wbuf)?;
         while !subscribed {
             if self.closing() && self.rx.is_empty() {
                 return Ok(()); // closed with nothing to deliver
             }
-            let linger = self.close_deadline;
+            let linger = self.give_up_at();
             rbuf.reserve(8 * 1024);
             tokio::select! {
                 read = rd.read_buf(&mut rbuf) => {
@@ -397,11 +617,14 @@ impl Driver for PubDriver {
                     liveness.heard();
                     subscribed = self.inbound(&mut decoder, &mut rbuf, &mut wbuf)?;
                 }
-                () = tokio::time::sleep_until(wait_until) => {
+                () = sleep_until(wait_until) => {
                     tracing::debug!(wait = ?self.subscription_wait, "no subscription from the proxy yet; sending anyway");
                     break;
                 }
-                () = Self::linger_expired(linger) => return Ok(()),
+                () = Self::linger_expired(linger) => {
+                    self.give_up(0);
+                    return Ok(());
+                }
                 () = self.shared.doorbell.notified() => {}
             }
         }
@@ -413,6 +636,8 @@ impl Driver for PubDriver {
                 // Everything taken so far is written: answer the flushes taken with it.
                 wbuf.clear();
                 written = 0;
+                self.shared
+                    .settle(&self.shared.counts.written, std::mem::take(&mut in_flight));
                 self.fire_acks();
                 in_flight = self.fill(&mut wbuf);
                 if wbuf.is_empty() {
@@ -421,7 +646,7 @@ impl Driver for PubDriver {
                 }
             }
             let closing = self.closing();
-            let linger = self.close_deadline;
+            let linger = self.give_up_at();
             rbuf.reserve(8 * 1024);
             if wbuf.is_empty() {
                 if closing && self.rx.is_empty() {
@@ -442,7 +667,10 @@ impl Driver for PubDriver {
                             ping.encode(&mut wbuf);
                         }
                     }
-                    () = Self::linger_expired(linger) => return Ok(()),
+                    () = Self::linger_expired(linger) => {
+                        self.give_up(0);
+                        return Ok(());
+                    }
                 }
             } else {
                 let result: Result<(), ZmtpError> = tokio::select! {
@@ -461,7 +689,7 @@ impl Driver for PubDriver {
                     },
                     ping = liveness.tick() => ping.map(|ping| if let Some(ping) = ping { ping.encode(&mut wbuf) }),
                     () = Self::linger_expired(linger) => {
-                        tracing::warn!(unsent = in_flight + self.rx.len(), "publisher linger expired; dropping unsent events");
+                        self.give_up(in_flight);
                         return Ok(());
                     }
                 };
@@ -471,6 +699,7 @@ impl Driver for PubDriver {
                             events = in_flight,
                             "connection lost while writing; events in that write are lost"
                         );
+                        self.shared.settle(&self.shared.counts.lost, in_flight);
                     }
                     return Err(err);
                 }
@@ -482,14 +711,24 @@ impl Driver for PubDriver {
         if !self.closing() {
             return false;
         }
-        let expired = self.close_deadline.is_some_and(|at| Instant::now() >= at);
-        if expired && !self.rx.is_empty() {
-            tracing::warn!(
-                unsent = self.rx.len(),
-                "publisher closed while disconnected; linger expired, dropping unsent events"
-            );
+        let expired = self.expired();
+        if expired {
+            self.give_up(0);
         }
         self.rx.is_empty() || expired
+    }
+}
+
+impl Drop for PubDriver {
+    /// The I/O task is ending: whatever is still queued is dropped unsent.
+    fn drop(&mut self) {
+        let mut left = 0;
+        while let Ok(item) = self.rx.try_recv() {
+            if let Item::Message(_) = item {
+                left += 1;
+            }
+        }
+        self.shared.settle(&self.shared.counts.unsent, left);
     }
 }
 

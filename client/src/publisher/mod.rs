@@ -7,4 +7,5 @@ mod blocking;
 pub(crate) mod core;
 
 pub use self::blocking::PublisherBlocking;
+pub use self::core::CloseReport;
 pub use self::r#async::PublisherAsync;

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use xbus_schema::{Event, EventSet};
 
 use super::core::SubscriberCore;
-use crate::{Error, SubscriberOptions};
+use crate::{ConnectionEvents, ConnectionState, Error, SubscriberOptions};
 
 /// Receives events of the set `S` (one event type, or an enum deriving
 /// [`EventSet`](crate::EventSet)) in async code: [`get`](Self::get), or as a
@@ -68,7 +68,8 @@ impl<S> std::fmt::Debug for SubscriberAsync<S> {
 impl<S: EventSet> SubscriberAsync<S> {
     /// Connects with the default [`SubscriberOptions`] to `endpoint` (the proxy's subscriber
     /// side): fails with [`Error::Connect`] if no proxy answers within 5 s. It subscribes to
-    /// nothing yet. Must be called within a tokio runtime.
+    /// nothing yet. Must be called within a tokio runtime with the time and I/O drivers
+    /// enabled, else it fails with [`Error::NoRuntime`].
     pub async fn connect(endpoint: &str) -> Result<SubscriberAsync<S>, Error> {
         Self::connect_with(endpoint, SubscriberOptions::default()).await
     }
@@ -82,8 +83,7 @@ impl<S: EventSet> SubscriberAsync<S> {
         let (core, task) = SubscriberCore::new(endpoint, options, move |result| {
             let _ = first_tx.send(result);
         })?;
-        tokio::spawn(task);
-        first_rx.await.map_err(|_| Error::Closed)??;
+        crate::connection::spawn_on_current_runtime(task, first_rx).await?;
         Ok(SubscriberAsync {
             core,
             _set: PhantomData,
@@ -137,7 +137,7 @@ impl<S: EventSet> SubscriberAsync<S> {
     }
 
     /// Subscribes to a raw byte prefix of the topic frame (`b""` receives everything). For
-    /// tools; messages that do not decode into `S` surface as errors from `get`.
+    /// tools; messages that do not decode into `S` surface as [`Error::Decode`] from `get`.
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> Result<(), xbus::Error> {
@@ -164,10 +164,11 @@ impl<S: EventSet> SubscriberAsync<S> {
         self.core.subscriptions()
     }
 
-    /// Waits for the next event, at most `timeout` (`None`: no limit).
+    /// Waits for the next event, at most `timeout` (`None`, or `Duration::MAX`: no limit;
+    /// `Duration::ZERO`: only an event already queued).
     ///
     /// Errors: [`Error::Timeout`] when the time runs out; for one bad message (an unknown
-    /// event type, an undecodable payload) [`Error::Schema`] or [`Error::Malformed`], after
+    /// event type, an undecodable payload) [`Error::Decode`] or [`Error::Malformed`], after
     /// which the subscriber keeps working (unless [`OnDecodeError::Skip`](crate::OnDecodeError)
     /// is set, which skips them); [`Error::Closed`] if the connection task has stopped.
     pub async fn get(&mut self, timeout: Option<Duration>) -> Result<S, Error> {
@@ -201,6 +202,18 @@ impl<S: EventSet> SubscriberAsync<S> {
     /// How many messages were skipped under [`OnDecodeError::Skip`](crate::OnDecodeError).
     pub fn skipped(&self) -> u64 {
         self.core.skipped()
+    }
+
+    /// The connection's state now: connected, or since when and why not. A quiet bus and a
+    /// lost proxy look alike from `get`; this tells them apart.
+    pub fn state(&self) -> ConnectionState {
+        self.core.log().state()
+    }
+
+    /// The connection's events (connected, disconnected and why, reconnected), in order; see
+    /// [`ConnectionEvents`].
+    pub fn connection_events(&self) -> ConnectionEvents {
+        ConnectionEvents::new(self.core.log().clone())
     }
 }
 

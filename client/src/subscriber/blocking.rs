@@ -9,7 +9,7 @@ use crossbeam_channel as cb;
 use xbus_schema::{Event, EventSet};
 
 use super::core::SubscriberCore;
-use crate::{Error, SubscriberOptions};
+use crate::{ConnectionEvents, ConnectionState, Error, SubscriberOptions};
 
 /// Receives events of the set `S` on a plain thread: [`get`](Self::get) with a timeout, or
 /// [`iter`](Self::iter). The same API as [`SubscriberAsync`](crate::SubscriberAsync),
@@ -124,7 +124,8 @@ impl<S: EventSet> SubscriberBlocking<S> {
         self.core.subscriptions()
     }
 
-    /// Blocks for the next event, at most `timeout` (`None`: no limit). Errors as for
+    /// Blocks for the next event, at most `timeout` (`None`, or `Duration::MAX`: no limit;
+    /// `Duration::ZERO`: only an event already queued). Errors as for
     /// [`SubscriberAsync::get`](crate::SubscriberAsync::get).
     pub fn get(&mut self, timeout: Option<Duration>) -> Result<S, Error> {
         self.core.recv_event::<S>(timeout)
@@ -148,6 +149,18 @@ impl<S: EventSet> SubscriberBlocking<S> {
     /// How many messages were skipped under [`OnDecodeError::Skip`](crate::OnDecodeError).
     pub fn skipped(&self) -> u64 {
         self.core.skipped()
+    }
+
+    /// The connection's state now: connected, or since when and why not. A quiet bus and a
+    /// lost proxy look alike from `get`; this tells them apart.
+    pub fn state(&self) -> ConnectionState {
+        self.core.log().state()
+    }
+
+    /// The connection's events (connected, disconnected and why, reconnected), in order; see
+    /// [`ConnectionEvents`].
+    pub fn connection_events(&self) -> ConnectionEvents {
+        ConnectionEvents::new(self.core.log().clone())
     }
 }
 

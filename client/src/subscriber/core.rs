@@ -24,7 +24,9 @@ use xbus_zmtp::heartbeat::pong_for;
 use xbus_zmtp::{Command, Decoder, Inbound, Message, SocketType, Subscription, ZmtpError};
 
 use crate::connection::{self, closed_by_peer, Driver, Liveness, Session, Target};
+use crate::deadline::deadline_std;
 use crate::options::{ConnectionOptions, OnDecodeError, SubscriberOptions};
+use crate::state::StateLog;
 use crate::Error;
 
 /// Read buffer headroom reserved before each read.
@@ -69,6 +71,7 @@ impl Shared {
 pub(crate) struct SubscriberCore {
     rx: cb::Receiver<Message>,
     shared: Arc<Shared>,
+    log: Arc<StateLog>,
     on_decode_error: OnDecodeError,
     /// A stalled I/O task is woken once the queue is down to this, so it refills the queue in
     /// one go instead of one message per wake-up.
@@ -105,6 +108,7 @@ impl SubscriberCore {
         let target = Target::new(endpoint, SocketType::Sub, options.conn.clone())?;
         let (tx, rx) = cb::bounded(options.queue_capacity);
         let shared = Arc::new(Shared::default());
+        let log = StateLog::new();
         let driver = SubDriver {
             tx,
             shared: shared.clone(),
@@ -114,10 +118,16 @@ impl SubscriberCore {
         let core = SubscriberCore {
             rx,
             shared,
+            log: log.clone(),
             on_decode_error: options.on_decode_error,
             low_water: options.queue_capacity / 2,
         };
-        Ok((core, connection::run(target, driver, first)))
+        Ok((core, connection::run(target, driver, log, first)))
+    }
+
+    /// The client's connection state log.
+    pub(crate) fn log(&self) -> &Arc<StateLog> {
+        &self.log
     }
 
     /// Adds a subscription for `E` (optionally narrowed by a topic filter), if `S` has `E`.
@@ -220,7 +230,7 @@ impl SubscriberCore {
             let mut frames = msg.frames();
             let topic = frames.next().unwrap_or_default();
             let payload = frames.next().unwrap_or_default();
-            S::decode(&topic, &payload).map_err(Error::from)
+            S::decode(&topic, &payload).map_err(Error::Decode)
         } else {
             Err(Error::Malformed {
                 frames: msg.frame_count(),
@@ -250,9 +260,10 @@ impl SubscriberCore {
         }
     }
 
-    /// Blocks for the next event (blocking consumers); `None` waits forever.
+    /// Blocks for the next event (blocking consumers); `None` (or a timeout too large for
+    /// the clock, such as `Duration::MAX`) waits forever.
     pub(crate) fn recv_event<S: EventSet>(&self, timeout: Option<Duration>) -> Result<S, Error> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let deadline = timeout.and_then(deadline_std);
         loop {
             let msg = match deadline {
                 None => self.rx.recv().map_err(|_| Error::Closed)?,
@@ -381,7 +392,7 @@ impl SubDriver {
 
 impl Driver for SubDriver {
     async fn session(&mut self, session: Session) -> Result<(), ZmtpError> {
-        let mut liveness = Liveness::new(&self.conn, &session.peer);
+        let mut liveness = Liveness::new(self.conn.heartbeat(), session.peer.version);
         let mut stream = session.stream;
         let mut rbuf = session.buffer;
         let mut decoder = Decoder::default();
