@@ -130,11 +130,13 @@ impl Target {
 /// change in `log`. The first connection's outcome goes to `first` (see the module docs).
 pub(crate) async fn run<D: Driver>(
     target: Target,
-    mut driver: D,
+    driver: D,
     log: Arc<StateLog>,
     first: impl FnOnce(Result<(), Error>) + Send,
 ) {
     let _closed = CloseOnDrop(log.clone());
+    // Declared after `_closed`, so dropped (and done counting) before the log says closed.
+    let mut driver = driver;
     let mut session = if target.options.lazy {
         first(Ok(()));
         None

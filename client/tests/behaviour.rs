@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{next, tick, Alarm, Inbox, TestProxy, Tick, TickTock};
+use common::{dead_endpoint, next, tick, Alarm, Inbox, TestProxy, Tick, TickTock};
 use xbus::schema::Error as SchemaError;
 use xbus::{
     Codec, Error, OnDecodeError, PublisherAsync, PublisherBlocking, PublisherOptions,
@@ -14,14 +14,6 @@ use xbus::{
 };
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(10));
-
-/// An endpoint where nothing listens.
-fn dead_endpoint() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("tcp://127.0.0.1:{port}")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_match_whole_topic_segments() {
@@ -222,11 +214,13 @@ async fn bad_messages_are_errors_and_the_subscriber_keeps_working() {
         matches!(err, Error::Decode(SchemaError::Decode { .. })),
         "{err}"
     );
+    assert!(err.is_message_error());
     let err = sub.get(WAIT).await.unwrap_err();
     assert!(
         matches!(err, Error::Decode(SchemaError::UnknownEvent { .. })),
         "{err}"
     );
+    assert!(err.is_message_error());
     assert_eq!(sub.get(WAIT).await.unwrap(), tick("s", 7));
 }
 
@@ -503,12 +497,14 @@ fn invalid_topics_fail_at_the_call_site() {
         matches!(err, Error::Schema(SchemaError::InvalidTopic { .. })),
         "{err}"
     );
+    assert!(!err.is_message_error(), "not about a received message");
     let sub = SubscriberBlocking::<Tick>::connect(&proxy.subscribe).unwrap();
     let err = sub.subscribe::<Tick>(Some("a.")).unwrap_err();
     assert!(
         matches!(err, Error::Schema(SchemaError::InvalidFilter { .. })),
         "{err}"
     );
+    assert!(!err.is_message_error(), "not about a received message");
 }
 
 #[test]

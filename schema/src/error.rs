@@ -82,7 +82,8 @@ pub enum Error {
     /// [`EventSet`](crate::EventSet).
     #[error("received an event of a type this subscriber does not handle (topic frame {topic:?})")]
     UnknownEvent {
-        /// The whole topic frame, lossily converted to UTF-8.
+        /// The topic frame, lossily converted to UTF-8; a frame longer than 256 bytes is cut
+        /// there and followed by `… (N bytes)`, so hostile input cannot flood a log line.
         topic: String,
     },
 
@@ -212,8 +213,13 @@ impl Error {
     }
 
     pub(crate) fn unknown_event(frame: &[u8]) -> Self {
-        Self::UnknownEvent {
-            topic: String::from_utf8_lossy(frame).into_owned(),
-        }
+        const MAX: usize = 256;
+        let shown = String::from_utf8_lossy(&frame[..frame.len().min(MAX)]);
+        let topic = if frame.len() > MAX {
+            format!("{shown}… ({} bytes)", frame.len())
+        } else {
+            shown.into_owned()
+        };
+        Self::UnknownEvent { topic }
     }
 }
