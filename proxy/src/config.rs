@@ -23,6 +23,11 @@ pub const DEFAULT_BACKEND: &str = "tcp://127.0.0.1:5123";
 /// The subscription every publisher receives as soon as it connects, so publishers that wait for
 /// a first subscription never stall. No event matches it: event names may not start with `$`.
 pub const WELCOME_PREFIX: &[u8] = b"$xbus.";
+/// Framing bytes a subscription may carry around its prefix (a SUBSCRIBE command's name, or the
+/// `\x01` of a subscription message).
+pub(crate) const SUBSCRIPTION_OVERHEAD: u64 = 16;
+/// Durations past this are refused for periodic settings (use 0 for "off").
+const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Log output format of the binary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,19 +108,37 @@ pub struct Config {
     pub max_frames: usize,
     /// Most subscriptions one subscriber may hold. Default 10,000.
     pub max_subscriptions: usize,
+    /// Longest subscription prefix, in bytes; a subscriber that sends a longer one is
+    /// disconnected (rule `max_subscription_len`). Default 4 KiB.
+    #[serde(with = "size")]
+    pub max_subscription_len: u64,
+    /// Most bytes of prefixes one subscriber may hold, all together (rule
+    /// `max_subscription_bytes`). Default 1 MiB.
+    #[serde(with = "size")]
+    pub max_subscription_bytes: u64,
     /// Most connections (publishers and subscribers together). Default 4096.
     pub max_connections: usize,
     /// Time a new connection has to finish the ZMTP handshake. Default 5 s.
     #[serde(with = "duration")]
     pub handshake_timeout: Duration,
-    /// Send a PING after this long without hearing from a peer; 0 = heartbeats off (the
-    /// default: zmq.rs 0.7 peers drop the connection on a PING). PINGs from peers are always
-    /// answered.
+    /// Send a PING to a ZMTP 3.1 peer after this long without hearing from it; 0 = heartbeats
+    /// off. ZMTP 3.0 peers (which have no PING) are watched by TCP keepalive instead. PINGs from
+    /// peers are always answered. Default 10 s.
     #[serde(with = "duration")]
     pub heartbeat_interval: Duration,
-    /// With heartbeats on, a peer silent for this long is disconnected. Default 15 s.
+    /// With heartbeats on, a 3.1 peer silent for this long (a subscriber: that also stopped
+    /// reading) is disconnected (rule `heartbeat_timeout`). Default 30 s.
     #[serde(with = "duration")]
     pub heartbeat_timeout: Duration,
+    /// A peer that leaves a message unfinished this long after its first byte arrived is
+    /// disconnected (rule `partial_message_timeout`); 0 = never. Default 30 s.
+    #[serde(with = "duration")]
+    pub partial_message_timeout: Duration,
+    /// After start-up, forward no subscription to publishers for this long, so subscribers
+    /// that reconnect after a restart re-subscribe before publishers flush what they queued
+    /// during the outage; 0 = none. Default 1 s.
+    #[serde(with = "duration")]
+    pub startup_grace: Duration,
     /// On shutdown, how long subscriber queues may keep draining. Default 1 s.
     #[serde(with = "duration")]
     pub linger: Duration,
@@ -139,10 +162,14 @@ impl Default for Config {
             max_message_size: 16 * 1024 * 1024,
             max_frames: 64,
             max_subscriptions: 10_000,
+            max_subscription_len: 4 * 1024,
+            max_subscription_bytes: 1024 * 1024,
             max_connections: 4096,
             handshake_timeout: Duration::from_secs(5),
-            heartbeat_interval: Duration::ZERO,
-            heartbeat_timeout: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(30),
+            partial_message_timeout: Duration::from_secs(30),
+            startup_grace: Duration::from_secs(1),
             linger: Duration::from_secs(1),
             stats_interval: Duration::from_secs(60),
             subscribe_all: false,
@@ -201,6 +228,12 @@ impl Config {
         if self.max_message_size == 0 || self.max_frames == 0 {
             return bad("max_message_size and max_frames must be positive");
         }
+        if self.max_subscriptions == 0 || self.max_subscription_len == 0 {
+            return bad("max_subscriptions and max_subscription_len must be positive");
+        }
+        if self.max_subscription_bytes < self.max_subscription_len {
+            return bad("max_subscription_bytes must be at least max_subscription_len");
+        }
         if self.max_connections == 0 {
             return bad("max_connections must be positive");
         }
@@ -212,6 +245,18 @@ impl Config {
         }
         if !self.heartbeat_interval.is_zero() && self.heartbeat_timeout < self.heartbeat_interval {
             return bad("heartbeat_timeout must be at least heartbeat_interval");
+        }
+        for (name, value) in [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("stats_interval", self.stats_interval),
+            ("partial_message_timeout", self.partial_message_timeout),
+            ("startup_grace", self.startup_grace),
+        ] {
+            if value > MAX_PERIOD {
+                return Err(Error::Config(format!(
+                    "{name} must be at most a year (0 turns it off)"
+                )));
+            }
         }
         if self.service.threads == 0 {
             return bad("threads must be at least 1");
@@ -354,5 +399,30 @@ mod tests {
             ..Config::default()
         };
         assert!(cfg.validate().is_err());
+        let cfg = Config {
+            max_subscription_bytes: 100,
+            max_subscription_len: 200,
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn forever_is_honoured_or_refused_never_a_panic() {
+        // "forever" makes sense for these: validation passes
+        let cfg = Config {
+            linger: Duration::MAX,
+            handshake_timeout: Duration::MAX,
+            heartbeat_timeout: Duration::MAX,
+            ..Config::default()
+        };
+        cfg.validate().unwrap();
+        // and not for periodic settings: a clear error that names the option
+        let cfg = Config {
+            stats_interval: Duration::MAX,
+            ..Config::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("stats_interval"), "{err}");
     }
 }

@@ -10,9 +10,15 @@
 //!
 //! ## Layout
 //! - [`config`]: [`Config`], defaults and the TOML form.
+//! - `context`: the server state every task shares (config, router, counters, shutdown).
 //! - `listener`: accept loops, connection cap, handshake.
 //! - `publisher` / `subscriber`: one task pair per connection (reader + queue writer).
-//! - `router`: the prefix trie, subscriber and publisher registry, routing.
+//! - `protocol`: the ZMTP rules every connection follows (common commands, read results,
+//!   read-buffer policy, the partial-message watchdog).
+//! - `writer`: drains a peer's queue into its socket with vectored writes.
+//! - `peer`: the connected peers as the router sees them.
+//! - `router`: the subscriber and publisher registry, routing, upstream updates.
+//! - [`trie`]: the path-compressed prefix trie the router matches topics with.
 //! - [`forwarding`]: upstream subscription reference counts (pure).
 //! - `queue`: the bounded per-peer outbound queue (never blocks; counts drops).
 //! - `scan`: finds runs of complete messages in a publisher's read buffer (fast path).
@@ -42,16 +48,20 @@
 //! ```
 
 pub mod config;
-mod connection;
+mod context;
 pub mod error;
 pub mod forwarding;
 mod listener;
+mod peer;
+mod protocol;
 mod publisher;
 mod queue;
 mod router;
 mod scan;
 pub mod stats;
 mod subscriber;
+pub mod trie;
+mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -65,7 +75,7 @@ pub use error::Error;
 pub use stats::{SideStats, StatsSnapshot, SubscriberStats};
 pub use xbus_zmtp::Endpoint;
 
-use connection::{Ctx, Side};
+use context::{Ctx, Side};
 
 /// A configured proxy, not yet listening. Build one with [`Proxy::builder`] or
 /// [`Proxy::new`].
@@ -146,6 +156,33 @@ impl ProxyBuilder {
         self
     }
 
+    /// Longest subscription prefix in bytes (default 4 KiB); a subscriber that sends a longer
+    /// one is disconnected.
+    pub fn max_subscription_len(mut self, bytes: u64) -> Self {
+        self.config.max_subscription_len = bytes;
+        self
+    }
+
+    /// Most bytes of prefixes one subscriber may hold (default 1 MiB).
+    pub fn max_subscription_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_subscription_bytes = bytes;
+        self
+    }
+
+    /// A peer that leaves a message unfinished this long after its first byte is disconnected
+    /// (default 30 s; zero turns it off).
+    pub fn partial_message_timeout(mut self, timeout: Duration) -> Self {
+        self.config.partial_message_timeout = timeout;
+        self
+    }
+
+    /// After start-up, forward no subscription to publishers for this long (default 1 s; zero
+    /// for none), so that after a restart subscribers re-subscribe before publishers flush.
+    pub fn startup_grace(mut self, grace: Duration) -> Self {
+        self.config.startup_grace = grace;
+        self
+    }
+
     /// Most simultaneous connections, both sides together (default 4096). Connections past it
     /// are closed at once and counted as refused (`max_connections`).
     pub fn max_connections(mut self, n: usize) -> Self {
@@ -159,15 +196,16 @@ impl ProxyBuilder {
         self
     }
 
-    /// Heartbeats: PING a peer silent for `interval`, disconnect it after `timeout` of
-    /// silence. Default off (`interval` zero).
+    /// Heartbeats for ZMTP 3.1 peers: PING a peer silent for `interval`, disconnect it after
+    /// `timeout` of silence. Default 10 s / 30 s; `interval` zero turns them off.
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
         self.config.heartbeat_interval = interval;
         self.config.heartbeat_timeout = timeout;
         self
     }
 
-    /// How long shutdown keeps draining subscriber queues (default 1 s).
+    /// How long shutdown keeps draining subscriber queues (default 1 s; `Duration::MAX` drains
+    /// until every queue is empty or its subscriber is gone).
     pub fn linger(mut self, linger: Duration) -> Self {
         self.config.linger = linger;
         self
@@ -253,6 +291,9 @@ impl Proxy {
         if !ctx.config.stats_interval.is_zero() {
             ctx.tracker.spawn(stats_task(ctx.clone()));
         }
+        if !ctx.config.startup_grace.is_zero() {
+            ctx.tracker.spawn(open_forwarding_after_grace(ctx.clone()));
+        }
         Ok(ProxyHandle {
             ctx,
             frontend,
@@ -318,7 +359,7 @@ impl ProxyHandle {
         info!(linger = ?ctx.config.linger, "shutting down");
         ctx.shutdown.cancel();
         ctx.tracker.close();
-        let grace = ctx.config.linger + Duration::from_millis(500);
+        let grace = ctx.config.linger.saturating_add(Duration::from_millis(500));
         if tokio::time::timeout(grace, ctx.tracker.wait())
             .await
             .is_err()
@@ -343,6 +384,17 @@ impl Drop for ProxyHandle {
     fn drop(&mut self) {
         self.ctx.shutdown.cancel();
         self.ctx.hard_stop.cancel();
+    }
+}
+
+/// Ends the start-up grace (see [`ProxyBuilder::startup_grace`]).
+async fn open_forwarding_after_grace(ctx: Arc<Ctx>) {
+    tokio::select! {
+        _ = ctx.shutdown.cancelled() => {}
+        _ = tokio::time::sleep(ctx.config.startup_grace) => {
+            info!(grace = ?ctx.config.startup_grace, "start-up grace over: forwarding subscriptions to publishers");
+            ctx.router.open_forwarding();
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tracing::{error, warn};
 use xbus_zmtp::{handshake, HandshakeConfig, Listener, SocketType, Stream};
 
-use crate::connection::{Ctx, Side};
+use crate::context::{Ctx, Side};
 use crate::{publisher, subscriber};
 
 /// Accepts connections on `listener` until shutdown.

@@ -43,18 +43,31 @@ struct Cli {
     /// Most subscriptions per subscriber [default: 10000].
     #[arg(long, env = "XBUS_MAX_SUBSCRIPTIONS", value_name = "N")]
     max_subscriptions: Option<usize>,
+    /// Longest subscription prefix [default: 4KiB].
+    #[arg(long, env = "XBUS_MAX_SUBSCRIPTION_LEN", value_name = "SIZE", value_parser = parse_size)]
+    max_subscription_len: Option<u64>,
+    /// Most bytes of prefixes per subscriber, all together [default: 1MiB].
+    #[arg(long, env = "XBUS_MAX_SUBSCRIPTION_BYTES", value_name = "SIZE", value_parser = parse_size)]
+    max_subscription_bytes: Option<u64>,
     /// Most connections, both sides together [default: 4096].
     #[arg(long, env = "XBUS_MAX_CONNECTIONS", value_name = "N")]
     max_connections: Option<usize>,
     /// Time allowed for the ZMTP handshake [default: 5s].
     #[arg(long, env = "XBUS_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     handshake_timeout: Option<Duration>,
-    /// PING peers silent this long; 0 = off [default: 0].
+    /// PING ZMTP 3.1 peers silent this long; 0 = off [default: 10s].
     #[arg(long, env = "XBUS_HEARTBEAT_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     heartbeat_interval: Option<Duration>,
-    /// Disconnect peers silent this long (with heartbeats on) [default: 15s].
+    /// Disconnect 3.1 peers silent this long (with heartbeats on) [default: 30s].
     #[arg(long, env = "XBUS_HEARTBEAT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     heartbeat_timeout: Option<Duration>,
+    /// Disconnect a peer that leaves a message unfinished this long; 0 = never [default: 30s].
+    #[arg(long, env = "XBUS_PARTIAL_MESSAGE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    partial_message_timeout: Option<Duration>,
+    /// After start-up, forward no subscriptions to publishers for this long, so reconnecting
+    /// subscribers re-subscribe before publishers flush; 0 = none [default: 1s].
+    #[arg(long, env = "XBUS_STARTUP_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    startup_grace: Option<Duration>,
     /// On SIGINT/SIGTERM, drain subscriber queues for up to this long [default: 1s].
     #[arg(long, env = "XBUS_LINGER", value_name = "DURATION", value_parser = parse_duration)]
     linger: Option<Duration>,
@@ -105,10 +118,14 @@ impl Cli {
             max_message_size,
             max_frames,
             max_subscriptions,
+            max_subscription_len,
+            max_subscription_bytes,
             max_connections,
             handshake_timeout,
             heartbeat_interval,
             heartbeat_timeout,
+            partial_message_timeout,
+            startup_grace,
             linger,
             stats_interval,
             subscribe_all

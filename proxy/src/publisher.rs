@@ -8,32 +8,27 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use xbus_zmtp::{Decoder, Handshake, Inbound, Stream};
+use xbus_zmtp::{Decoder, Handshake, Inbound, Liveness, Stream};
 
-use crate::connection::{
-    handle_common_command, heard, heartbeat_tick, on_heartbeat, read_outcome, reserve_read,
-    run_writer, Ctx,
+use crate::context::Ctx;
+use crate::peer::PublisherShared;
+use crate::protocol::{
+    handle_common_command, prepare_read, read_outcome, send_ping, PartialWatch, READ_RESERVE,
 };
-use crate::queue::Queue;
-use crate::router::{PublisherShared, RouteScratch};
+use crate::router::RouteScratch;
 use crate::scan::{scan, Span, Stop};
+use crate::writer::{run_writer, Report};
 use crate::Error;
 
-/// Most bytes queued for one publisher (subscription updates it has not read yet) before it is
-/// disconnected.
-const CONTROL_QUEUE_BYTES: usize = 256 * 1024 * 1024;
+/// Spans kept between reads; a burst of tiny messages may grow it, and it is trimmed back.
+const SPANS_KEEP: usize = 4096;
 
 /// Serves one publisher after its handshake, until it leaves, breaks a rule, or the proxy shuts
 /// down.
 pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: String) {
     let id = ctx.next_id();
     let token = ctx.shutdown.child_token();
-    let shared = Arc::new(PublisherShared {
-        id,
-        peer: peer.clone(),
-        queue: Queue::new(usize::MAX, CONTROL_QUEUE_BYTES),
-        token: token.clone(),
-    });
+    let shared = Arc::new(PublisherShared::new(id, token.clone()));
     let counters = &ctx.stats.frontend;
     counters.connections.fetch_add(1, Relaxed);
     counters.connections_total.fetch_add(1, Relaxed);
@@ -51,7 +46,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
                 &shared.token,
                 None,
                 &ctx.stats.frontend,
-                None,
+                Report::default(),
             )
             .await;
             // a failed write means the peer is gone: stop reading it too
@@ -59,11 +54,18 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
         })
     };
 
-    let result = read_loop(&ctx, &mut rd, hs.buffer, &shared, &token).await;
+    let live = Liveness::new(ctx.heartbeat(), hs.peer.version);
+    let mut result = read_loop(&ctx, &mut rd, hs.buffer, &shared, live, &token).await;
     token.cancel();
     ctx.router.unregister_publisher(id);
     let _ = writer.await;
     counters.connections.fetch_sub(1, Relaxed);
+    if result.is_ok() && shared.backlogged() {
+        result = Err(Error::Limit {
+            rule: "subscription_backlog",
+            detail: "it does not read its subscription updates".into(),
+        });
+    }
     match result {
         Ok(()) => info!(peer = %peer, id, "publisher disconnected"),
         Err(e) => {
@@ -78,30 +80,30 @@ async fn read_loop<R: AsyncRead + Unpin>(
     rd: &mut R,
     mut buf: BytesMut,
     shared: &PublisherShared,
+    mut live: Liveness,
     token: &CancellationToken,
 ) -> Result<(), Error> {
-    let limits = ctx.limits();
+    let limits = ctx.publisher_limits();
     let mut decoder = Decoder::new(limits);
     // true while the decoder holds a partly received item: keep feeding it until it yields
     let mut decoder_pending = false;
-    let mut spans: Vec<Span> = Vec::with_capacity(4096);
+    let mut spans: Vec<Span> = Vec::with_capacity(SPANS_KEEP);
     let mut scratch = RouteScratch::default();
-    let mut hb = ctx.heartbeat();
+    let mut partial = PartialWatch::new(ctx.config.partial_message_timeout);
     loop {
+        let mut completed = false;
         loop {
             if !decoder_pending {
                 // fast path: every complete data message at the front, as one chunk
                 spans.clear();
                 let (end, stop) = scan(&buf, limits, &mut spans);
                 if end > 0 {
+                    completed = true;
                     let chunk = buf.split_to(end).freeze();
                     ctx.stats.frontend.add_in(spans.len() as u64, end as u64);
                     ctx.router.route(&chunk, &spans, &mut scratch);
                 }
-                if let Stop::Incomplete(need) = stop {
-                    if need > buf.len() {
-                        buf.reserve(need - buf.len());
-                    }
+                if let Stop::Incomplete(_) = stop {
                     break;
                 }
             }
@@ -109,6 +111,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             match decoder.decode(&mut buf)? {
                 Some(Inbound::Message(m)) => {
                     decoder_pending = false;
+                    completed = true;
                     let wire = m.wire().clone();
                     spans.clear();
                     let (end, _) = scan(&wire, limits, &mut spans);
@@ -118,6 +121,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
                 Some(Inbound::Command(cmd)) => {
                     decoder_pending = false;
+                    completed = true;
                     // PONG, SUBSCRIBE/CANCEL from a publisher, unknown commands: nothing to do
                     let _ = handle_common_command(cmd, &shared.queue)?;
                 }
@@ -127,19 +131,27 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
         }
-        reserve_read(&mut buf);
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => return Ok(()),
-            r = rd.read_buf(&mut buf) => match read_outcome(r, buf.len())? {
-                Some(_) => {}
-                None => return Ok(()),
-            },
-            _ = heartbeat_tick(&mut hb) => {
-                on_heartbeat(&mut hb, &shared.queue)?;
-                continue;
+        partial.update(!buf.is_empty(), completed);
+        if spans.capacity() > SPANS_KEEP {
+            spans = Vec::with_capacity(SPANS_KEEP);
+        }
+        prepare_read(&mut buf, READ_RESERVE);
+        loop {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => return Ok(()),
+                r = rd.read_buf(&mut buf) => match read_outcome(r, buf.len())? {
+                    Some(_) => break,
+                    None => return Ok(()),
+                },
+                r = live.tick() => {
+                    if let Some(ping) = r? {
+                        send_ping(&shared.queue, &ping);
+                    }
+                }
+                r = partial.check() => r?,
             }
-        };
-        heard(&mut hb);
+        }
+        live.heard();
     }
 }

@@ -195,23 +195,24 @@ impl Queue {
         dropped
     }
 
-    /// Queues a control frame (PONG, PING) that must not be lost to the HWM. Refused only when
-    /// the queue already holds twice its byte limit, a peer that is not reading at all. It
-    /// counts as zero messages, so message counters (queued, delivered, discarded) hold only
-    /// messages; its bytes are counted.
+    /// Queues a control frame (PONG, PING) that must not be lost to the HWM, *ahead* of every
+    /// queued message, so a peer with a long backlog still hears a PING (and its PONG) within
+    /// the heartbeat timeout. Refused only when the queue already holds twice its byte limit, a
+    /// peer that is not reading at all. It counts as zero messages, so message counters
+    /// (queued, delivered, discarded) hold only messages; its bytes are counted.
     pub fn push_control(&self, frame: Bytes) -> bool {
-        let wake = {
+        {
             let mut q = self.lock();
             if q.bytes + frame.len() > self.hwm_bytes.saturating_mul(2) {
                 return false;
             }
-            let wake = q.messages == 0;
-            q.push_unchecked(frame, 0);
-            wake
-        };
-        if wake {
-            self.notify.notify_one();
+            q.bytes += frame.len();
+            q.items.push_front(Item {
+                bytes: frame,
+                messages: 0,
+            });
         }
+        self.notify.notify_one();
         true
     }
 
@@ -375,12 +376,12 @@ mod tests {
     }
 
     #[test]
-    fn control_frames_bypass_the_message_hwm() {
+    fn control_frames_bypass_the_message_hwm_and_jump_the_queue() {
         let q = Queue::new(1, 100);
         assert!(q.push(Bytes::from_static(b"a")));
         assert!(!q.push(Bytes::from_static(b"b")));
         assert!(q.push_control(Bytes::from_static(b"pong")));
-        assert_eq!(drain_all(&q), b"apong");
+        assert_eq!(drain_all(&q), b"ponga");
     }
 
     #[tokio::test]

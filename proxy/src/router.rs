@@ -11,192 +11,57 @@
 //! publisher's view never misses or reorders an update.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Bytes, BytesMut};
-use tokio_util::sync::CancellationToken;
-use xbus_zmtp::{SocketType, Subscription};
+use xbus_zmtp::Subscription;
 
 use crate::config::WELCOME_PREFIX;
 use crate::forwarding::{Forwarding, Upstream};
-use crate::queue::{Queue, Run};
+use crate::peer::{PublisherShared, SubscriberShared};
+use crate::queue::Run;
 use crate::scan::Span;
 use crate::stats::{Stats, StatsSnapshot, SubscriberStats};
+use crate::trie::PrefixTrie;
 use crate::Error;
-
-/// A connected subscriber, shared by its connection tasks and the router.
-#[derive(Debug)]
-pub(crate) struct SubscriberShared {
-    pub(crate) id: u64,
-    pub(crate) peer: String,
-    pub(crate) socket_type: SocketType,
-    /// Its outbound messages.
-    pub(crate) queue: Queue,
-    pub(crate) delivered_messages: AtomicU64,
-    pub(crate) delivered_bytes: AtomicU64,
-}
-
-/// A connected publisher, shared by its connection tasks and the router.
-#[derive(Debug)]
-pub(crate) struct PublisherShared {
-    pub(crate) id: u64,
-    pub(crate) peer: String,
-    /// Subscription updates (and PONGs) to write to it.
-    pub(crate) queue: Queue,
-    /// Cancelled to disconnect it (e.g. when it stops reading its subscription updates).
-    pub(crate) token: CancellationToken,
-}
 
 /// A subscriber's place in the router (an index into its slab).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Slot(u32);
 
-#[derive(Debug)]
-struct Node {
-    /// Children by next byte, sorted.
-    children: Vec<(u8, u32)>,
-    /// Subscribers holding exactly this prefix.
-    subs: Vec<u32>,
+/// What one subscriber may hold (the length of one prefix is checked before it gets here).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RouterLimits {
+    /// Most prefixes.
+    pub(crate) max_subscriptions: usize,
+    /// Most bytes of prefixes, all together.
+    pub(crate) max_subscription_bytes: usize,
 }
 
-/// Byte-wise prefix trie: node 0 is the empty prefix.
-#[derive(Debug)]
-struct Trie {
-    nodes: Vec<Node>,
-    free: Vec<u32>,
-}
-
-impl Trie {
-    fn new() -> Trie {
-        Trie {
-            nodes: vec![Node {
-                children: Vec::new(),
-                subs: Vec::new(),
-            }],
-            free: Vec::new(),
-        }
-    }
-
-    fn child(&self, node: u32, byte: u8) -> Option<u32> {
-        let children = &self.nodes[node as usize].children;
-        children
-            .binary_search_by_key(&byte, |c| c.0)
-            .ok()
-            .map(|i| children[i].1)
-    }
-
-    fn alloc(&mut self) -> u32 {
-        let node = Node {
-            children: Vec::new(),
-            subs: Vec::new(),
-        };
-        if let Some(i) = self.free.pop() {
-            self.nodes[i as usize] = node;
-            i
-        } else {
-            self.nodes.push(node);
-            (self.nodes.len() - 1) as u32
-        }
-    }
-
-    /// Adds `slot` under `prefix`; false if it was already there.
-    fn insert(&mut self, prefix: &[u8], slot: u32) -> bool {
-        let mut node = 0u32;
-        for &b in prefix {
-            node = match self.child(node, b) {
-                Some(c) => c,
-                None => {
-                    let c = self.alloc();
-                    let children = &mut self.nodes[node as usize].children;
-                    let at = children.partition_point(|x| x.0 < b);
-                    children.insert(at, (b, c));
-                    c
-                }
-            };
-        }
-        let subs = &mut self.nodes[node as usize].subs;
-        if subs.contains(&slot) {
-            false
-        } else {
-            subs.push(slot);
-            true
-        }
-    }
-
-    /// Removes `slot` from `prefix` (pruning empty branches); false if it was not there.
-    fn remove(&mut self, prefix: &[u8], slot: u32) -> bool {
-        let mut path = Vec::with_capacity(prefix.len() + 1);
-        let mut node = 0u32;
-        path.push(node);
-        for &b in prefix {
-            match self.child(node, b) {
-                Some(c) => node = c,
-                None => return false,
-            }
-            path.push(node);
-        }
-        let subs = &mut self.nodes[node as usize].subs;
-        let Some(pos) = subs.iter().position(|s| *s == slot) else {
-            return false;
-        };
-        subs.swap_remove(pos);
-        // prune from the deepest node up; never the root
-        for depth in (1..path.len()).rev() {
-            let n = path[depth] as usize;
-            if !self.nodes[n].subs.is_empty() || !self.nodes[n].children.is_empty() {
-                break;
-            }
-            let parent = path[depth - 1] as usize;
-            let byte = prefix[depth - 1];
-            self.nodes[parent].children.retain(|c| c.0 != byte);
-            self.nodes[n].children = Vec::new();
-            self.free.push(n as u32);
-        }
-        true
-    }
-
-    /// Appends every subscriber whose prefix matches `topic`; returns how many trie nodes
-    /// contributed (more than one means duplicates are possible).
-    fn matches(&self, topic: &[u8], out: &mut Vec<u32>) -> usize {
-        let mut contributing = 0;
-        let mut node = &self.nodes[0];
-        let mut i = 0;
-        loop {
-            if !node.subs.is_empty() {
-                contributing += 1;
-                out.extend_from_slice(&node.subs);
-            }
-            let Some(&b) = topic.get(i) else { break };
-            let Ok(at) = node.children.binary_search_by_key(&b, |c| c.0) else {
-                break;
-            };
-            node = &self.nodes[node.children[at].1 as usize];
-            i += 1;
-        }
-        contributing
-    }
-
-    #[cfg(test)]
-    fn live_nodes(&self) -> usize {
-        self.nodes.len() - self.free.len()
-    }
-}
+/// Scratch runs kept per subscriber past a burst are trimmed back to this.
+const SCRATCH_KEEP: usize = 64;
 
 #[derive(Debug)]
 struct SubEntry {
     shared: Arc<SubscriberShared>,
     prefixes: HashSet<Bytes>,
+    /// Bytes of `prefixes`, against [`RouterLimits::max_subscription_bytes`].
+    prefix_bytes: usize,
 }
 
 #[derive(Debug)]
 struct State {
-    trie: Trie,
+    trie: PrefixTrie,
     subscribers: Vec<Option<SubEntry>>,
     free_slots: Vec<u32>,
     publishers: Vec<Arc<PublisherShared>>,
     forwarding: Forwarding,
     subscriptions: usize,
+    subscription_bytes: usize,
+    /// False during the start-up grace: publishers hear nothing yet (see
+    /// [`Router::open_forwarding`]).
+    forwarding_open: bool,
 }
 
 /// Scratch space a publisher's read task keeps between calls to [`Router::route`], so routing
@@ -213,7 +78,7 @@ pub(crate) struct RouteScratch {
 pub(crate) struct Router {
     state: RwLock<State>,
     stats: Arc<Stats>,
-    max_subscriptions: usize,
+    limits: RouterLimits,
     /// False in subscribe-all mode: publishers only ever hear `""`.
     forward: bool,
 }
@@ -224,8 +89,24 @@ fn encode(sub: &Subscription) -> Bytes {
     buf.freeze()
 }
 
+/// Every update in one buffer, so a publisher gets one queue item however many there are.
+fn encode_all(subs: impl IntoIterator<Item = Subscription>) -> Bytes {
+    let mut buf = BytesMut::new();
+    for sub in subs {
+        sub.encode(&mut buf);
+    }
+    buf.freeze()
+}
+
 impl Router {
-    pub(crate) fn new(stats: Arc<Stats>, max_subscriptions: usize, subscribe_all: bool) -> Router {
+    /// A router; with `forwarding_open` false, publishers hear no subscription until
+    /// [`Router::open_forwarding`].
+    pub(crate) fn new(
+        stats: Arc<Stats>,
+        limits: RouterLimits,
+        subscribe_all: bool,
+        forwarding_open: bool,
+    ) -> Router {
         let permanent = if subscribe_all {
             Bytes::new()
         } else {
@@ -233,15 +114,17 @@ impl Router {
         };
         Router {
             state: RwLock::new(State {
-                trie: Trie::new(),
+                trie: PrefixTrie::new(),
                 subscribers: Vec::new(),
                 free_slots: Vec::new(),
                 publishers: Vec::new(),
                 forwarding: Forwarding::new([permanent]),
                 subscriptions: 0,
+                subscription_bytes: 0,
+                forwarding_open,
             }),
             stats,
-            max_subscriptions,
+            limits,
             forward: !subscribe_all,
         }
     }
@@ -306,6 +189,10 @@ impl Router {
                 dropped += entry.shared.queue.push_runs(chunk, runs, spans);
             }
             runs.clear();
+            if runs.capacity() > SCRATCH_KEEP {
+                // a burst of interleaved topics: give the memory back
+                runs.shrink_to(SCRATCH_KEEP);
+            }
         }
         if unrouted > 0 {
             self.stats.unrouted.fetch_add(unrouted, Relaxed);
@@ -320,6 +207,7 @@ impl Router {
         let entry = Some(SubEntry {
             shared,
             prefixes: HashSet::new(),
+            prefix_bytes: 0,
         });
         let slot = match st.free_slots.pop() {
             Some(i) => {
@@ -350,27 +238,46 @@ impl Router {
                 if entry.prefixes.contains(&prefix) {
                     return Ok(());
                 }
-                if entry.prefixes.len() >= self.max_subscriptions {
+                let limits = self.limits;
+                if entry.prefixes.len() >= limits.max_subscriptions {
                     return Err(Error::Limit {
                         rule: "max_subscriptions",
-                        detail: format!("more than {} subscriptions", self.max_subscriptions),
+                        detail: format!("more than {} subscriptions", limits.max_subscriptions),
                     });
                 }
+                if entry.prefix_bytes + prefix.len() > limits.max_subscription_bytes {
+                    return Err(Error::Limit {
+                        rule: "max_subscription_bytes",
+                        detail: format!(
+                            "subscriptions of more than {} bytes in all",
+                            limits.max_subscription_bytes
+                        ),
+                    });
+                }
+                entry.prefix_bytes += prefix.len();
                 entry.prefixes.insert(prefix.clone());
                 st.trie.insert(&prefix, slot.0);
                 st.subscriptions += 1;
+                st.subscription_bytes += prefix.len();
                 st.forwarding.add(prefix)
             }
             Subscription::Cancel(prefix) => {
                 if !entry.prefixes.remove(&prefix) {
                     return Ok(());
                 }
+                entry.prefix_bytes -= prefix.len();
                 st.trie.remove(&prefix, slot.0);
                 st.subscriptions -= 1;
+                st.subscription_bytes -= prefix.len();
                 st.forwarding.remove(&prefix)
             }
         };
-        self.send_upstream(st, upstream);
+        let update = match upstream {
+            Upstream::Unchanged => return Ok(()),
+            Upstream::Subscribe(p) => Subscription::Subscribe(p),
+            Upstream::Cancel(p) => Subscription::Cancel(p),
+        };
+        self.send_upstream(st, encode(&update));
         Ok(())
     }
 
@@ -386,50 +293,66 @@ impl Router {
             return;
         };
         st.free_slots.push(slot.0);
+        st.subscriptions -= entry.prefixes.len();
+        st.subscription_bytes -= entry.prefix_bytes;
+        let mut cancels = Vec::new();
         for prefix in entry.prefixes {
             st.trie.remove(&prefix, slot.0);
-            st.subscriptions -= 1;
-            let up = st.forwarding.remove(&prefix);
-            self.send_upstream(st, up);
+            if let Upstream::Cancel(p) = st.forwarding.remove(&prefix) {
+                cancels.push(Subscription::Cancel(p));
+            }
+        }
+        // however many prefixes it held: one queue item per publisher
+        if !cancels.is_empty() {
+            self.send_upstream(st, encode_all(cancels));
         }
     }
 
-    fn send_upstream(&self, st: &mut State, change: Upstream) {
-        if !self.forward {
+    /// Queues `updates` for every publisher, unless forwarding is off (subscribe-all mode) or
+    /// not open yet (the start-up grace).
+    fn send_upstream(&self, st: &State, updates: Bytes) {
+        if !self.forward || !st.forwarding_open {
             return;
         }
-        let sub = match change {
-            Upstream::Unchanged => return,
-            Upstream::Subscribe(p) => Subscription::Subscribe(p),
-            Upstream::Cancel(p) => Subscription::Cancel(p),
-        };
-        let wire = encode(&sub);
         for p in &st.publishers {
-            self.push_to_publisher(p, wire.clone());
+            p.send_updates(updates.clone());
         }
     }
 
-    fn push_to_publisher(&self, p: &PublisherShared, wire: Bytes) {
-        if !p.queue.push(wire) && !p.token.is_cancelled() {
-            tracing::warn!(
-                peer = %p.peer,
-                id = p.id,
-                rule = "subscription_backlog",
-                "disconnecting publisher: it does not read its subscription updates"
-            );
-            self.stats.faulted("subscription_backlog");
-            p.token.cancel();
-        }
+    /// Every current upstream subscription (the `$xbus.` welcome first, or `""` in
+    /// subscribe-all mode), as one buffer.
+    fn current_set(st: &State) -> Bytes {
+        encode_all(
+            st.forwarding
+                .current()
+                .into_iter()
+                .map(Subscription::Subscribe),
+        )
     }
 
     /// Adds a publisher and queues, at once, every current upstream subscription for it
-    /// (including the `$xbus.` welcome, or `""` in subscribe-all mode).
+    /// (unless forwarding is not open yet: then it hears them when it opens).
     pub(crate) fn register_publisher(&self, p: Arc<PublisherShared>) {
         let mut st = self.write();
-        for prefix in st.forwarding.current() {
-            self.push_to_publisher(&p, encode(&Subscription::Subscribe(prefix)));
+        if st.forwarding_open {
+            p.send_updates(Self::current_set(&st));
         }
         st.publishers.push(p);
+    }
+
+    /// Ends the start-up grace: every publisher connected so far hears the whole current set
+    /// (the subscriptions of the subscribers that reconnected during the grace, and the welcome)
+    /// in one go, so none starts sending before they are all in place.
+    pub(crate) fn open_forwarding(&self) {
+        let mut st = self.write();
+        if st.forwarding_open {
+            return;
+        }
+        st.forwarding_open = true;
+        let set = Self::current_set(&st);
+        for p in &st.publishers {
+            p.send_updates(set.clone());
+        }
     }
 
     pub(crate) fn unregister_publisher(&self, id: u64) {
@@ -440,6 +363,7 @@ impl Router {
     pub(crate) fn fill_snapshot(&self, snap: &mut StatsSnapshot) {
         let st = self.read();
         snap.subscriptions = st.subscriptions;
+        snap.subscription_bytes = st.subscription_bytes;
         snap.upstream_subscriptions = st.forwarding.len();
         snap.subscribers = st
             .subscribers
@@ -465,7 +389,7 @@ impl Router {
 
     #[cfg(test)]
     fn trie_nodes(&self) -> usize {
-        self.read().trie.live_nodes()
+        self.read().trie.node_count()
     }
 }
 
@@ -473,8 +397,19 @@ impl Router {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::queue::Item;
+    use crate::queue::{Item, Queue};
     use proptest::prelude::*;
+    use std::sync::atomic::AtomicU64;
+    use tokio_util::sync::CancellationToken;
+    use xbus_zmtp::SocketType;
+
+    fn router(max_subscriptions: usize, subscribe_all: bool) -> Router {
+        let limits = RouterLimits {
+            max_subscriptions,
+            max_subscription_bytes: 1 << 20,
+        };
+        Router::new(Arc::default(), limits, subscribe_all, true)
+    }
 
     fn sub(router: &Router, id: u64) -> (Slot, Arc<SubscriberShared>) {
         let shared = Arc::new(SubscriberShared {
@@ -489,12 +424,7 @@ mod tests {
     }
 
     fn publisher(router: &Router, id: u64) -> Arc<PublisherShared> {
-        let p = Arc::new(PublisherShared {
-            id,
-            peer: "pub".into(),
-            queue: Queue::new(1000, 1 << 20),
-            token: CancellationToken::new(),
-        });
+        let p = Arc::new(PublisherShared::new(id, CancellationToken::new()));
         router.register_publisher(p.clone());
         p
     }
@@ -537,6 +467,24 @@ mod tests {
         items.into_iter().map(|i| i.bytes).collect()
     }
 
+    /// The subscription updates queued for a publisher, in order.
+    fn updates(q: &Queue) -> Vec<Subscription> {
+        let mut buf = BytesMut::new();
+        for item in drained(q) {
+            buf.extend_from_slice(&item);
+        }
+        let mut decoder = xbus_zmtp::Decoder::default();
+        let mut out = Vec::new();
+        while let Some(item) = decoder.decode(&mut buf).unwrap() {
+            out.push(match item {
+                xbus_zmtp::Inbound::Message(m) => Subscription::from_message(&m).unwrap(),
+                xbus_zmtp::Inbound::Command(c) => Subscription::from_command(&c).unwrap(),
+            });
+        }
+        assert!(buf.is_empty());
+        out
+    }
+
     fn subscribe(p: &str) -> Subscription {
         Subscription::Subscribe(Bytes::copy_from_slice(p.as_bytes()))
     }
@@ -547,7 +495,7 @@ mod tests {
 
     #[test]
     fn overlapping_subscriptions_deliver_once_without_copying() {
-        let r = Router::new(Arc::default(), 100, false);
+        let r = router(100, false);
         let (a, qa) = sub(&r, 1);
         let (b, qb) = sub(&r, 2);
         r.subscription(a, subscribe("A.")).unwrap();
@@ -565,46 +513,106 @@ mod tests {
 
     #[test]
     fn forwarding_welcome_late_publisher_and_disconnect() {
-        let r = Router::new(Arc::default(), 100, false);
+        let r = router(100, false);
         let p1 = publisher(&r, 10);
-        assert_eq!(drained(&p1.queue), vec![encode(&subscribe("$xbus."))]);
+        assert_eq!(updates(&p1.queue), vec![subscribe("$xbus.")]);
         let (a, _) = sub(&r, 1);
         let (b, _) = sub(&r, 2);
         r.subscription(a, subscribe("A.")).unwrap();
         r.subscription(b, subscribe("A.")).unwrap();
         r.subscription(b, subscribe("B.")).unwrap();
-        assert_eq!(
-            drained(&p1.queue),
-            vec![encode(&subscribe("A.")), encode(&subscribe("B."))]
-        );
+        assert_eq!(updates(&p1.queue), vec![subscribe("A."), subscribe("B.")]);
         let p2 = publisher(&r, 11);
+        // the whole set as one queue item
         assert_eq!(
-            drained(&p2.queue),
-            vec![
-                encode(&subscribe("$xbus.")),
-                encode(&subscribe("A.")),
-                encode(&subscribe("B."))
-            ]
+            p2.queue.len(),
+            (
+                1,
+                encode_all([subscribe("$xbus."), subscribe("A."), subscribe("B.")]).len()
+            )
+        );
+        assert_eq!(
+            updates(&p2.queue),
+            vec![subscribe("$xbus."), subscribe("A."), subscribe("B.")]
         );
         r.subscription(a, cancel("A.")).unwrap();
         assert!(drained(&p1.queue).is_empty());
         r.unregister_subscriber(b);
-        let expect = vec![encode(&cancel("A.")), encode(&cancel("B."))];
-        let mut got = drained(&p1.queue);
-        got.sort();
-        assert_eq!(got, expect);
+        let mut got = updates(&p1.queue);
+        got.sort_by(|x, y| x.prefix().cmp(y.prefix()));
+        assert_eq!(got, vec![cancel("A."), cancel("B.")]);
         assert_eq!(r.trie_nodes(), 1);
     }
 
     #[test]
+    fn during_the_grace_publishers_hear_nothing_then_everything_at_once() {
+        let limits = RouterLimits {
+            max_subscriptions: 100,
+            max_subscription_bytes: 1 << 20,
+        };
+        let r = Router::new(Arc::default(), limits, false, false);
+        let p = publisher(&r, 10);
+        let (a, _) = sub(&r, 1);
+        r.subscription(a, subscribe("A.")).unwrap();
+        r.subscription(a, subscribe("B.")).unwrap();
+        assert!(drained(&p.queue).is_empty());
+        r.open_forwarding();
+        assert_eq!(
+            updates(&p.queue),
+            vec![subscribe("$xbus."), subscribe("A."), subscribe("B.")]
+        );
+        // a late publisher is welcomed at once, as usual
+        let late = publisher(&r, 11);
+        assert_eq!(updates(&late.queue).len(), 3);
+    }
+
+    #[test]
+    fn a_subscriber_leaving_with_many_prefixes_is_one_update_per_publisher() {
+        let r = router(20_000, false);
+        let p = publisher(&r, 10);
+        drained(&p.queue);
+        let (a, _) = sub(&r, 1);
+        for i in 0..10_000 {
+            r.subscription(a, subscribe(&format!("T.{i}."))).unwrap();
+        }
+        drained(&p.queue);
+        r.unregister_subscriber(a);
+        assert_eq!(p.queue.len().0, 1);
+        assert_eq!(updates(&p.queue).len(), 10_000);
+        assert_eq!(r.trie_nodes(), 1);
+    }
+
+    #[test]
+    fn the_prefix_byte_budget_is_per_subscriber() {
+        let limits = RouterLimits {
+            max_subscriptions: 100,
+            max_subscription_bytes: 10,
+        };
+        let r = Router::new(Arc::default(), limits, false, true);
+        let (a, _) = sub(&r, 1);
+        let (b, _) = sub(&r, 2);
+        r.subscription(a, subscribe("12345")).unwrap();
+        r.subscription(a, subscribe("67890")).unwrap();
+        let err = r.subscription(a, subscribe("x")).unwrap_err();
+        assert_eq!(err.kind(), "max_subscription_bytes");
+        // a cancel gives the bytes back; another subscriber has its own budget
+        r.subscription(a, cancel("12345")).unwrap();
+        r.subscription(a, subscribe("x")).unwrap();
+        r.subscription(b, subscribe("0123456789")).unwrap();
+        let mut snap = StatsSnapshot::default();
+        r.fill_snapshot(&mut snap);
+        assert_eq!(snap.subscription_bytes, 16);
+    }
+
+    #[test]
     fn subscribe_all_mode_and_limits() {
-        let r = Router::new(Arc::default(), 2, true);
+        let r = router(2, true);
         let p = publisher(&r, 10);
         let (a, _) = sub(&r, 1);
         r.subscription(a, subscribe("A.")).unwrap();
         r.subscription(a, subscribe("B.")).unwrap();
         assert!(r.subscription(a, subscribe("C.")).is_err());
-        assert_eq!(drained(&p.queue), vec![encode(&subscribe(""))]);
+        assert_eq!(updates(&p.queue), vec![subscribe("")]);
     }
 
     proptest! {
@@ -615,7 +623,7 @@ mod tests {
             subs in proptest::collection::vec(proptest::collection::vec("[ab]{0,3}", 0..4), 1..5),
             topics in proptest::collection::vec("[ab]{0,4}", 1..20),
         ) {
-            let r = Router::new(Arc::default(), 100, false);
+            let r = router(100, false);
             let peers: Vec<_> = (0..subs.len()).map(|i| sub(&r, i as u64)).collect();
             for (i, prefixes) in subs.iter().enumerate() {
                 for p in prefixes { r.subscription(peers[i].0, subscribe(p)).unwrap(); }

@@ -69,6 +69,8 @@ pub struct StatsSnapshot {
     pub ignored_messages: u64,
     /// Subscriptions held by connected subscribers (sum over subscribers).
     pub subscriptions: usize,
+    /// Bytes of those subscriptions' prefixes (what the subscription trie holds, at most).
+    pub subscription_bytes: usize,
     /// Distinct prefixes the publishers are subscribed to (including the `$xbus.` welcome).
     pub upstream_subscriptions: usize,
     /// Connections refused before or during the handshake, by reason (`max_connections`,

@@ -1,22 +1,27 @@
 //! A backend connection (a SUB or XSUB subscriber): read its subscriptions into the router; a
 //! writer task drains its queue with vectored writes.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use xbus_zmtp::{Command, Decoder, Handshake, Inbound, Stream, Subscription};
+use xbus_zmtp::{Command, Decoder, Handshake, Inbound, Liveness, Stream, Subscription, ZmtpError};
 
-use crate::connection::{
-    encode_command, handle_common_command, heard, heartbeat_tick, on_heartbeat, read_outcome,
-    run_writer, Ctx,
+use crate::context::Ctx;
+use crate::peer::SubscriberShared;
+use crate::protocol::{
+    encode_command, handle_common_command, prepare_read, read_outcome, send_ping, PartialWatch,
 };
 use crate::queue::Queue;
-use crate::router::{Slot, SubscriberShared};
+use crate::router::Slot;
+use crate::writer::{run_writer, Report};
 use crate::Error;
+
+/// Subscribers send little: their read buffer is topped up in steps of this.
+const READ_RESERVE: usize = 8 * 1024;
 
 /// Serves one subscriber after its handshake, until it leaves, breaks a rule, or the proxy
 /// shuts down (then its queue is drained for up to the linger period first).
@@ -43,16 +48,23 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
     let slot = ctx.router.register_subscriber(shared.clone());
 
     let (mut rd, mut wr) = stream.into_split();
+    // set by the writer after each write: a subscriber that reads is alive, however busy
+    let progress = Arc::new(AtomicBool::new(false));
     let writer = {
         let (ctx, shared, token) = (ctx.clone(), shared.clone(), token.clone());
+        let progress = progress.clone();
         ctx.tracker.clone().spawn(async move {
+            let report = Report {
+                delivered: Some((&shared.delivered_messages, &shared.delivered_bytes)),
+                progress: Some(&progress),
+            };
             let end = run_writer(
                 &mut wr,
                 &shared.queue,
                 &token,
                 Some((&ctx.shutdown, ctx.config.linger)),
                 &ctx.stats.backend,
-                Some((&shared.delivered_messages, &shared.delivered_bytes)),
+                report,
             )
             .await;
             if let Err(e) = &end.result {
@@ -64,7 +76,14 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
         })
     };
 
-    let result = read_loop(&ctx, &mut rd, hs.buffer, &shared, slot, &token).await;
+    let live = Liveness::new(ctx.heartbeat(), hs.peer.version);
+    let conn = Conn {
+        shared: &shared,
+        slot,
+        token: &token,
+        progress: &progress,
+    };
+    let result = read_loop(&ctx, &mut rd, hs.buffer, conn, live).await;
     if result.is_err() || !ctx.shutdown.is_cancelled() {
         // The peer left or broke a rule: drop its queue. On graceful shutdown the writer
         // finishes draining on its own.
@@ -104,18 +123,31 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
     }
 }
 
+/// What the read loop works on besides the context.
+struct Conn<'a> {
+    shared: &'a SubscriberShared,
+    slot: Slot,
+    token: &'a CancellationToken,
+    progress: &'a AtomicBool,
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     ctx: &Ctx,
     rd: &mut R,
     mut buf: BytesMut,
-    shared: &SubscriberShared,
-    slot: Slot,
-    token: &CancellationToken,
+    conn: Conn<'_>,
+    mut live: Liveness,
 ) -> Result<(), Error> {
-    let mut decoder = Decoder::new(ctx.limits());
-    let mut hb = ctx.heartbeat();
+    let shared = conn.shared;
+    let mut decoder = Decoder::new(ctx.subscriber_limits());
+    let mut partial = PartialWatch::new(ctx.config.partial_message_timeout);
     loop {
-        while let Some(item) = decoder.decode(&mut buf)? {
+        let mut completed = false;
+        while let Some(item) = decoder
+            .decode(&mut buf)
+            .map_err(|e| subscription_error(ctx, e))?
+        {
+            completed = true;
             let sub = match item {
                 Inbound::Message(m) => {
                     ctx.stats.backend.add_in(1, m.wire().len() as u64);
@@ -137,33 +169,68 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 },
             };
             if let Some(sub) = sub {
-                ctx.router.subscription(slot, sub)?;
+                check_len(ctx, &sub)?;
+                ctx.router.subscription(conn.slot, sub)?;
             }
         }
-        reserve_read_small(&mut buf);
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => return Ok(()),
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            r = rd.read_buf(&mut buf) => match read_outcome(r, buf.len())? {
-                Some(_) => {}
-                None => return Ok(()),
-            },
-            _ = heartbeat_tick(&mut hb) => {
-                on_heartbeat(&mut hb, &shared.queue)?;
-                continue;
+        partial.update(!buf.is_empty(), completed);
+        prepare_read(&mut buf, READ_RESERVE);
+        loop {
+            tokio::select! {
+                biased;
+                _ = conn.token.cancelled() => return Ok(()),
+                _ = ctx.shutdown.cancelled() => return Ok(()),
+                r = rd.read_buf(&mut buf) => match read_outcome(r, buf.len())? {
+                    Some(_) => break,
+                    None => return Ok(()),
+                },
+                r = live.tick() => {
+                    // a subscriber whose writes go through is reading: alive, even if silent
+                    let reading = conn.progress.swap(false, Relaxed);
+                    if reading {
+                        live.heard();
+                    }
+                    match r {
+                        Ok(Some(ping)) => send_ping(&shared.queue, &ping),
+                        Ok(None) => {}
+                        Err(_) if reading => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                r = partial.check() => r?,
             }
-        };
-        heard(&mut hb);
+        }
+        live.heard();
     }
 }
 
-/// Subscribers send little; a small buffer is enough (the decoder reserves more for a large
-/// frame when it needs to).
-fn reserve_read_small(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(8 * 1024);
+/// A subscriber's oversized message is an oversized subscription: say so, under its own rule.
+fn subscription_error(ctx: &Ctx, e: ZmtpError) -> Error {
+    match e {
+        ZmtpError::MessageTooLarge { size, .. } => Error::Limit {
+            rule: "max_subscription_len",
+            detail: format!(
+                "a subscription of at least {size} bytes (the limit is {} bytes)",
+                ctx.config.max_subscription_len
+            ),
+        },
+        other => other.into(),
     }
+}
+
+/// Refuses a prefix longer than `--max-subscription-len`.
+fn check_len(ctx: &Ctx, sub: &Subscription) -> Result<(), Error> {
+    let max = ctx.config.max_subscription_len;
+    if sub.prefix().len() as u64 > max {
+        return Err(Error::Limit {
+            rule: "max_subscription_len",
+            detail: format!(
+                "a subscription of {} bytes (the limit is {max} bytes)",
+                sub.prefix().len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn cmd_len(cmd: &Command) -> u64 {

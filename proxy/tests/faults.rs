@@ -169,14 +169,15 @@ async fn oversized_frame_and_too_many_frames() {
     })
     .await;
 
-    // a long-frame header announcing 1 TiB, on the subscriber side
+    // a long-frame header announcing 1 TiB, on the subscriber side: refused at the header as
+    // an oversized subscription, before any of it is buffered
     let mut sub_bad = Peer::connect(&be(&h), SocketType::Sub).await;
     sub_bad
         .send_raw(b"\x02\x00\x00\x01\x00\x00\x00\x00\x00")
         .await;
     assert!(sub_bad.closed_by_proxy().await);
-    wait_stats(&h, "too large", |s| {
-        s.faulted.get("message_too_large") == Some(&2)
+    wait_stats(&h, "subscription too long", |s| {
+        s.faulted.get("max_subscription_len") == Some(&1)
     })
     .await;
 

@@ -4,7 +4,9 @@
 //! all its frames have arrived, and then as one [`Bytes`] holding the frames exactly as they were
 //! received (headers included), so a proxy can forward it to any number of peers without copying
 //! or re-encoding it. Limits are checked as soon as a frame header is seen, before its body is
-//! buffered, so an oversized frame costs the peer its connection, not the proxy its memory.
+//! buffered, so an oversized frame costs the peer its connection, not the proxy its memory. The
+//! decoder never reserves room for a frame it was only told about: the caller's buffer grows
+//! with the bytes that actually arrive.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -140,7 +142,6 @@ impl Decoder {
                 self.check_size(len)?;
                 let total = hdr + len as usize;
                 if buf.len() < total {
-                    buf.reserve(total - buf.len());
                     return Ok(None);
                 }
                 buf.advance(hdr);
@@ -156,7 +157,6 @@ impl Decoder {
             self.check_size(self.body_bytes.saturating_add(len))?;
             let end = self.scanned + hdr + len as usize;
             if buf.len() < end {
-                buf.reserve(end - buf.len());
                 return Ok(None);
             }
             self.scanned = end;

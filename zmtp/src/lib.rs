@@ -48,7 +48,7 @@ pub use error::ZmtpError;
 pub use frame::{encode_frame, encode_message};
 pub use greeting::Greeting;
 pub use handshake::{handshake, Handshake, HandshakeConfig, PeerInfo};
+pub use heartbeat::{HeartbeatConfig, Liveness};
 pub use socket_type::SocketType;
 pub use subscription::Subscription;
-pub use heartbeat::{HeartbeatConfig, Liveness};
 pub use transport::{Endpoint, EndpointError, Keepalive, Listener, ReadHalf, Stream, WriteHalf};

@@ -458,7 +458,9 @@ mod tests {
         c.unwrap();
         a.unwrap();
         // a stale socket (its listener gone, the file left behind) is replaced
-        let Listener::Unix(l, _) = live else { panic!("ipc listener") };
+        let Listener::Unix(l, _) = live else {
+            panic!("ipc listener")
+        };
         drop(l);
         assert!(sock.exists());
         ep.bind().await.unwrap();

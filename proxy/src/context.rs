@@ -1,0 +1,113 @@
+//! The server state every task shares ([`Ctx`]): the configuration, the router, the counters,
+//! the shutdown tokens and the task tracker.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use xbus_zmtp::{HeartbeatConfig, Limits};
+
+use crate::router::{Router, RouterLimits};
+use crate::stats::Stats;
+use crate::Config;
+
+/// Which side of the proxy a connection is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Publishers (XSUB side).
+    Frontend,
+    /// Subscribers (XPUB side).
+    Backend,
+}
+
+impl Side {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Side::Frontend => "frontend",
+            Side::Backend => "backend",
+        }
+    }
+}
+
+/// The state shared by the listeners and every connection task.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    /// Options.
+    pub(crate) config: Config,
+    /// Subscriptions, subscribers, publishers.
+    pub(crate) router: Router,
+    /// Counters.
+    pub(crate) stats: Arc<Stats>,
+    /// Graceful shutdown: stop accepting and reading, drain subscriber queues for the linger.
+    pub(crate) shutdown: CancellationToken,
+    /// Hard stop: every task returns at once (after the linger, or when the handle is dropped).
+    pub(crate) hard_stop: CancellationToken,
+    /// Every task the proxy spawns, so shutdown can wait for them.
+    pub(crate) tracker: TaskTracker,
+    /// Connection ids.
+    next_id: AtomicU64,
+    /// When the proxy started (for the final stats line's average rates).
+    pub(crate) started: Instant,
+}
+
+impl Ctx {
+    pub(crate) fn new(config: Config) -> Ctx {
+        let stats = Arc::new(Stats::default());
+        let router = Router::new(
+            stats.clone(),
+            RouterLimits {
+                max_subscriptions: config.max_subscriptions,
+                max_subscription_bytes: usize::try_from(config.max_subscription_bytes)
+                    .unwrap_or(usize::MAX),
+            },
+            config.subscribe_all,
+            config.startup_grace.is_zero(),
+        );
+        Ctx {
+            config,
+            router,
+            stats,
+            shutdown: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            next_id: AtomicU64::new(1),
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Relaxed)
+    }
+
+    /// What publishers may send: messages up to the message-size and frame limits.
+    pub(crate) fn publisher_limits(&self) -> Limits {
+        Limits {
+            max_message_size: self.config.max_message_size,
+            max_frames: self.config.max_frames,
+        }
+    }
+
+    /// What subscribers may send: subscriptions (a command or a message, with a few bytes of
+    /// framing around the prefix), so a subscriber's read buffer stays small whatever it
+    /// announces.
+    pub(crate) fn subscriber_limits(&self) -> Limits {
+        Limits {
+            max_message_size: self
+                .config
+                .max_subscription_len
+                .saturating_add(crate::config::SUBSCRIPTION_OVERHEAD)
+                .min(self.config.max_message_size),
+            max_frames: self.config.max_frames,
+        }
+    }
+
+    /// Heartbeat settings, `None` when they are off.
+    pub(crate) fn heartbeat(&self) -> Option<HeartbeatConfig> {
+        (!self.config.heartbeat_interval.is_zero()).then_some(HeartbeatConfig {
+            interval: self.config.heartbeat_interval,
+            timeout: self.config.heartbeat_timeout,
+        })
+    }
+}
