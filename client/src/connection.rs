@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
-use xbus_zmtp::heartbeat::{Heartbeat, HeartbeatAction, HeartbeatConfig};
+use tokio::time::Instant;
 use xbus_zmtp::{handshake, Endpoint, HandshakeConfig, PeerInfo, SocketType, Stream, ZmtpError};
 
 use crate::deadline::{deadline, run_until, sleep_until};
@@ -197,50 +196,6 @@ async fn unless_stopped<D: Driver, F: Future>(driver: &mut D, fut: F) -> Option<
         tokio::select! {
             out = &mut fut => return Some(out),
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
-    }
-}
-
-/// Heartbeats for one session: PINGs after silence, and a dead-peer verdict. Inactive for
-/// ZMTP 3.0 peers (they do not know PING) or when heartbeats are off.
-pub(crate) struct Liveness {
-    state: Option<(Heartbeat, Interval)>,
-}
-
-impl Liveness {
-    pub(crate) fn new(config: Option<HeartbeatConfig>, peer_version: (u8, u8)) -> Liveness {
-        let state = config.filter(|_| peer_version >= (3, 1)).map(|config| {
-            let hb = Heartbeat::new(config);
-            let mut ticks = tokio::time::interval(hb.tick_interval());
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            (hb, ticks)
-        });
-        Liveness { state }
-    }
-
-    /// Something arrived from the peer (or we were busy and could not listen).
-    pub(crate) fn heard(&mut self) {
-        if let Some((hb, _)) = &mut self.state {
-            hb.heard();
-        }
-    }
-
-    /// Waits for the next heartbeat tick (forever when heartbeats are off), then says what to
-    /// do: `Ok(Some(ping))` to send, `Ok(None)` nothing, `Err` the peer is dead.
-    pub(crate) async fn tick(&mut self) -> Result<Option<xbus_zmtp::Command>, ZmtpError> {
-        match &mut self.state {
-            None => std::future::pending().await,
-            Some((hb, ticks)) => {
-                ticks.tick().await;
-                match hb.tick() {
-                    HeartbeatAction::Idle => Ok(None),
-                    HeartbeatAction::SendPing(ping) => Ok(Some(ping)),
-                    HeartbeatAction::TimedOut => Err(ZmtpError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the proxy stopped answering heartbeats",
-                    ))),
-                }
-            }
         }
     }
 }

@@ -131,6 +131,9 @@ impl DisconnectReason {
             ZmtpError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
                 DisconnectReason::ClosedByPeer
             }
+            ZmtpError::HeartbeatTimeout { silent } => {
+                DisconnectReason::HeartbeatTimeout { silent: *silent }
+            }
             ZmtpError::Io(io) => DisconnectReason::Io {
                 kind: io.kind(),
                 message: bounded(&io.to_string()),

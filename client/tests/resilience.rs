@@ -10,7 +10,8 @@ use bytes::{Bytes, BytesMut};
 use common::{tick, TestProxy, Tick};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xbus::{
-    PublisherAsync, PublisherBlocking, PublisherOptions, SubscriberBlocking, SubscriberOptions,
+    ConnectionEvent, DisconnectReason, PublisherAsync, PublisherBlocking, PublisherOptions,
+    SubscriberBlocking, SubscriberOptions,
 };
 use xbus_zmtp::{handshake, Command, Decoder, HandshakeConfig, Inbound, SocketType, Subscription};
 
@@ -35,8 +36,8 @@ async fn read_until(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_proxy_is_detected_by_heartbeats_and_the_publisher_reconnects() {
+/// A listener on an ephemeral port, standing in for the proxy, and its endpoint.
+async fn listen() -> (xbus_zmtp::Listener, String) {
     let listener = "tcp://127.0.0.1:0"
         .parse::<xbus_zmtp::Endpoint>()
         .unwrap()
@@ -44,6 +45,12 @@ async fn a_silent_proxy_is_detected_by_heartbeats_and_the_publisher_reconnects()
         .await
         .unwrap();
     let endpoint = listener.local_endpoint().unwrap().to_string();
+    (listener, endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_proxy_is_detected_by_heartbeats_and_the_publisher_reconnects() {
+    let (listener, endpoint) = listen().await;
     let options = PublisherOptions::new()
         .heartbeat_interval(Some(Duration::from_millis(50)))
         .heartbeat_timeout(Duration::from_millis(300))
@@ -59,7 +66,8 @@ async fn a_silent_proxy_is_detected_by_heartbeats_and_the_publisher_reconnects()
             stream.write_all(&out).await.unwrap();
             (stream, hs.buffer)
         });
-    let _publisher = publisher.unwrap();
+    let publisher = publisher.unwrap();
+    let events = publisher.connection_events();
     let (mut stream, mut buf) = accepted;
     // The publisher PINGs the silent proxy...
     let pinged = read_until(&mut stream, &mut buf, |i| {
@@ -75,18 +83,82 @@ async fn a_silent_proxy_is_detected_by_heartbeats_and_the_publisher_reconnects()
         "the publisher did not reconnect after the heartbeat timeout"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
+    // The application hears why: a typed heartbeat timeout, not an I/O error.
+    assert_eq!(events.next().await, Some(ConnectionEvent::Connected));
+    match events.next().await {
+        Some(ConnectionEvent::Disconnected {
+            reason: DisconnectReason::HeartbeatTimeout { silent },
+        }) => assert!(silent >= Duration::from_millis(300), "{silent:?}"),
+        other => panic!("{other:?}"),
+    }
     drop(stream);
+}
+
+/// A ZMTP 3.0 greeting and READY for `socket_type`, written by hand (the engine speaks 3.1).
+fn zmtp30_greeting_and_ready(socket_type: &str) -> Vec<u8> {
+    let mut out = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 0];
+    out.extend_from_slice(b"NULL");
+    out.resize(64, 0);
+    let mut body = b"\x05READY\x0bSocket-Type".to_vec();
+    body.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
+    body.extend_from_slice(socket_type.as_bytes());
+    out.extend_from_slice(&[0x04, body.len() as u8]);
+    out.extend_from_slice(&body);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zmtp_3_0_proxy_is_never_pinged() {
+    let (listener, endpoint) = listen().await;
+    let options = PublisherOptions::new()
+        .heartbeat_interval(Some(Duration::from_millis(20)))
+        .heartbeat_timeout(Duration::from_secs(60));
+    let (publisher, accepted) =
+        tokio::join!(PublisherAsync::connect_with(&endpoint, options), async {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            stream
+                .write_all(&zmtp30_greeting_and_ready("XSUB"))
+                .await
+                .unwrap();
+            // The client's greeting (64 bytes) and READY (a short command frame).
+            let mut greeting = [0u8; 64];
+            stream.read_exact(&mut greeting).await.unwrap();
+            let mut header = [0u8; 2];
+            stream.read_exact(&mut header).await.unwrap();
+            assert_eq!(header[0], 0x04, "a short READY command");
+            let mut ready = vec![0u8; usize::from(header[1])];
+            stream.read_exact(&mut ready).await.unwrap();
+            let mut out = BytesMut::new();
+            Subscription::Subscribe(Bytes::from_static(b"$xbus.")).encode(&mut out);
+            stream.write_all(&out).await.unwrap();
+            stream
+        });
+    let publisher = publisher.unwrap();
+    let mut stream = accepted;
+    // Twenty heartbeat intervals of silence: a 3.1 peer would have had PINGs by now.
+    let mut buf = BytesMut::new();
+    let pinged = tokio::time::timeout(
+        Duration::from_millis(400),
+        read_until(&mut stream, &mut buf, |i| {
+            matches!(i, Inbound::Command(Command::Ping { .. }))
+        }),
+    )
+    .await;
+    assert!(
+        !matches!(pinged, Ok(true)),
+        "the client sent a PING to a ZMTP 3.0 peer"
+    );
+    // The connection is still up and carries events.
+    publisher.publish_raw(b"Tick.", b"{}").await.unwrap();
+    publisher.flush(Duration::from_secs(5)).await.unwrap();
+    let got = read_until(&mut stream, &mut buf, |i| matches!(i, Inbound::Message(_))).await;
+    assert!(got, "no event arrived");
+    assert!(publisher.state().is_connected());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_subscriber_answers_ping_with_pong_and_sends_its_subscriptions() {
-    let listener = "tcp://127.0.0.1:0"
-        .parse::<xbus_zmtp::Endpoint>()
-        .unwrap()
-        .bind()
-        .await
-        .unwrap();
-    let endpoint = listener.local_endpoint().unwrap().to_string();
+    let (listener, endpoint) = listen().await;
     let peer =
         tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
@@ -154,13 +226,7 @@ fn a_slow_subscriber_pushes_back_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_an_idle_publisher_does_not_wait_for_a_subscription() {
     // A proxy that never forwards a subscription (like libzmq's with no subscribers).
-    let listener = "tcp://127.0.0.1:0"
-        .parse::<xbus_zmtp::Endpoint>()
-        .unwrap()
-        .bind()
-        .await
-        .unwrap();
-    let endpoint = listener.local_endpoint().unwrap().to_string();
+    let (listener, endpoint) = listen().await;
     let peer = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         handshake(&mut stream, &HandshakeConfig::new(SocketType::XSub))

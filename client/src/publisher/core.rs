@@ -22,10 +22,10 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use xbus_schema::{Codec, Event};
 use xbus_zmtp::frame::FLAG_LONG;
-use xbus_zmtp::heartbeat::pong_for;
+use xbus_zmtp::heartbeat::{pong_for, Liveness};
 use xbus_zmtp::{Command, Decoder, Inbound, SocketType, Subscription, ZmtpError};
 
-use crate::connection::{self, closed_by_peer, Driver, Liveness, Session, Target};
+use crate::connection::{self, closed_by_peer, Driver, Session, Target};
 use crate::deadline::{deadline, deadline_std, sleep_until};
 use crate::options::{PublisherOptions, WhenFull};
 use crate::state::StateLog;

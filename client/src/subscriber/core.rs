@@ -20,10 +20,10 @@ use crossbeam_channel as cb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use xbus_schema::{Event, EventSet};
-use xbus_zmtp::heartbeat::pong_for;
+use xbus_zmtp::heartbeat::{pong_for, Liveness};
 use xbus_zmtp::{Command, Decoder, Inbound, Message, SocketType, Subscription, ZmtpError};
 
-use crate::connection::{self, closed_by_peer, Driver, Liveness, Session, Target};
+use crate::connection::{self, closed_by_peer, Driver, Session, Target};
 use crate::deadline::deadline_std;
 use crate::options::{ConnectionOptions, OnDecodeError, SubscriberOptions};
 use crate::state::StateLog;
