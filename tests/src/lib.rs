@@ -47,13 +47,17 @@ impl ProxyProcess {
     /// # Panics
     /// If it does not start listening within 20 s.
     pub fn start(extra_args: &[&str]) -> ProxyProcess {
+        ProxyProcess::start_at("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", extra_args)
+    }
+
+    /// Starts the proxy on the given endpoints (plus `extra_args`), e.g. the endpoints of a
+    /// proxy that was killed, to restart it where its clients reconnect.
+    ///
+    /// # Panics
+    /// If it does not start listening within 20 s.
+    pub fn start_at(frontend: &str, backend: &str, extra_args: &[&str]) -> ProxyProcess {
         let mut child = Command::new(proxy_binary())
-            .args([
-                "--frontend",
-                "tcp://127.0.0.1:0",
-                "--backend",
-                "tcp://127.0.0.1:0",
-            ])
+            .args(["--frontend", frontend, "--backend", backend])
             .args(["--log-format", "json", "--log", "info"])
             .args(extra_args)
             .stdout(Stdio::null())
@@ -121,6 +125,15 @@ impl ProxyProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the process with SIGKILL (no drain, no goodbye) and reaps it.
+    ///
+    /// # Panics
+    /// If the process cannot be killed or waited for.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL works");
+        self.child.wait().expect("the killed proxy can be reaped");
     }
 
     /// The log lines written so far that contain `needle`.
