@@ -1,5 +1,7 @@
 //! Payload codecs: MessagePack (default) and JSON (interop), codec detection, and untyped
-//! transcoding for tools.
+//! transcoding for tools. In JSON, non-finite floats are strings ([`nonfinite`]).
+
+mod nonfinite;
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,6 +9,7 @@ use std::str::FromStr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use self::nonfinite::non_finite_name;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
 
@@ -35,7 +38,9 @@ pub enum Codec {
     #[serde(rename = "msgpack", alias = "messagepack")]
     MessagePack,
     /// A UTF-8 JSON object, as produced by pydantic's `model_dump_json()`. Use it to talk to
-    /// Python services on an OrangeQS Juice bus.
+    /// Python services on an OrangeQS Juice bus. As in Juice (pydantic's
+    /// `ser_json_inf_nan="strings"`), a NaN or infinite float is written as the string
+    /// `"NaN"`, `"Infinity"` or `"-Infinity"`, and read back from it.
     #[serde(rename = "json")]
     Json,
 }
@@ -133,7 +138,11 @@ fn encode_map<T: Serialize + ?Sized>(value: &T, codec: Codec) -> Result<Vec<u8>,
             value.serialize(&mut ser)?;
             buf
         }
-        Codec::Json => serde_json::to_vec(value)?,
+        Codec::Json => {
+            let mut buf = Vec::with_capacity(128);
+            value.serialize(nonfinite::Ser(&mut serde_json::Serializer::new(&mut buf)))?;
+            buf
+        }
     };
     let is_map = match (codec, bytes.first()) {
         (Codec::MessagePack, Some(&b)) => is_msgpack_map_marker(b),
@@ -154,8 +163,10 @@ fn encode_map<T: Serialize + ?Sized>(value: &T, codec: Codec) -> Result<Vec<u8>,
 /// Encodes an event's payload frame.
 ///
 /// MessagePack payloads are maps keyed by field name; JSON payloads are compact UTF-8
-/// objects without leading whitespace. Fails with [`Error::Encode`] if serialization fails
-/// or the event does not serialize as a map.
+/// objects without leading whitespace. In JSON, a NaN or infinite `f32`/`f64` (at any depth)
+/// is written as the string `"NaN"`, `"Infinity"` or `"-Infinity"`, as pydantic does with
+/// `ser_json_inf_nan="strings"`; MessagePack carries them as floats. Fails with
+/// [`Error::Encode`] if serialization fails or the event does not serialize as a map.
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -170,6 +181,15 @@ fn encode_map<T: Serialize + ?Sized>(value: &T, codec: Codec) -> Result<Vec<u8>,
 /// assert_eq!(json, br#"{"seq":7}"#);
 /// let msgpack = encode_payload(&Ping { seq: 7 }, Codec::MessagePack).unwrap();
 /// assert_eq!(msgpack, [0x81, 0xA3, b's', b'e', b'q', 0x07]);
+///
+/// #[derive(Serialize, Deserialize, Event)]
+/// struct Reading {
+///     values: Vec<f64>,
+/// }
+///
+/// let reading = Reading { values: vec![0.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] };
+/// let json = encode_payload(&reading, Codec::Json).unwrap();
+/// assert_eq!(json, br#"{"values":[0.5,"NaN","Infinity","-Infinity"]}"#);
 /// ```
 pub fn encode_payload<E: Event>(event: &E, codec: Codec) -> Result<Vec<u8>, Error> {
     encode_map(event, codec).map_err(|source| Error::Encode {
@@ -189,7 +209,7 @@ pub(crate) fn decode_as<T: DeserializeOwned>(
         first_byte: payload.first().copied(),
     })?;
     let result: Result<T, BoxError> = match codec {
-        Codec::Json => serde_json::from_slice(payload).map_err(Into::into),
+        Codec::Json => decode_json(payload).map_err(Into::into),
         Codec::MessagePack => decode_msgpack(payload),
     };
     result.map_err(|source| Error::Decode {
@@ -197,6 +217,14 @@ pub(crate) fn decode_as<T: DeserializeOwned>(
         codec,
         source,
     })
+}
+
+/// `serde_json::from_slice`, with floats also read from the non-finite strings.
+fn decode_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let value = T::deserialize(nonfinite::De(&mut de))?;
+    de.end()?;
+    Ok(value)
 }
 
 fn decode_msgpack<T: DeserializeOwned>(payload: &[u8]) -> Result<T, BoxError> {
@@ -220,9 +248,13 @@ fn trailing(n: usize) -> BoxError {
 ///
 /// Unknown fields are ignored (unless the type opts into `#[serde(deny_unknown_fields)]`),
 /// and fields marked `#[serde(default)]` may be missing, so producers and consumers can
-/// evolve independently. Values may nest at most 128 levels deep in either codec. Errors name the event and the codec: [`Error::UnrecognizedPayload`]
-/// if the payload is neither a JSON object nor a MessagePack map, [`Error::Decode`]
-/// otherwise (including trailing bytes after the map).
+/// evolve independently. Values may nest at most 128 levels deep in either codec. In JSON an
+/// `f32`/`f64` is read from a number or from one of the strings `"NaN"`, `"Infinity"` and
+/// `"-Infinity"` (what pydantic writes with `ser_json_inf_nan="strings"`), at any depth except
+/// inside values that serde buffers before knowing their type (`#[serde(flatten)]`, untagged
+/// and internally tagged enums). Errors name the event and the codec:
+/// [`Error::UnrecognizedPayload`] if the payload is neither a JSON object nor a MessagePack
+/// map, [`Error::Decode`] otherwise (including trailing bytes after the map).
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -241,6 +273,16 @@ fn trailing(n: usize) -> BoxError {
 ///
 /// let err = decode_payload::<Ping>(br#"{"seq":"seven"}"#).unwrap_err();
 /// assert!(err.to_string().starts_with("failed to decode event `Ping` from json payload"));
+///
+/// #[derive(Serialize, Deserialize, Event, Debug)]
+/// struct Reading {
+///     value: f64,
+///     limit: Option<f64>,
+/// }
+///
+/// let r: Reading = decode_payload(br#"{"value":"NaN","limit":"-Infinity"}"#).unwrap();
+/// assert!(r.value.is_nan());
+/// assert_eq!(r.limit, Some(f64::NEG_INFINITY));
 /// ```
 pub fn decode_payload<E: Event>(payload: &[u8]) -> Result<E, Error> {
     decode_as(payload, E::NAME)
@@ -251,10 +293,12 @@ pub fn decode_payload<E: Event>(payload: &[u8]) -> Result<E, Error> {
 ///
 /// The top-level value is always an object. For MessagePack input, values map as follows:
 /// nil → `null`; booleans, integers and strings as themselves; floats as numbers, except
-/// NaN and ±infinity, which become `null`; binary data (and strings that are not valid
-/// UTF-8) → an array of byte values (`[0, 255, ...]`, which deserializes back into a
-/// `Vec<u8>`); map keys that are not strings → their JSON text (`1` → `"1"`); extension
-/// values → `{"$ext": TYPE, "data": [bytes]}`. Trailing bytes are an error.
+/// NaN and ±infinity, which become the strings `"NaN"`, `"Infinity"` and `"-Infinity"` as in
+/// the JSON codec; binary data (and strings that are not valid UTF-8) → an array of byte
+/// values (`[0, 255, ...]`, which deserializes back into a `Vec<u8>`); map keys that are not
+/// strings → their JSON text (`1` → `"1"`); extension values → `{"$ext": TYPE, "data":
+/// [bytes]}`. Trailing bytes are an error. JSON input is returned as it is, non-finite
+/// strings included.
 ///
 /// ```
 /// use serde_json::json;
@@ -327,8 +371,14 @@ fn msgpack_to_json(value: rmpv::Value) -> serde_json::Value {
     }
 }
 
+/// A float as a JSON number, or as the JSON codec's string for NaN and ±infinity.
 fn float_to_json(f: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+    match non_finite_name(f) {
+        Some(name) => serde_json::Value::from(name),
+        // `from_f64` fails only for the non-finite floats handled above.
+        None => serde_json::Number::from_f64(f)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+    }
 }
 
 fn map_key(key: rmpv::Value) -> String {
@@ -342,7 +392,10 @@ fn map_key(key: rmpv::Value) -> String {
 ///
 /// `value` must be a JSON object (events are maps). With [`Codec::MessagePack`] the object
 /// becomes a MessagePack map with the same keys; integers stay integers and other numbers
-/// become 64-bit floats. With [`Codec::Json`] it is written compactly.
+/// become 64-bit floats; strings stay strings, `"NaN"` and `"Infinity"` included, since an
+/// untyped value cannot tell them from text (a typed MessagePack decoder expects floats there,
+/// so re-publish such payloads with [`Codec::Json`]). With [`Codec::Json`] it is written
+/// compactly.
 ///
 /// ```
 /// use serde_json::json;

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xbus_schema::{
@@ -168,11 +170,200 @@ fn untyped_transcoding_of_msgpack_specials() {
         json!({
             "bin": [1, 2],
             "1": null,
-            "f": null,
+            "f": "NaN",
             "bad": [255],
             "e": {"$ext": 5, "data": [7]},
             "g": 0.1,
         })
+    );
+}
+
+#[derive(Serialize, Deserialize, Event, Debug)]
+struct One {
+    x: f64,
+}
+
+/// A float in every position serde can put one.
+#[derive(Serialize, Deserialize, Event, Debug, Clone)]
+struct Floats {
+    nan: f64,
+    inf: f32,
+    finite: f64,
+    set: Option<f64>,
+    unset: Option<f64>,
+    list: Vec<f64>,
+    map: HashMap<String, f64>,
+    ordered: BTreeMap<String, f32>,
+    pair: (f64, f32),
+    boxed: Box<f64>,
+    newtype: Celsius,
+    part: Part,
+    parts: Vec<Part>,
+    shapes: Vec<Shape>,
+    text: String,
+    any: serde_json::Value,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Celsius(f64);
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Part {
+    gain: f64,
+    limit: Option<f32>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+enum Shape {
+    Point,
+    Circle(f64),
+    Segment(f64, f64),
+    Box { width: f64, height: f32 },
+}
+
+fn floats() -> Floats {
+    Floats {
+        nan: f64::NAN,
+        inf: f32::INFINITY,
+        finite: -0.5,
+        set: Some(f64::NEG_INFINITY),
+        unset: None,
+        list: vec![1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY],
+        map: HashMap::from([("k".to_owned(), f64::NAN)]),
+        ordered: BTreeMap::from([("a".to_owned(), f32::NEG_INFINITY), ("b".to_owned(), 0.1)]),
+        pair: (f64::INFINITY, f32::NAN),
+        boxed: Box::new(f64::NEG_INFINITY),
+        newtype: Celsius(f64::INFINITY),
+        part: Part {
+            gain: f64::NAN,
+            limit: Some(f32::INFINITY),
+        },
+        parts: vec![Part {
+            gain: 2.0,
+            limit: None,
+        }],
+        shapes: vec![
+            Shape::Point,
+            Shape::Circle(f64::NAN),
+            Shape::Segment(f64::NEG_INFINITY, 3.0),
+            Shape::Box {
+                width: f64::INFINITY,
+                height: f32::NAN,
+            },
+        ],
+        text: "NaN".into(),
+        any: json!("Infinity"),
+    }
+}
+
+/// The JSON pydantic writes for `floats()` with `ser_json_inf_nan="strings"`.
+const FLOATS_JSON: &str = concat!(
+    r#"{"nan":"NaN","inf":"Infinity","finite":-0.5,"set":"-Infinity","unset":null,"#,
+    r#""list":[1.0,"NaN","Infinity","-Infinity"],"map":{"k":"NaN"},"#,
+    r#""ordered":{"a":"-Infinity","b":0.1},"pair":["Infinity","NaN"],"boxed":"-Infinity","#,
+    r#""newtype":"Infinity","part":{"gain":"NaN","limit":"Infinity"},"#,
+    r#""parts":[{"gain":2.0,"limit":null}],"#,
+    r#""shapes":["Point",{"Circle":"NaN"},{"Segment":["-Infinity",3.0]},"#,
+    r#"{"Box":{"width":"Infinity","height":"NaN"}}],"text":"NaN","any":"Infinity"}"#
+);
+
+/// `Debug` spells every float exactly (`NaN`, `inf`, `-0.0`), so equal spellings mean equal
+/// values, NaN included (the one map has one entry, so its order is fixed).
+fn spelled(value: &Floats) -> String {
+    format!("{value:?}")
+}
+
+#[test]
+fn json_writes_non_finite_floats_as_strings_at_any_depth() {
+    let json = encode_payload(&floats(), Codec::Json).unwrap();
+    assert_eq!(String::from_utf8(json).unwrap(), FLOATS_JSON);
+}
+
+#[test]
+fn json_reads_non_finite_strings_into_floats_at_any_depth() {
+    let decoded: Floats = decode_payload(FLOATS_JSON.as_bytes()).unwrap();
+    assert_eq!(spelled(&decoded), spelled(&floats()));
+    // Strings in string and untyped fields stay strings.
+    assert_eq!(decoded.text, "NaN");
+    assert_eq!(decoded.any, json!("Infinity"));
+    // Numbers are read as before, integers included.
+    let payload = br#"{"v":[1,-2,2.5e-3,18446744073709551615],"p":{"gain":1,"limit":-2.5}}"#;
+    #[derive(Deserialize, Serialize, Event, Debug)]
+    struct Numbers {
+        v: Vec<f64>,
+        p: Part,
+    }
+    let numbers: Numbers = decode_payload(payload).unwrap();
+    assert_eq!(numbers.v, [1.0, -2.0, 2.5e-3, 18446744073709551615.0]);
+    assert_eq!((numbers.p.gain, numbers.p.limit), (1.0, Some(-2.5)));
+}
+
+#[test]
+fn json_accepts_only_the_three_non_finite_spellings() {
+    for (payload, error) in [
+        (
+            r#"{"x":"nan"}"#,
+            r#"invalid type: string "nan", expected f64 at line 1 column 10"#,
+        ),
+        (
+            r#"{"x":"inf"}"#,
+            r#"invalid type: string "inf", expected f64 at line 1 column 10"#,
+        ),
+        (
+            r#"{"x":"+Infinity"}"#,
+            r#"invalid type: string "+Infinity", expected f64 at line 1 column 16"#,
+        ),
+        (
+            r#"{"x":"1.5"}"#,
+            r#"invalid type: string "1.5", expected f64 at line 1 column 10"#,
+        ),
+        (
+            r#"{"x":null}"#,
+            "invalid type: null, expected f64 at line 1 column 9",
+        ),
+        (
+            r#"{"x":[1]}"#,
+            "invalid type: sequence, expected f64 at line 1 column 6",
+        ),
+        (r#"{"x":NaN}"#, "expected value at line 1 column 6"),
+    ] {
+        let err = decode_payload::<One>(payload.as_bytes()).unwrap_err();
+        let want = format!("failed to decode event `One` from json payload: {error}");
+        assert_eq!(err.to_string(), want, "{payload}");
+    }
+}
+
+#[test]
+fn messagepack_keeps_native_floats() {
+    let payload = encode_payload(&One { x: f64::NAN }, Codec::MessagePack).unwrap();
+    let mut want = vec![0x81, 0xA1, b'x', 0xCB];
+    want.extend(f64::NAN.to_be_bytes());
+    assert_eq!(payload, want);
+    // The whole float zoo round-trips unchanged.
+    let msgpack = encode_payload(&floats(), Codec::MessagePack).unwrap();
+    assert_eq!(
+        spelled(&decode_payload(&msgpack).unwrap()),
+        spelled(&floats())
+    );
+    // The JSON spelling is JSON's only: in MessagePack a float is a float.
+    let string = [0x81, 0xA1, b'x', 0xA3, b'N', b'a', b'N'];
+    let err = decode_payload::<One>(&string).unwrap_err();
+    assert!(err.to_string().contains("from msgpack payload"), "{err}");
+}
+
+#[test]
+fn untyped_transcoding_spells_non_finite_floats_as_the_json_codec() {
+    let msgpack = encode_payload(&floats(), Codec::MessagePack).unwrap();
+    let json = encode_payload(&floats(), Codec::Json).unwrap();
+    // A tool shows both payloads alike...
+    let shown = payload_to_json(&msgpack).unwrap();
+    assert_eq!(shown, payload_to_json(&json).unwrap());
+    assert_eq!(shown["list"], json!([1.0, "NaN", "Infinity", "-Infinity"]));
+    // ...and what it shows, re-published as JSON, decodes to the same floats.
+    let republished = json_to_payload(&shown, Codec::Json).unwrap();
+    assert_eq!(
+        spelled(&decode_payload(&republished).unwrap()),
+        spelled(&floats())
     );
 }
 

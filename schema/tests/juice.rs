@@ -7,12 +7,15 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use xbus_schema::{detect_codec, encode, topic_frame, Codec, Event, EventSet, Timestamp};
+use xbus_schema::{
+    decode_payload, detect_codec, encode, topic_frame, Codec, Event, EventSet, Timestamp,
+};
 
 /// The Rust twin of Juice's `KernelStatusChanged(Event)` pydantic model.
 #[derive(Serialize, Deserialize, Event, Debug, Clone, PartialEq)]
@@ -21,6 +24,82 @@ struct KernelStatusChanged {
     #[event(topic)]
     service: String,
     status: String,
+}
+
+/// A nested part of `MeasurementTaken` (Juice's `MessagePart`).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Fit {
+    amplitude: f64,
+    error: Option<f64>,
+}
+
+/// The Rust twin of `MeasurementTaken` in `juice_interop.py`: every kind of value a Juice
+/// event carries, floats included (Juice writes NaN and ±infinity as JSON strings).
+#[derive(Serialize, Deserialize, Event, Debug, Clone)]
+struct MeasurementTaken {
+    time: Timestamp,
+    #[event(topic)]
+    qubit: String,
+    value: f64,
+    gains: Vec<f32>,
+    values: Vec<f64>,
+    by_axis: HashMap<String, f64>,
+    fit: Fit,
+    fits: Vec<Fit>,
+    best: Option<Fit>,
+    threshold: Option<f64>,
+    note: Option<String>,
+    started: Timestamp,
+    lowest: i64,
+    highest: i64,
+    total: u64,
+}
+
+/// The twin of `sample_measurement()` in `juice_interop.py`.
+fn measurement() -> MeasurementTaken {
+    let fit = |amplitude, error| Fit { amplitude, error };
+    MeasurementTaken {
+        time: "2026-11-24T09:00:00.123456Z".parse().unwrap(),
+        qubit: "q0".into(),
+        value: f64::NAN,
+        gains: vec![0.1, f32::NAN, f32::INFINITY],
+        values: vec![
+            0.25,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            1e-300,
+        ],
+        by_axis: HashMap::from([
+            ("x".to_owned(), 1.5),
+            ("y".to_owned(), f64::NEG_INFINITY),
+            ("z".to_owned(), f64::NAN),
+        ]),
+        fit: fit(f64::INFINITY, None),
+        fits: vec![fit(-1.0, Some(f64::NAN)), fit(2f64.powi(53), Some(0.1))],
+        best: Some(fit(0.5, Some(f64::NEG_INFINITY))),
+        threshold: Some(f64::NEG_INFINITY),
+        note: None,
+        started: "2026-11-24T11:00:00.123456Z".parse().unwrap(),
+        lowest: i64::MIN,
+        highest: i64::MAX,
+        total: u64::MAX,
+    }
+}
+
+/// Asserts that two events hold the same values, bit for bit: `Debug` spells every float
+/// exactly (`NaN`, `inf`, `-0.0`), and the map is put in key order first.
+fn assert_same(got: &MeasurementTaken, want: &MeasurementTaken) {
+    let spell = |ev: &MeasurementTaken| {
+        let by_axis: BTreeMap<_, _> = ev.by_axis.iter().collect();
+        let rest = MeasurementTaken {
+            by_axis: HashMap::new(),
+            ..ev.clone()
+        };
+        format!("{by_axis:?} {rest:?}")
+    };
+    assert_eq!(spell(got), spell(want));
 }
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/juice_interop.py");
@@ -117,4 +196,62 @@ fn rust_events_decode_in_python() {
         Timestamp::parse(decoded["time"].as_str().unwrap()).unwrap(),
         ev.time
     );
+}
+
+#[test]
+fn every_juice_value_decodes_in_rust() {
+    let msg = python(&["emit-measurement"], None);
+    let topic = msg["topic"].as_str().unwrap().as_bytes();
+    let payload = msg["payload"].as_str().unwrap();
+    // pydantic wrote the non-finite floats as strings, as Juice's config asks:
+    for written in [
+        r#""value":"NaN""#,
+        r#""Infinity""#,
+        r#""threshold":"-Infinity""#,
+    ] {
+        assert!(payload.contains(written), "{written} not in {payload}");
+    }
+    let ev = MeasurementTaken::decode(topic, payload.as_bytes()).unwrap();
+    assert_same(&ev, &measurement());
+    assert_eq!(topic_frame(&ev).unwrap(), topic);
+}
+
+#[test]
+fn every_rust_value_decodes_in_python_and_back() {
+    let ev = measurement();
+    let (topic, payload) = encode(&ev, Codec::Json).unwrap();
+    let message = json!({
+        "topic": String::from_utf8(topic).unwrap(),
+        "payload": String::from_utf8(payload).unwrap(),
+    });
+    let decoded = python(&["check-measurement"], Some(&message.to_string()));
+    // What pydantic holds after model_validate_json: Python types and exact values.
+    let utc = |t: &str| format!("datetime:aware:2026-11-24T{t}.123456+00:00");
+    let fit = |amplitude: &str, error: serde_json::Value| json!({"amplitude": format!("float:{amplitude}"), "error": error});
+    assert_eq!(
+        decoded["fields"],
+        json!({
+            "time": utc("09:00:00"),
+            "qubit": "q0",
+            "value": "float:nan",
+            "gains": ["float:0.1", "float:nan", "float:inf"],
+            "values": [
+                "float:0.25", "float:nan", "float:inf", "float:-inf", "float:-0.0", "float:1e-300"
+            ],
+            "by_axis": {"x": "float:1.5", "y": "float:-inf", "z": "float:nan"},
+            "fit": fit("inf", json!(null)),
+            "fits": [fit("-1.0", json!("float:nan")), fit("9007199254740992.0", json!("float:0.1"))],
+            "best": fit("0.5", json!("float:-inf")),
+            "threshold": "float:-inf",
+            "note": null,
+            "started": utc("11:00:00"),
+            "lowest": "int:-9223372036854775808",
+            "highest": "int:9223372036854775807",
+            "total": "int:18446744073709551615",
+        })
+    );
+    // pydantic's own JSON of what it decoded comes back to the same event.
+    let again: MeasurementTaken =
+        decode_payload(decoded["payload"].as_str().unwrap().as_bytes()).unwrap();
+    assert_same(&again, &ev);
 }

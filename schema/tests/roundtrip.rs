@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use xbus_schema::{
-    decode_payload, detect_codec, encode, json_to_payload, matches_subscription, payload_to_json,
-    split_topic_frame, subscription_prefix, Codec, Event, EventSet, Timestamp,
+    decode_payload, detect_codec, encode, encode_payload, json_to_payload, matches_subscription,
+    payload_to_json, split_topic_frame, subscription_prefix, Codec, Event, EventSet, Timestamp,
 };
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -46,6 +46,19 @@ struct Generated {
 
 #[derive(Serialize, Deserialize, Event, Debug, Clone, PartialEq)]
 struct Other {}
+
+/// Floats of every kind, NaN and infinities included.
+#[derive(Serialize, Deserialize, Event, Debug)]
+struct Floats {
+    wide: Vec<f64>,
+    narrow: Vec<f32>,
+    maybe: Option<f64>,
+}
+
+/// Whether two floats are the same value: equal bits (so `0.0` is not `-0.0`), or both NaN.
+fn same(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
 
 #[derive(EventSet, Debug, PartialEq)]
 enum Set {
@@ -123,6 +136,28 @@ proptest! {
             prop_assert_eq!(&decode_payload::<Generated>(&payload).unwrap(), &ev);
             prop_assert_eq!(Set::decode(&topic, &payload).unwrap(), Set::Generated(Box::new(ev.clone())));
             prop_assert_eq!(&Generated::decode(&topic, &payload).unwrap(), &ev);
+        }
+    }
+
+    #[test]
+    fn every_float_round_trips_in_both_codecs(
+        wide in prop::collection::vec(prop::num::f64::ANY, 0..8),
+        narrow in prop::collection::vec(prop::num::f32::ANY, 0..8),
+        maybe in prop::option::of(prop::num::f64::ANY),
+    ) {
+        let ev = Floats { wide, narrow, maybe };
+        for codec in Codec::ALL {
+            let payload = encode_payload(&ev, codec).unwrap();
+            let back: Floats = decode_payload(&payload).unwrap();
+            let widen = |v: &[f32]| v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>();
+            for (a, b) in [(&back.wide, &ev.wide), (&widen(&back.narrow), &widen(&ev.narrow))] {
+                prop_assert_eq!(a.len(), b.len());
+                prop_assert!(a.iter().zip(b).all(|(&x, &y)| same(x, y)), "{:?} != {:?}", a, b);
+            }
+            match (back.maybe, ev.maybe) {
+                (Some(x), Some(y)) => prop_assert!(same(x, y), "{} != {}", x, y),
+                (x, y) => prop_assert_eq!(x, y),
+            }
         }
     }
 
