@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use common::{dead_endpoint, next, tick, Alarm, Inbox, TestProxy, Tick, TickTock};
 use xbus::schema::Error as SchemaError;
 use xbus::{
-    Codec, Error, OnDecodeError, PublisherAsync, PublisherBlocking, PublisherOptions,
-    RawSubscriberAsync, SubscriberAsync, SubscriberBlocking, SubscriberOptions, WhenFull,
+    Codec, ConnectionEvent, Error, OnDecodeError, PublisherAsync, PublisherBlocking,
+    PublisherOptions, RawSubscriberAsync, SubscriberAsync, SubscriberBlocking, SubscriberOptions,
+    WhenFull,
 };
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(10));
@@ -169,11 +170,17 @@ async fn get_timeout_is_its_own_error() {
     );
     assert!(start.elapsed() >= Duration::from_millis(150));
 
-    let mut sub = SubscriberBlocking::<Tick>::connect(&proxy.subscribe).unwrap();
-    let start = Instant::now();
-    let err = sub.get(Some(Duration::from_millis(150))).unwrap_err();
-    assert!(matches!(err, Error::Timeout(_)), "{err}");
-    assert!(start.elapsed() >= Duration::from_millis(150));
+    // The blocking subscriber blocks: off the runtime.
+    let endpoint = proxy.subscribe.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut sub = SubscriberBlocking::<Tick>::connect(&endpoint).unwrap();
+        let start = Instant::now();
+        let err = sub.get(Some(Duration::from_millis(150))).unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "{err}");
+        assert!(start.elapsed() >= Duration::from_millis(150));
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,7 +457,7 @@ async fn proxy_restart_mid_stream_resumes_delivery() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let publishing = {
         let (endpoint, stop) = (proxy.publish.clone(), stop.clone());
-        std::thread::spawn(move || {
+        tokio::task::spawn_blocking(move || {
             let options = PublisherOptions::new().reconnect_interval(Duration::from_millis(20));
             let publisher = PublisherBlocking::connect_with(&endpoint, options).unwrap();
             let mut seq = 0;
@@ -469,7 +476,18 @@ async fn proxy_restart_mid_stream_resumes_delivery() {
         last = seq;
     }
     let before_restart = last;
+    let events = sub.connection_events();
+    assert_eq!(events.try_next(), Some(ConnectionEvent::Connected));
     tokio::task::block_in_place(|| proxy.restart());
+    // The old proxy may still drain events to the subscriber while it stops: wait until the
+    // subscriber is on the new one.
+    loop {
+        match tokio::time::timeout(WAIT.unwrap(), events.next()).await {
+            Ok(Some(ConnectionEvent::Reconnected { .. })) => break,
+            Ok(Some(ConnectionEvent::Disconnected { .. })) => {}
+            other => panic!("{other:?}"),
+        }
+    }
     // Delivery resumes on the new proxy: the subscriber re-subscribed, the publisher
     // reconnected. Events sent while the proxy was down may be lost (at most once).
     let mut after = Vec::new();
@@ -479,12 +497,22 @@ async fn proxy_restart_mid_stream_resumes_delivery() {
         last = seq;
         after.push(seq);
     }
+    // The proxy's counters may trail the traffic a little.
+    let deadline = Instant::now() + WAIT.unwrap();
+    let settled = |stats: &xbus_proxy::StatsSnapshot| {
+        stats.frontend.connections == 1
+            && stats.subscribers.len() == 1
+            && stats.subscribers[0].subscriptions == 1
+    };
+    while !settled(&proxy.stats()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let stats = proxy.stats();
     assert_eq!(stats.frontend.connections, 1, "the publisher reconnected");
     assert_eq!(stats.subscribers.len(), 1, "the subscriber reconnected");
     assert_eq!(stats.subscribers[0].subscriptions, 1, "and re-subscribed");
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let published = publishing.join().unwrap();
+    let published = publishing.await.unwrap();
     assert!(after[0] > before_restart && last < published);
 }
 

@@ -72,15 +72,16 @@ macro_rules! pairing {
                 .unwrap();
             sub.subscribe::<Tick>(Some("src")).unwrap();
             proxy.wait_subscriptions_async(1).await;
+            // The blocking publisher runs off the runtime, as in an application.
             let publishing = {
                 let publish = proxy.publish.clone();
-                std::thread::spawn(move || publish_blocking(&publish, $codec, "src"))
+                tokio::task::spawn_blocking(move || publish_blocking(&publish, $codec, "src"))
             };
             let mut got = Vec::new();
             for _ in 0..N {
                 got.push(sub.get(WAIT).await.unwrap().seen());
             }
-            publishing.join().unwrap();
+            publishing.await.unwrap();
             check(got, "src");
         }
     };

@@ -2,6 +2,10 @@
 //! one shared `PublisherBlocking`; an async service subscribing through `SubscriberAsync` to two
 //! event types with a topic filter. Every wanted event arrives exactly once with its fields
 //! intact, filtered ones never arrive, and the proxy exits 0 on SIGTERM.
+//!
+//! As in an application, the blocking publisher lives on plain threads and the async subscriber
+//! on a tokio runtime: the test thread drives the runtime with `block_on` for the service's
+//! calls only, so no blocking call ever runs inside async code.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -15,12 +19,17 @@ const WORKERS: u64 = 4;
 const JOBS: u64 = 500;
 const WANTED: [&str; 2] = ["worker-0", "worker-2"];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_publish_service_receives_exactly_once_then_proxy_stops_cleanly() {
+#[test]
+fn workers_publish_service_receives_exactly_once_then_proxy_stops_cleanly() {
     let mut proxy = ProxyProcess::start(&[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
 
-    let mut service = SubscriberAsync::<ServiceEvent>::connect(&proxy.backend)
-        .await
+    let mut service = rt
+        .block_on(SubscriberAsync::<ServiceEvent>::connect(&proxy.backend))
         .unwrap();
     for worker in WANTED {
         service.subscribe::<JobFinished>(Some(worker)).unwrap();
@@ -35,9 +44,11 @@ async fn workers_publish_service_receives_exactly_once_then_proxy_stops_cleanly(
         status: "up".into(),
         time: Timestamp::now(),
     };
+    let mut probes = 0;
     loop {
         publisher.publish(&probe).unwrap();
-        match service.get(Some(Duration::from_millis(50))).await {
+        probes += 1;
+        match rt.block_on(service.get(Some(Duration::from_millis(50)))) {
             Ok(ServiceEvent::Kernel(k)) if k.service == "probe" => break,
             Ok(other) => panic!("unexpected event before the workers started: {other:?}"),
             Err(xbus::Error::Timeout(_)) => continue,
@@ -72,7 +83,10 @@ async fn workers_publish_service_receives_exactly_once_then_proxy_stops_cleanly(
     let mut seen: HashMap<(String, u64), usize> = HashMap::new();
     let expected = WANTED.len() as u64 * JOBS;
     while (seen.len() as u64) < expected {
-        match service.get(Some(Duration::from_secs(20))).await.unwrap() {
+        match rt
+            .block_on(service.get(Some(Duration::from_secs(20))))
+            .unwrap()
+        {
             ServiceEvent::Finished(job) => {
                 assert!(
                     WANTED.contains(&job.worker.as_str()),
@@ -87,7 +101,7 @@ async fn workers_publish_service_receives_exactly_once_then_proxy_stops_cleanly(
     }
     workers.join().unwrap();
     // Anything still in flight would be a duplicate or a filtered event.
-    match service.get(Some(Duration::from_millis(300))).await {
+    match rt.block_on(service.get(Some(Duration::from_millis(300)))) {
         Err(xbus::Error::Timeout(_)) => {}
         other => panic!("unexpected extra event: {other:?}"),
     }
@@ -101,7 +115,8 @@ async fn workers_publish_service_receives_exactly_once_then_proxy_stops_cleanly(
         }
     }
 
-    drop(publisher);
+    let report = publisher.close(Duration::from_secs(20)).unwrap();
+    assert_eq!(report.written, WORKERS * JOBS + probes, "{report:?}");
     drop(service);
     let status = proxy.terminate();
     assert_eq!(

@@ -140,8 +140,17 @@ impl Shared {
     fn settle(&self, count: &AtomicU64, n: usize) {
         if n > 0 {
             count.fetch_add(n as u64, Ordering::SeqCst);
-            self.pending.fetch_sub(n, Ordering::SeqCst);
+            self.unpend(n);
         }
+    }
+
+    /// Takes `n` off `pending`, never below zero.
+    fn unpend(&self, n: usize) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+                Some(p.saturating_sub(n))
+            });
     }
 
     /// Asks the I/O task to deliver what is queued until `until` (`None`: no limit), then
@@ -414,7 +423,7 @@ impl Pending<'_> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.shared.pending.fetch_sub(1, Ordering::SeqCst);
+            self.shared.unpend(1);
         }
     }
 }
@@ -720,14 +729,14 @@ impl Driver for PubDriver {
 }
 
 impl Drop for PubDriver {
-    /// The I/O task is ending: whatever is still queued is dropped unsent.
+    /// The I/O task is ending: whatever is still queued is dropped unsent. The queue is not
+    /// drained here, so a `publish` blocked on a full queue fails with `Closed` instead of
+    /// slipping in. (Flush items in the queue are not messages: `pending` caps the count.)
     fn drop(&mut self) {
-        let mut left = 0;
-        while let Ok(item) = self.rx.try_recv() {
-            if let Item::Message(_) = item {
-                left += 1;
-            }
-        }
+        let left = self
+            .rx
+            .len()
+            .min(self.shared.pending.load(Ordering::SeqCst));
         self.shared.settle(&self.shared.counts.unsent, left);
     }
 }

@@ -81,6 +81,8 @@ impl TestProxy {
                         .backend(backend.parse().unwrap())
                         .subscriber_hwm(1_000_000)
                         .linger(Duration::from_millis(200))
+                        // Tests start their subscribers first; no need to hold publishers back.
+                        .startup_grace(Duration::ZERO)
                         .build()
                         .unwrap()
                         .start()
