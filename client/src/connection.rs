@@ -99,12 +99,19 @@ impl Target {
         let started = Instant::now();
         let deadline = deadline(self.options.connect_timeout());
         let mut attempts = 0;
+        let mut previous: Option<ConnectFailure> = None;
         loop {
             attempts += 1;
-            let failure = match self.connect_once(deadline).await {
+            let mut failure = match self.connect_once(deadline).await {
                 Ok(session) => return Ok(session),
                 Err(failure) => failure,
             };
+            // An attempt the deadline cut short right after others had failed says nothing
+            // new: report what the finished attempts ran into (refused, say), not a timeout.
+            if let (ConnectFailure::TimedOut { .. }, Some(earlier)) = (&failure, previous.take()) {
+                failure = earlier;
+                attempts -= 1;
+            }
             let retry_at = Instant::now().checked_add(self.options.reconnect_interval());
             let in_time = match (retry_at, deadline) {
                 (None, _) => false,
@@ -120,6 +127,7 @@ impl Target {
                 });
             }
             tracing::debug!(endpoint = %self.name, error = %failure, "connect failed; retrying");
+            previous = Some(failure);
             sleep_until(retry_at).await;
         }
     }

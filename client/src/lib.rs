@@ -133,9 +133,13 @@
 //! ## Behaviour
 //!
 //! * **Connecting** fails fast by default: `connect` returns once connected, or
-//!   [`Error::Connect`] (naming the endpoint and suggesting the proxy may not be running)
-//!   after the connect timeout (5 s). [`PublisherOptions::lazy_connect`] connects in the
-//!   background instead.
+//!   [`Error::Connect`] after the connect timeout (5 s), naming the endpoint and what the
+//!   attempts ran into ([`ConnectFailure`]: refused, timed out, a handshake that never
+//!   finished, the wrong side of the proxy). [`PublisherOptions::lazy_connect`] connects in
+//!   the background instead. Async clients need a tokio runtime ([`Error::NoRuntime`]).
+//! * **Connection state** is observable on every client: `state()` ([`ConnectionState`]) and
+//!   `connection_events()` ([`ConnectionEvents`]: connected, disconnected and why,
+//!   reconnected after how long), so an application can tell a lost proxy from a quiet bus.
 //! * **Reconnecting**: a lost connection is retried every reconnect interval (100 ms)
 //!   forever; subscribers re-send their subscriptions. Events in the write that broke are
 //!   lost (at most once, as in ZeroMQ); queued ones are sent after the reconnect.
@@ -143,13 +147,21 @@
 //!   proxy has forwarded a subscription (the xbus proxy sends `$xbus.` at once), or 5 s.
 //! * **Filters** match whole topic segments: filter `a.b` receives `a.b` and `a.b.c`, never
 //!   `a.c` or `a.bb`.
-//! * **Bad messages** (unknown type, undecodable payload) surface as an error from `get`, or
-//!   are skipped and counted ([`OnDecodeError`]); the subscriber keeps working.
+//! * **Closing**: a publisher's `close(timeout)` delivers what is queued and returns a
+//!   [`CloseReport`] (or [`Error::CloseTimeout`] when events were left unsent). Dropping the
+//!   last handle never blocks: the queue is delivered in the background for up to the linger.
+//! * **Bad messages** (unknown type, undecodable payload) surface as [`Error::Decode`] from
+//!   `get`, or are skipped and counted ([`OnDecodeError`]); the subscriber keeps working. Text
+//!   from the network is cut to 256 bytes in errors and logs.
+//! * **Durations**: every timeout and option accepts `Duration::MAX` (forever) and zero, with
+//!   the meaning its method documents; none panics.
 //! * **Untyped use** (tools): see [`raw`].
 //!
 //! ## Layout
 //! - [`options`]: the options builders.
-//! - [`error`]: the [`Error`] enum.
+//! - [`error`]: the [`Error`] enum and [`ConnectFailure`].
+//! - [`state`]: connection state and events.
+//! - `deadline.rs`: saturating deadlines (`Duration::MAX` means never).
 //! - `publisher/{core,async,blocking}.rs`, `subscriber/{core,async,blocking}.rs`: the cores
 //!   and their handles.
 //! - `connection.rs`: the connect, handshake and reconnect loop both cores share.

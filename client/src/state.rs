@@ -1,7 +1,7 @@
 //! Connection state and connection events, so an application can tell "the proxy is gone" from
 //! "the bus is quiet".
 //!
-//! Every client has one [`StateLog`], written by its connection task: the current
+//! Every client keeps one log, written by its connection task: the current
 //! [`ConnectionState`] and a bounded queue of [`ConnectionEvent`]s. Handles read it through
 //! `state()` and [`ConnectionEvents`] (from `connection_events()`).
 
