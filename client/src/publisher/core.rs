@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use xbus_schema::{Codec, Event};
-use xbus_zmtp::frame::FLAG_LONG;
+use xbus_zmtp::frame::first_frame;
 use xbus_zmtp::heartbeat::{pong_for, Liveness};
 use xbus_zmtp::{Command, Decoder, Inbound, SocketType, Subscription, ZmtpError};
 
@@ -450,23 +450,6 @@ struct PubDriver {
     filter_at_source: bool,
     /// The prefixes the proxy subscribed us to on this connection, with reference counts.
     upstream: BTreeMap<Bytes, usize>,
-}
-
-/// The body of a wire message's first frame (the topic frame); empty if malformed.
-fn first_frame(wire: &[u8]) -> &[u8] {
-    let (start, len): (usize, usize) = match wire.first() {
-        Some(flags) if flags & FLAG_LONG != 0 => {
-            let len = wire
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_be_bytes);
-            (9, usize::try_from(len).unwrap_or(usize::MAX))
-        }
-        Some(_) => (2, wire.get(1).map_or(0, |&b| usize::from(b))),
-        None => (0, 0),
-    };
-    wire.get(start..start.saturating_add(len))
-        .unwrap_or_default()
 }
 
 impl PubDriver {
