@@ -7,15 +7,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use xbus_proxy::{Proxy, ProxyHandle};
+use xbus_proxy::ProxyHandle;
 
 const XBUS: &str = env!("CARGO_BIN_EXE_xbus");
 
 async fn proxy() -> ProxyHandle {
-    Proxy::builder()
-        .frontend("tcp://127.0.0.1:0".parse().unwrap())
-        .backend("tcp://127.0.0.1:0".parse().unwrap())
-        .stats_interval(Duration::ZERO)
+    xbus_tests::proxy_builder()
         .build()
         .unwrap()
         .start()

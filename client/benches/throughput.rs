@@ -154,12 +154,9 @@ fn main() {
         .build()
         .unwrap();
     let proxy = rt.block_on(async {
-        xbus_proxy::Proxy::builder()
-            .frontend("tcp://127.0.0.1:0".parse().unwrap())
-            .backend("tcp://127.0.0.1:0".parse().unwrap())
+        xbus_tests::proxy_builder()
             .subscriber_hwm(n * 2)
             .subscriber_hwm_bytes(u64::MAX / 4)
-            .stats_interval(Duration::ZERO)
             .build()
             .unwrap()
             .start()

@@ -6,7 +6,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use xbus_proxy::{Proxy, ProxyHandle, StatsSnapshot};
+use xbus_proxy::{ProxyHandle, StatsSnapshot};
 
 const WORKERS: usize = 4;
 const JOBS: usize = 3;
@@ -41,10 +41,7 @@ async fn finish(child: std::process::Child, name: &str) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn examples_talk_to_each_other_and_to_python_through_the_proxy() {
-    let proxy = Proxy::builder()
-        .frontend("tcp://127.0.0.1:0".parse().unwrap())
-        .backend("tcp://127.0.0.1:0".parse().unwrap())
-        .stats_interval(Duration::ZERO)
+    let proxy = xbus_tests::proxy_builder()
         .build()
         .unwrap()
         .start()

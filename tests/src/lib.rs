@@ -1,151 +1,19 @@
-//! Test support for the end-to-end tests: [`ProxyProcess`] runs the real `xbus-proxy` binary on
-//! ephemeral ports and learns them from its startup log.
+//! Test support shared by every crate's tests: one way to run a proxy in a test.
+//!
+//! - [`proxy_builder`]: an in-process proxy for async tests (ephemeral loopback ports, no stats
+//!   line, no start-up grace).
+//! - [`TestProxy`]: an in-process proxy on a runtime of its own, for `#[test]` and
+//!   `#[tokio::test]` alike, that can be stopped and restarted on its ports.
+//! - [`ProxyProcess`]: the real `xbus-proxy` binary, for end-to-end tests.
+//!
+//! ```
+//! let proxy = xbus_tests::TestProxy::start();
+//! assert!(proxy.publish.starts_with("tcp://127.0.0.1:"));
+//! assert_eq!(proxy.stats().subscriptions, 0);
+//! ```
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod in_process;
+mod process;
 
-/// The `xbus-proxy` binary built beside this test binary (`cargo test --workspace` builds it).
-///
-/// # Panics
-/// When the binary has not been built, with the command that builds it.
-pub fn proxy_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary has a path");
-    // target/<profile>/deps/<test> -> target/<profile>/xbus-proxy
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binaries live in target/<profile>/deps");
-    let bin = dir.join(format!("xbus-proxy{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` (or `cargo build -p xbus-proxy` first)",
-        bin.display()
-    );
-    bin
-}
-
-/// A running `xbus-proxy` process, killed on drop if still running.
-#[derive(Debug)]
-pub struct ProxyProcess {
-    child: Child,
-    /// Where publishers connect.
-    pub frontend: String,
-    /// Where subscribers connect.
-    pub backend: String,
-    /// Every log line the proxy wrote so far (JSON lines).
-    pub log: Arc<Mutex<Vec<String>>>,
-}
-
-impl ProxyProcess {
-    /// Starts the proxy on `tcp://127.0.0.1:0` for both sides (plus `extra_args`) and waits until
-    /// it has logged where it listens.
-    ///
-    /// # Panics
-    /// If it does not start listening within 20 s.
-    pub fn start(extra_args: &[&str]) -> ProxyProcess {
-        ProxyProcess::start_at("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", extra_args)
-    }
-
-    /// Starts the proxy on the given endpoints (plus `extra_args`), e.g. the endpoints of a
-    /// proxy that was killed, to restart it where its clients reconnect.
-    ///
-    /// # Panics
-    /// If it does not start listening within 20 s.
-    pub fn start_at(frontend: &str, backend: &str, extra_args: &[&str]) -> ProxyProcess {
-        let mut child = Command::new(proxy_binary())
-            .args(["--frontend", frontend, "--backend", backend])
-            .args(["--log-format", "json", "--log", "info"])
-            .args(extra_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("xbus-proxy starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let fields = &v["fields"];
-                    if let (Some(side), Some(ep)) =
-                        (fields["side"].as_str(), fields["endpoint"].as_str())
-                    {
-                        let _ = tx.send((side.to_owned(), ep.to_owned()));
-                    }
-                }
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        let (mut frontend, mut backend) = (None, None);
-        while frontend.is_none() || backend.is_none() {
-            match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok((side, ep)) if side == "frontend" => frontend = Some(ep),
-                Ok((side, ep)) if side == "backend" => backend = Some(ep),
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "xbus-proxy did not log its endpoints: {:?}",
-                        log.lock().expect("log lock")
-                    );
-                }
-            }
-        }
-        ProxyProcess {
-            child,
-            frontend: frontend.unwrap_or_default(),
-            backend: backend.unwrap_or_default(),
-            log,
-        }
-    }
-
-    /// Sends SIGTERM and waits (up to 20 s) for the process to exit.
-    ///
-    /// # Panics
-    /// If `kill` cannot be run or the proxy does not exit in time.
-    pub fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait works") {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "xbus-proxy ignored SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the process with SIGKILL (no drain, no goodbye) and reaps it.
-    ///
-    /// # Panics
-    /// If the process cannot be killed or waited for.
-    pub fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL works");
-        self.child.wait().expect("the killed proxy can be reaped");
-    }
-
-    /// The log lines written so far that contain `needle`.
-    pub fn log_lines_containing(&self, needle: &str) -> Vec<String> {
-        let log = self.log.lock().expect("log lock");
-        log.iter().filter(|l| l.contains(needle)).cloned().collect()
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use in_process::{proxy_builder, test_settings, TestProxy};
+pub use process::{proxy_binary, ProxyProcess};
