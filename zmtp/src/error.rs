@@ -116,3 +116,30 @@ impl ZmtpError {
         }
     }
 }
+
+/// `bytes` as text for logs and errors: lossy UTF-8, cut to at most `max` bytes (on a character
+/// boundary) with the full length noted, so a hostile peer cannot put megabytes into a log line.
+pub(crate) fn printable(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.len() <= max {
+        return text.into_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], bytes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_cuts_long_text_on_a_character_boundary() {
+        assert_eq!(printable(b"PUB", 64), "PUB");
+        let long = "é".repeat(100);
+        let cut = printable(long.as_bytes(), 5);
+        assert_eq!(cut, "éé… (200 bytes)");
+    }
+}

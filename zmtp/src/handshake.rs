@@ -159,7 +159,8 @@ where
         .unwrap_or_default();
     let peer_type = SocketType::from_wire(&peer_type_raw);
     let Some(socket_type) = peer_type.filter(|t| config.accepts(*t)) else {
-        let peer = String::from_utf8_lossy(&peer_type_raw).into_owned();
+        // a hostile peer may announce up to a whole command of "socket type": keep logs short
+        let peer = crate::error::printable(&peer_type_raw, 64);
         let mut err = BytesMut::new();
         Command::Error(format!(
             "socket type {peer} not accepted by {}",
