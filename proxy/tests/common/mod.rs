@@ -216,3 +216,76 @@ pub async fn pub_and_sub(h: &ProxyHandle, prefix: &str) -> (Peer, Peer) {
     }
     (publ, sub)
 }
+
+// ---- hostile-peer helpers (tests/hostile.rs) ----
+
+impl Peer {
+    /// Connects and runs the handshake announcing ZMTP **3.0**, the version without heartbeats:
+    /// the proxy never PINGs such a peer, so a silent one is not cut under
+    /// `heartbeat_timeout`. `Err` when the proxy closes the connection instead (e.g. refused at
+    /// the connection cap).
+    pub async fn try_connect_zmtp30(
+        ep: &Endpoint,
+        socket_type: SocketType,
+    ) -> std::io::Result<Peer> {
+        let stream = ep.connect().await?;
+        let mut peer = Peer::raw(stream);
+        let greeting = xbus_zmtp::Greeting {
+            minor: 0,
+            ..xbus_zmtp::Greeting::ours()
+        };
+        let mut out = BytesMut::from(&greeting.encode()[..]);
+        Command::ready(socket_type, None).encode(&mut out);
+        peer.stream.write_all(&out).await?;
+        while peer.buf.len() < xbus_zmtp::greeting::GREETING_LEN {
+            peer.buf.reserve(4096);
+            let n = tokio::time::timeout(DEADLINE, peer.stream.read_buf(&mut peer.buf))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        let _ = peer.buf.split_to(xbus_zmtp::greeting::GREETING_LEN);
+        match peer.next_within(DEADLINE).await {
+            Some(Inbound::Command(Command::Ready(_))) => Ok(peer),
+            _ => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+
+    /// [`Peer::try_connect_zmtp30`], panicking on failure.
+    pub async fn connect_zmtp30(ep: &Endpoint, socket_type: SocketType) -> Peer {
+        Peer::try_connect_zmtp30(ep, socket_type).await.unwrap()
+    }
+
+    /// Writes `bytes`; false when the connection is gone (a hostile peer expects to be cut
+    /// mid-write).
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).await.is_ok()
+    }
+}
+
+/// A memory figure of this process (where an in-process proxy runs) from /proc/self/status, in
+/// bytes: `"VmRSS"` (resident now) or `"VmHWM"` (the peak since [`reset_peak_rss`]).
+pub fn rss_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kib: u64 = line
+        .trim_start_matches(field)
+        .trim_start_matches(':')
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// Resets this process's peak RSS (`VmHWM`) to its current RSS; false where the kernel does
+/// not allow it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
