@@ -12,10 +12,13 @@ use xbus_zmtp::SocketType;
 use crate::queue::Queue;
 
 /// Most subscription updates (and PONGs) queued for one publisher: past either bound the
-/// publisher is not reading them, and is disconnected (rule `subscription_backlog`).
-pub(crate) const CONTROL_QUEUE_MESSAGES: usize = 1_000_000;
+/// publisher is not reading them, and is disconnected (rule `subscription_backlog`). The whole
+/// set a publisher receives when it connects is one item, always accepted. Updates are shared
+/// by every publisher's queue (never copied per queue), so publishers that do not read cost
+/// one copy of the recent updates plus a queue entry each.
+pub(crate) const CONTROL_QUEUE_MESSAGES: usize = 100_000;
 /// See [`CONTROL_QUEUE_MESSAGES`].
-pub(crate) const CONTROL_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const CONTROL_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 
 /// A connected subscriber, shared by its connection tasks and the router.
 #[derive(Debug)]
@@ -45,7 +48,7 @@ impl PublisherShared {
     pub(crate) fn new(id: u64, token: CancellationToken) -> PublisherShared {
         PublisherShared {
             id,
-            queue: Queue::new(CONTROL_QUEUE_MESSAGES, CONTROL_QUEUE_BYTES),
+            queue: Queue::shared_items(CONTROL_QUEUE_MESSAGES, CONTROL_QUEUE_BYTES),
             token,
             backlogged: AtomicBool::new(false),
         }

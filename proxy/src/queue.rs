@@ -30,6 +30,8 @@ use crate::scan::Span;
 pub const COMPACT_AFTER: usize = 64;
 /// Items up to this size are compacted; bigger ones are always queued as they are.
 pub const COMPACT_MAX_ITEM: usize = 16 * 1024;
+/// Most bytes one drain hands a writer (at least one item, whatever its size).
+pub const DRAIN_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Size at which a compact chunk is closed and a new one started.
 const CHUNK_SIZE: usize = 64 * 1024;
 
@@ -45,6 +47,8 @@ pub struct Item {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Whether small items are copied into compact chunks (see the module docs).
+    compact: bool,
     items: VecDeque<Item>,
     /// Open compact chunk; logically after every item in `items`.
     tail: BytesMut,
@@ -75,7 +79,7 @@ impl Inner {
     fn push_unchecked(&mut self, msg: Bytes, count: u32) {
         self.messages += count as usize;
         self.bytes += msg.len();
-        if self.items.len() >= COMPACT_AFTER && msg.len() <= COMPACT_MAX_ITEM {
+        if self.compact && self.items.len() >= COMPACT_AFTER && msg.len() <= COMPACT_MAX_ITEM {
             if self.tail.capacity() - self.tail.len() < msg.len() {
                 self.close_tail();
                 self.tail.reserve(CHUNK_SIZE.max(msg.len()));
@@ -125,10 +129,25 @@ pub struct Queue {
 
 impl Queue {
     /// An empty queue holding at most `hwm_messages` messages and `hwm_bytes` bytes (one message
-    /// is always accepted into an empty queue, whatever its size).
+    /// is always accepted into an empty queue, whatever its size). Small items are compacted
+    /// once it backs up: for a subscriber's messages, cut from publishers' read buffers.
     pub fn new(hwm_messages: usize, hwm_bytes: usize) -> Queue {
+        Queue::with_compaction(hwm_messages, hwm_bytes, true)
+    }
+
+    /// Like [`Queue::new`], but items are always queued as they are, never copied: for items
+    /// shared by many queues (subscription updates go to every publisher), where a copy per
+    /// queue would multiply their memory.
+    pub fn shared_items(hwm_messages: usize, hwm_bytes: usize) -> Queue {
+        Queue::with_compaction(hwm_messages, hwm_bytes, false)
+    }
+
+    fn with_compaction(hwm_messages: usize, hwm_bytes: usize, compact: bool) -> Queue {
         Queue {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                compact,
+                ..Inner::default()
+            }),
             notify: Notify::new(),
             hwm_messages: hwm_messages.max(1),
             hwm_bytes: hwm_bytes.max(1),
@@ -216,20 +235,24 @@ impl Queue {
         true
     }
 
-    /// Moves up to `max` items into `out` (which it does not clear).
+    /// Moves up to `max` items, and (past the first) up to [`DRAIN_MAX_BYTES`], into `out`
+    /// (which it does not clear). The byte cap bounds what a writer holds outside the queue's
+    /// own accounting while a write is stuck.
     pub fn drain_into(&self, out: &mut Vec<Item>, max: usize) {
         let mut q = self.lock();
-        let mut n = q.items.len().min(max);
-        if n == q.items.len() && n < max {
+        if q.items.len() < max {
             q.close_tail();
-            n = q.items.len().min(max);
         }
-        let (mut messages, mut bytes) = (0usize, 0usize);
-        for item in q.items.drain(..n) {
+        let (mut messages, mut bytes, mut n) = (0usize, 0usize, 0usize);
+        for item in &q.items {
+            if n == max || (n > 0 && bytes + item.bytes.len() > DRAIN_MAX_BYTES) {
+                break;
+            }
             messages += item.messages as usize;
             bytes += item.bytes.len();
-            out.push(item);
+            n += 1;
         }
+        out.extend(q.items.drain(..n));
         q.messages -= messages;
         q.bytes -= bytes;
     }

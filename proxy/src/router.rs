@@ -583,6 +583,36 @@ mod tests {
     }
 
     #[test]
+    fn publishers_that_do_not_read_share_one_copy_of_the_updates() {
+        let r = router(100_000, false);
+        let (p1, p2) = (publisher(&r, 10), publisher(&r, 11));
+        let (a, _) = sub(&r, 1);
+        // far past the point where a subscriber's queue would start copying small items
+        for i in 0..1000 {
+            r.subscription(a, subscribe(&format!("T.{i}."))).unwrap();
+        }
+        let (q1, q2) = (drained(&p1.queue), drained(&p2.queue));
+        assert_eq!(q1.len(), 1001);
+        for (x, y) in q1.iter().zip(&q2).skip(1) {
+            assert_eq!(x.as_ptr(), y.as_ptr(), "an update was copied per publisher");
+        }
+    }
+
+    #[test]
+    fn a_publisher_that_does_not_read_is_cut_at_its_backlog() {
+        let r = router(200_000, false);
+        let p = publisher(&r, 10);
+        let (a, _) = sub(&r, 1);
+        for i in 0..crate::peer::CONTROL_QUEUE_MESSAGES + 1 {
+            r.subscription(a, subscribe(&format!("T.{i}."))).unwrap();
+        }
+        assert!(p.backlogged() && p.token.is_cancelled());
+        let (messages, bytes) = p.queue.len();
+        assert!(messages <= crate::peer::CONTROL_QUEUE_MESSAGES);
+        assert!(bytes <= crate::peer::CONTROL_QUEUE_BYTES);
+    }
+
+    #[test]
     fn the_prefix_byte_budget_is_per_subscriber() {
         let limits = RouterLimits {
             max_subscriptions: 100,

@@ -759,10 +759,10 @@ async fn subscribe_cancel_churn_leaves_no_trace() {
     healthy.finish(&h).await;
 }
 
-/// The control queue of a publisher holds 1M updates / 64 MiB (not configurable). Reaching it
-/// takes ~70 MiB of updates (the queue plus the socket buffers): a subscriber churning 4 KiB
+/// The control queue of a publisher holds 100k updates / 8 MiB (not configurable). Reaching it
+/// takes ~14 MiB of updates (the queue plus the socket buffers): a subscriber churning 4 KiB
 /// prefixes makes 8 KiB of updates per pair for every publisher while the proxy holds at most
-/// one of them, so ~9,000 pairs do it.
+/// one of them, so ~2,000 pairs do it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_that_never_reads_its_updates_is_cut_at_the_backlog_cap() {
     let h = start(|b| b.max_subscription_len(4096)).await;
@@ -830,8 +830,9 @@ const PUB_READ_BUFFER: u64 = (256 + 64) * 1024;
 const PUB_READ_FILLED: u64 = (256 - 64) * 1024;
 /// A subscriber's read buffer: topped up by 8 KiB.
 const SUB_READ_BUFFER: u64 = 8 * 1024;
-/// A publisher's control queue cap (`CONTROL_QUEUE_BYTES`, not configurable).
-const CONTROL_QUEUE_BYTES: u64 = 64 << 20;
+/// A publisher's control queue cap (`CONTROL_QUEUE_BYTES`, not configurable). The updates are
+/// shared by every publisher's queue, so it counts once however many publishers do not read.
+const CONTROL_QUEUE_BYTES: u64 = 8 << 20;
 /// Most items a writer takes from its queue for one vectored write (`WRITE_BATCH`).
 const WRITE_BATCH: u64 = 1024;
 /// Per connection besides its buffers: two tasks, the socket, queue and decoder state, the
