@@ -20,8 +20,11 @@ use crate::scan::{scan, Span, Stop};
 use crate::writer::{run_writer, Report};
 use crate::Error;
 
-/// Spans kept between reads; a burst of tiny messages may grow it, and it is trimmed back.
-const SPANS_KEEP: usize = 4096;
+/// Spans reserved for a read (a 256 KiB read of 100-byte messages holds about 2,500).
+const SPANS_INITIAL: usize = 4096;
+/// Past this many (2 MiB of spans: a burst of tiny messages in a huge read), the span vector is
+/// released after the read; below it, it is kept, so steady traffic never reallocates it.
+const SPANS_KEEP: usize = 64 * 1024;
 
 /// Serves one publisher after its handshake, until it leaves, breaks a rule, or the proxy shuts
 /// down.
@@ -87,7 +90,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut decoder = Decoder::new(limits);
     // true while the decoder holds a partly received item: keep feeding it until it yields
     let mut decoder_pending = false;
-    let mut spans: Vec<Span> = Vec::with_capacity(SPANS_KEEP);
+    let mut spans: Vec<Span> = Vec::with_capacity(SPANS_INITIAL);
     let mut scratch = RouteScratch::default();
     let mut partial = PartialWatch::new(ctx.config.partial_message_timeout);
     loop {
@@ -133,7 +136,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         partial.update(!buf.is_empty(), completed);
         if spans.capacity() > SPANS_KEEP {
-            spans = Vec::with_capacity(SPANS_KEEP);
+            spans = Vec::with_capacity(SPANS_INITIAL);
         }
         prepare_read(&mut buf, READ_RESERVE);
         loop {
