@@ -55,7 +55,7 @@ const SETTLED_VIEW: [&str; 2] = ["$xbus.", PREFIX];
 
 /// A proxy on ephemeral ports with no start-up grace, configured by `configure`.
 async fn start(configure: impl FnOnce(ProxyBuilder) -> ProxyBuilder) -> Arc<ProxyHandle> {
-    let b = configure(builder().startup_grace(Duration::ZERO));
+    let b = configure(builder());
     Arc::new(b.build().unwrap().start().await.unwrap())
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use xbus_proxy::{Proxy, ProxyBuilder, ProxyHandle, StatsSnapshot};
+use xbus_proxy::{ProxyBuilder, ProxyHandle, StatsSnapshot};
 use xbus_zmtp::{
     handshake, Command, Decoder, Endpoint, HandshakeConfig, Inbound, SocketType, Stream,
     Subscription,
@@ -19,12 +19,10 @@ pub fn loopback() -> Endpoint {
     "tcp://127.0.0.1:0".parse().unwrap()
 }
 
-/// A builder on ephemeral loopback ports with the stats line off.
+/// The shared test proxy builder (`xbus_tests::proxy_builder`): ephemeral loopback ports, no
+/// stats line, no start-up grace.
 pub fn builder() -> ProxyBuilder {
-    Proxy::builder()
-        .frontend(loopback())
-        .backend(loopback())
-        .stats_interval(Duration::ZERO)
+    xbus_tests::proxy_builder()
 }
 
 pub async fn start() -> ProxyHandle {
