@@ -1,11 +1,17 @@
 //! `xbus bench`: N publishers × M subscribers through a running proxy, with a live progress bar
 //! and a summary (msg/s, MB/s, loss, latency percentiles), in the spirit of `nats bench`.
 //!
-//! Every publisher has its own connection and topic (`Bench.pN.`); every subscriber subscribes to
-//! `Bench.` and so expects every message. A payload starts with a 16-byte header — sequence
-//! number and send time (ns since the run's start, both little-endian u64) — and is padded to
-//! `--size`. Publishers first send warm-up messages (topic `Bench.warmup.`) until every
-//! subscriber has seen one, so no measured message is lost to a subscription still in flight.
+//! Every publisher has its own connection and topic (`XbusBench.pN.`); every subscriber
+//! subscribes to `XbusBench.` and so expects every message. A payload is a real MessagePack map
+//! `{"seq": u64, "sent_ns": u64, "pad": "…"}` (sequence number, send time in ns since the run's
+//! start, and padding up to `--size` bytes), so `xbus sub XbusBench` shows it as JSON like any
+//! other event. The map has a fixed layout ([`BenchPayload`]), so writing and reading it costs
+//! two 8-byte copies. Publishers first send warm-up messages (topic `XbusBench.warmup.`) until
+//! every subscriber has seen one, so no measured message is lost to a subscription still in
+//! flight.
+//!
+//! The NAME [`BENCH_NAME`] keeps benchmark traffic out of other users' taps: `xbus sub` with no
+//! filter skips it unless given `--all`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,8 +24,96 @@ use xbus::{PublisherAsync, PublisherOptions, RawSubscriberAsync, SubscriberOptio
 
 use crate::error::CliError;
 
-const HEADER: usize = 16;
-const WARMUP_TOPIC: &[u8] = b"Bench.warmup.";
+/// The event NAME benchmark traffic is published under; `xbus sub` without filters skips it.
+pub const BENCH_NAME: &str = "XbusBench";
+/// Every subscriber's subscription: all benchmark traffic.
+const BENCH_PREFIX: &[u8] = b"XbusBench.";
+/// The warm-up messages' topic frame.
+const WARMUP_TOPIC: &[u8] = b"XbusBench.warmup.";
+
+/// The fixed-layout MessagePack map every benchmark message carries:
+/// `{"seq": u64, "sent_ns": u64, "pad": str}`, the integers always in their 9-byte `uint 64`
+/// form so they sit at fixed offsets.
+#[derive(Debug)]
+struct BenchPayload {
+    bytes: Vec<u8>,
+}
+
+/// `fixmap(3)`, `"seq"`, `uint 64` marker.
+const SEQ_PREFIX: &[u8] = b"\x83\xa3seq\xcf";
+/// Where the sequence number's 8 big-endian bytes start.
+const SEQ_AT: usize = SEQ_PREFIX.len();
+/// `"sent_ns"`, `uint 64` marker.
+const SENT_PREFIX: &[u8] = b"\xa7sent_ns\xcf";
+/// Where the send time's 8 big-endian bytes start.
+const SENT_AT: usize = SEQ_AT + 8 + SENT_PREFIX.len();
+/// `"pad"`, then a string header and the padding.
+const PAD_KEY: &[u8] = b"\xa3pad";
+/// The smallest payload: the map with an empty padding string (`fixstr` of length 0).
+pub const MIN_SIZE: usize = SENT_AT + 8 + PAD_KEY.len() + 1;
+
+impl BenchPayload {
+    /// A payload of exactly `size` bytes (at least [`MIN_SIZE`]), sequence number and send
+    /// time zero.
+    fn new(size: usize) -> Result<BenchPayload, CliError> {
+        if size < MIN_SIZE {
+            return Err(CliError::Input(format!(
+                "--size must be at least {MIN_SIZE} bytes: a benchmark message is the MessagePack \
+                 map {{\"seq\", \"sent_ns\", \"pad\"}}"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(size);
+        bytes.extend_from_slice(SEQ_PREFIX);
+        bytes.extend_from_slice(&[0; 8]);
+        bytes.extend_from_slice(SENT_PREFIX);
+        bytes.extend_from_slice(&[0; 8]);
+        bytes.extend_from_slice(PAD_KEY);
+        // What is left holds the string header and the padding; pick the shortest header.
+        let left = size - bytes.len();
+        let pad = match left {
+            0..=32 => {
+                bytes.push(0xa0 | (left - 1) as u8);
+                left - 1
+            }
+            33..=257 => {
+                bytes.extend_from_slice(&[0xd9, (left - 2) as u8]);
+                left - 2
+            }
+            258..=65_538 => {
+                bytes.push(0xda);
+                bytes.extend_from_slice(&((left - 3) as u16).to_be_bytes());
+                left - 3
+            }
+            _ => {
+                let len = u32::try_from(left - 5).map_err(|_| {
+                    CliError::Input(format!("--size {size} is too large (at most 4 GiB)"))
+                })?;
+                bytes.push(0xdb);
+                bytes.extend_from_slice(&len.to_be_bytes());
+                left - 5
+            }
+        };
+        bytes.resize(bytes.len() + pad, b'.');
+        Ok(BenchPayload { bytes })
+    }
+
+    /// Sets the sequence number and send time.
+    fn stamp(&mut self, seq: u64, sent_ns: u64) -> &[u8] {
+        self.bytes[SEQ_AT..SEQ_AT + 8].copy_from_slice(&seq.to_be_bytes());
+        self.bytes[SENT_AT..SENT_AT + 8].copy_from_slice(&sent_ns.to_be_bytes());
+        &self.bytes
+    }
+
+    /// The send time of a received benchmark payload, `None` if it does not have the layout.
+    fn sent_ns(payload: &[u8]) -> Option<u64> {
+        if payload.get(..SEQ_AT)? != SEQ_PREFIX || payload.get(SEQ_AT + 8..SENT_AT)? != SENT_PREFIX
+        {
+            return None;
+        }
+        let sent: [u8; 8] = payload.get(SENT_AT..SENT_AT + 8)?.try_into().ok()?;
+        Some(u64::from_be_bytes(sent))
+    }
+}
 
 /// Arguments of `xbus bench`.
 #[derive(Debug, Args)]
@@ -30,7 +124,8 @@ pub struct BenchArgs {
     /// Subscribers (one connection each); each receives every message.
     #[arg(short, long, default_value_t = 1)]
     pub subs: usize,
-    /// Payload size in bytes (at least 16).
+    /// Payload size in bytes (at least 36): a MessagePack map `{"seq", "sent_ns", "pad"}`
+    /// padded to this size, so `xbus sub XbusBench` can show it.
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Messages each publisher sends.
@@ -75,11 +170,7 @@ struct Progress {
 
 /// Runs `xbus bench`.
 pub async fn run(args: BenchArgs) -> Result<(), CliError> {
-    if args.size < HEADER {
-        return Err(CliError::Input(format!(
-            "--size must be at least {HEADER} bytes (sequence number and timestamp)"
-        )));
-    }
+    let warm_up_payload = BenchPayload::new(args.size)?;
     if args.pubs == 0 || args.subs == 0 {
         return Err(CliError::Input(
             "--pubs and --subs must be at least 1".into(),
@@ -93,7 +184,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     for _ in 0..args.subs {
         let options = SubscriberOptions::new().queue_capacity(65_536);
         let sub = RawSubscriberAsync::connect_with(&args.backend, options).await?;
-        sub.subscribe_raw(b"Bench.");
+        sub.subscribe_raw(BENCH_PREFIX);
         subscribers.push(tokio::spawn(subscribe(
             sub,
             expected_per_sub,
@@ -107,7 +198,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         let options = PublisherOptions::new().queue_capacity(65_536);
         publishers.push(PublisherAsync::connect_with(&args.frontend, options).await?);
     }
-    warm_up(&publishers, args.subs as u64, &progress).await?;
+    warm_up(&publishers, args.subs as u64, &progress, warm_up_payload).await?;
 
     let bar = progress_bar(&args, expected_per_sub * args.subs as u64);
     let ticker = tokio::spawn({
@@ -174,6 +265,7 @@ async fn warm_up(
     publishers: &[PublisherAsync],
     subs: u64,
     progress: &Progress,
+    mut payload: BenchPayload,
 ) -> Result<(), CliError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while progress.warmed_subs.load(Ordering::Relaxed) < subs {
@@ -183,7 +275,9 @@ async fn warm_up(
             ));
         }
         for publisher in publishers {
-            publisher.publish_raw(WARMUP_TOPIC, &[0u8; HEADER]).await?;
+            publisher
+                .publish_raw(WARMUP_TOPIC, payload.stamp(0, 0))
+                .await?;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -199,8 +293,8 @@ async fn publish(
     epoch: Instant,
     progress: Arc<Progress>,
 ) -> Result<(), CliError> {
-    let topic = format!("Bench.p{index}.").into_bytes();
-    let mut payload = vec![0u8; size];
+    let topic = format!("{BENCH_NAME}.p{index}.").into_bytes();
+    let mut payload = BenchPayload::new(size)?;
     let start = Instant::now();
     for seq in 0..count {
         if rate > 0 {
@@ -209,10 +303,10 @@ async fn publish(
                 tokio::time::sleep_until(due.into()).await;
             }
         }
-        payload[..8].copy_from_slice(&seq.to_le_bytes());
         let sent_ns = epoch.elapsed().as_nanos() as u64;
-        payload[8..16].copy_from_slice(&sent_ns.to_le_bytes());
-        publisher.publish_raw(&topic, &payload).await?;
+        publisher
+            .publish_raw(&topic, payload.stamp(seq, sent_ns))
+            .await?;
         progress.published.fetch_add(1, Ordering::Relaxed);
     }
     publisher.flush(Duration::from_secs(60)).await?;
@@ -248,10 +342,7 @@ async fn subscribe(
         }
         wait = idle;
         let now = Instant::now();
-        if event.payload.len() >= HEADER {
-            let mut sent = [0u8; 8];
-            sent.copy_from_slice(&event.payload[8..16]);
-            let sent_ns = u64::from_le_bytes(sent);
+        if let Some(sent_ns) = BenchPayload::sent_ns(&event.payload) {
             let now_ns = now.duration_since(epoch).as_nanos() as u64;
             result.latencies_ns.push(now_ns.saturating_sub(sent_ns));
         }
@@ -338,7 +429,37 @@ fn report(args: &BenchArgs, pub_elapsed: Duration, results: &[SubResult]) {
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    #![allow(clippy::unwrap_used)]
+    use super::{percentile, BenchPayload, MIN_SIZE};
+
+    #[test]
+    fn payload_is_a_messagepack_map_of_exactly_the_size_asked() {
+        for size in [MIN_SIZE, MIN_SIZE + 31, MIN_SIZE + 32, 100, 300, 70_000] {
+            let mut payload = BenchPayload::new(size).unwrap();
+            let bytes = payload.stamp(7, 123_456_789).to_vec();
+            assert_eq!(bytes.len(), size);
+            let json = xbus::schema::payload_to_json(&bytes).unwrap();
+            assert_eq!(json["seq"], 7, "size {size}");
+            assert_eq!(json["sent_ns"], 123_456_789);
+            assert_eq!(
+                json["pad"].as_str().unwrap().len() + MIN_SIZE,
+                size - pad_header(size)
+            );
+            assert_eq!(BenchPayload::sent_ns(&bytes), Some(123_456_789));
+        }
+        assert!(BenchPayload::new(MIN_SIZE - 1).is_err());
+        assert_eq!(BenchPayload::sent_ns(b"\x80"), None);
+    }
+
+    /// Bytes the padding string's header takes beyond the one counted in `MIN_SIZE`.
+    fn pad_header(size: usize) -> usize {
+        match size - (MIN_SIZE - 1) {
+            0..=32 => 0,
+            33..=257 => 1,
+            258..=65_538 => 2,
+            _ => 4,
+        }
+    }
 
     #[test]
     fn percentiles_pick_ranked_values_in_microseconds() {

@@ -26,6 +26,26 @@ fn codec_name(payload: &[u8]) -> &'static str {
     }
 }
 
+/// Why a payload did not transcode, naming the event from the topic frame (the untyped
+/// transcoder does not know it, and its own error says `?`).
+fn decode_error(err: &schema::Error, topic_frame: &[u8]) -> String {
+    let name = schema::topic_frame_name(topic_frame).map_or_else(
+        |_| String::from_utf8_lossy(topic_frame).into_owned(),
+        str::to_owned,
+    );
+    match err {
+        schema::Error::UnrecognizedPayload { first_byte, .. } => format!(
+            "failed to decode event `{name}`: payload is neither a JSON object nor a MessagePack \
+             map ({})",
+            match first_byte {
+                None => "the payload is empty".to_owned(),
+                Some(b) => format!("first byte 0x{b:02X}"),
+            }
+        ),
+        other => format!("failed to decode event `{name}`: {other}"),
+    }
+}
+
 /// Formats one received event. A payload that is neither a MessagePack map nor a JSON object is
 /// shown as hex (with `"payload_hex"` in `--json` mode) rather than dropped.
 pub fn line(event: &RawEvent, received: &Timestamp, style: Style) -> String {
@@ -36,7 +56,8 @@ pub fn line(event: &RawEvent, received: &Timestamp, style: Style) -> String {
         Style::Text => match decoded {
             Ok(value) => format!("{received} {topic_frame} {value}"),
             Err(err) => format!(
-                "{received} {topic_frame} <undecodable: {err}> {}",
+                "{received} {topic_frame} <undecodable: {}> {}",
+                decode_error(&err, &event.topic_frame),
                 hex(&event.payload)
             ),
         },
@@ -55,7 +76,7 @@ pub fn line(event: &RawEvent, received: &Timestamp, style: Style) -> String {
                 Ok(value) => obj["payload"] = value,
                 Err(err) => {
                     obj["payload_hex"] = Value::from(hex(&event.payload));
-                    obj["error"] = Value::from(err.to_string());
+                    obj["error"] = Value::from(decode_error(&err, &event.topic_frame));
                 }
             }
             obj.to_string()
@@ -99,9 +120,14 @@ mod tests {
     fn undecodable_payload_is_shown_not_dropped() {
         let t = Timestamp::now();
         let ev = raw("Ping.", b"\xc1\xc1");
-        assert!(line(&ev, &t, Style::Text).contains("<undecodable"));
+        let text = line(&ev, &t, Style::Text);
+        assert!(
+            text.contains("<undecodable: failed to decode event `Ping`: payload is neither"),
+            "{text}"
+        );
+        assert!(!text.contains('?'), "{text}");
         let v: Value = serde_json::from_str(&line(&ev, &t, Style::Json)).unwrap();
         assert_eq!(v["payload_hex"], "c1c1");
-        assert!(v["error"].is_string());
+        assert!(v["error"].as_str().unwrap().contains("`Ping`"), "{v}");
     }
 }

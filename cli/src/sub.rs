@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use xbus::{RawSubscriberAsync, SubscriberOptions, Timestamp};
 
+use crate::bench::BENCH_NAME;
 use crate::error::CliError;
 use crate::format::{line, Style};
 
@@ -13,8 +14,14 @@ use crate::format::{line, Style};
 #[derive(Debug, Args)]
 pub struct SubArgs {
     /// Topic-frame prefixes to subscribe to, e.g. `KernelStatusChanged.` (one event type) or
-    /// `KernelStatusChanged.svc1.` (one type, one topic). None: every event.
+    /// `KernelStatusChanged.svc1.` (one type, one topic). None: every event except `xbus bench`
+    /// traffic (NAME `XbusBench`; see --all).
     pub prefixes: Vec<String>,
+    /// With no filter, also show `xbus bench` traffic (events named `XbusBench`), which is
+    /// skipped by default so one user's benchmark does not flood everyone's tap. A filter
+    /// naming `XbusBench` shows it anyway.
+    #[arg(long)]
+    pub all: bool,
     /// Where subscribers connect (the proxy's backend).
     #[arg(short, long, env = "XBUS_BACKEND", default_value = xbus::DEFAULT_SUBSCRIBE_ENDPOINT)]
     pub endpoint: String,
@@ -52,6 +59,9 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
     } else {
         Style::Text
     };
+    // Without a filter, benchmark traffic is skipped (and counted) unless --all.
+    let skip_bench = args.prefixes.is_empty() && !args.all;
+    let mut skipped_bench = 0u64;
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut stdout = std::io::stdout().lock();
     let mut got = 0u64;
@@ -62,6 +72,15 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
             _ = tokio::signal::ctrl_c() => break,
         };
         match event {
+            Ok(event) if skip_bench && event.name().is_ok_and(|name| name == BENCH_NAME) => {
+                if skipped_bench == 0 {
+                    eprintln!(
+                        "xbus sub: skipping `xbus bench` traffic ({BENCH_NAME} events); \
+                         pass --all or the filter {BENCH_NAME} to see it"
+                    );
+                }
+                skipped_bench += 1;
+            }
             Ok(event) => {
                 writeln!(stdout, "{}", line(&event, &Timestamp::now(), style))?;
                 stdout.flush()?;

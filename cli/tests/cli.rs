@@ -54,14 +54,7 @@ async fn pub_to_sub_round_trip_in_both_codecs() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while proxy.stats().subscriptions < 1 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "xbus sub never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_subscriptions(&proxy, 1).await;
 
     // One event on the command line, MessagePack; one for another topic (filtered out).
     for topic in ["svc1", "svc2"] {
@@ -226,5 +219,91 @@ async fn bench_delivers_everything_and_reports_json() {
     assert_eq!(summary["received"], 8000);
     assert_eq!(summary["lost"], 0);
     assert!(summary["latency_us"]["p99"].as_f64().unwrap() > 0.0);
+    proxy.shutdown().await;
+}
+
+/// Waits until the proxy counts `n` subscriptions (the taps have subscribed).
+async fn wait_for_subscriptions(proxy: &ProxyHandle, n: usize) {
+    let start = Instant::now();
+    while proxy.stats().subscriptions < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the subscribers never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn spawn_sub(args: &[&str], endpoint: &str) -> std::process::Child {
+    Command::new(XBUS)
+        .arg("sub")
+        .args(args)
+        .args(["--endpoint", endpoint])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_traffic_decodes_and_stays_out_of_the_default_tap() {
+    let proxy = proxy().await;
+    let (fe, be) = (
+        proxy.frontend_endpoints()[0].to_string(),
+        proxy.backend_endpoints()[0].to_string(),
+    );
+    let tap = spawn_sub(&["--json", "--count", "1", "--timeout", "30s"], &be);
+    let bench_tap = spawn_sub(
+        &["XbusBench", "--json", "--count", "3", "--timeout", "30s"],
+        &be,
+    );
+    wait_for_subscriptions(&proxy, 2).await;
+    let bench = Command::new(XBUS)
+        .args([
+            "bench",
+            "-n",
+            "50",
+            "--size",
+            "40",
+            "--no-progress",
+            "--json",
+        ])
+        .args(["--frontend", &fe, "--backend", &be])
+        .output()
+        .unwrap();
+    assert!(bench.status.success(), "{}", text(&bench.stderr));
+    let status = Command::new(XBUS)
+        .args(["pub", "Ping", r#"{"n": 1}"#, "--endpoint", &fe])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let out = output(tap).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1, "{}", text(&out.stdout));
+    assert_eq!(lines[0]["name"], "Ping");
+    assert!(
+        text(&out.stderr).contains("skipping `xbus bench` traffic"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = output(bench_tap).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in json_lines(&out) {
+        assert_eq!(line["name"], "XbusBench", "{line}");
+        assert_eq!(line["codec"], "msgpack", "{line}");
+        assert!(line["payload"]["seq"].is_u64(), "{line}");
+        assert!(line["payload"]["sent_ns"].is_u64(), "{line}");
+        assert!(line.get("error").is_none(), "{line}");
+    }
     proxy.shutdown().await;
 }
