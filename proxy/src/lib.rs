@@ -19,6 +19,7 @@
 //! - `peer`: the connected peers as the router sees them.
 //! - `router`: the subscriber and publisher registry, routing, upstream updates.
 //! - [`trie`]: the path-compressed prefix trie the router matches topics with.
+//! - [`pattern`]: wildcard subscriptions (`$xbus.match.` + segments with `*` and `>`).
 //! - [`forwarding`]: upstream subscription reference counts (pure).
 //! - `queue`: the bounded per-peer outbound queue (never blocks; counts drops).
 //! - `scan`: finds runs of complete messages in a publisher's read buffer (fast path).
@@ -52,6 +53,7 @@ mod context;
 pub mod error;
 pub mod forwarding;
 mod listener;
+pub mod pattern;
 mod peer;
 mod protocol;
 mod publisher;

@@ -10,7 +10,7 @@
 //! queue the resulting subscribe/cancel for every publisher under that same lock, so a
 //! publisher's view never misses or reorders an update.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -19,6 +19,7 @@ use xbus_zmtp::Subscription;
 
 use crate::config::WELCOME_PREFIX;
 use crate::forwarding::{Forwarding, Upstream};
+use crate::pattern::Pattern;
 use crate::peer::{PublisherShared, SubscriberShared};
 use crate::queue::Run;
 use crate::scan::Span;
@@ -45,7 +46,8 @@ const SCRATCH_KEEP: usize = 64;
 #[derive(Debug)]
 struct SubEntry {
     shared: Arc<SubscriberShared>,
-    prefixes: HashSet<Bytes>,
+    /// Its subscriptions as sent, with the pattern for `$xbus.match.` ones.
+    prefixes: HashMap<Bytes, Option<Arc<Pattern>>>,
     /// Bytes of `prefixes`, against [`RouterLimits::max_subscription_bytes`].
     prefix_bytes: usize,
 }
@@ -87,6 +89,36 @@ fn encode(sub: &Subscription) -> Bytes {
     let mut buf = BytesMut::with_capacity(sub.prefix().len() + 10);
     sub.encode(&mut buf);
     buf.freeze()
+}
+
+/// Files a subscription in the trie (a pattern under its head); returns the prefix publishers
+/// must be asked for: the subscription itself, or the pattern's head.
+fn file(trie: &mut PrefixTrie, prefix: &Bytes, pattern: Option<Arc<Pattern>>, slot: u32) -> Bytes {
+    match pattern {
+        None => {
+            trie.insert(prefix, slot);
+            prefix.clone()
+        }
+        Some(p) => {
+            let head = Bytes::copy_from_slice(p.head());
+            trie.insert_pattern(p, slot);
+            head
+        }
+    }
+}
+
+/// Undoes [`file`]; returns the same upstream prefix.
+fn unfile(trie: &mut PrefixTrie, prefix: &Bytes, pattern: Option<&Pattern>, slot: u32) -> Bytes {
+    match pattern {
+        None => {
+            trie.remove(prefix, slot);
+            prefix.clone()
+        }
+        Some(p) => {
+            trie.remove_pattern(p, slot);
+            Bytes::copy_from_slice(p.head())
+        }
+    }
 }
 
 /// Every update in one buffer, so a publisher gets one queue item however many there are.
@@ -206,7 +238,7 @@ impl Router {
         let mut st = self.write();
         let entry = Some(SubEntry {
             shared,
-            prefixes: HashSet::new(),
+            prefixes: HashMap::new(),
             prefix_bytes: 0,
         });
         let slot = match st.free_slots.pop() {
@@ -235,9 +267,19 @@ impl Router {
         };
         let upstream = match sub {
             Subscription::Subscribe(prefix) => {
-                if entry.prefixes.contains(&prefix) {
+                if entry.prefixes.contains_key(&prefix) {
                     return Ok(());
                 }
+                let pattern = match Pattern::parse(&prefix) {
+                    None => None,
+                    Some(Ok(p)) => Some(Arc::new(p)),
+                    Some(Err(e)) => {
+                        return Err(Error::Limit {
+                            rule: "invalid_pattern",
+                            detail: e.to_string(),
+                        })
+                    }
+                };
                 let limits = self.limits;
                 if entry.prefixes.len() >= limits.max_subscriptions {
                     return Err(Error::Limit {
@@ -255,21 +297,21 @@ impl Router {
                     });
                 }
                 entry.prefix_bytes += prefix.len();
-                entry.prefixes.insert(prefix.clone());
-                st.trie.insert(&prefix, slot.0);
+                entry.prefixes.insert(prefix.clone(), pattern.clone());
                 st.subscriptions += 1;
                 st.subscription_bytes += prefix.len();
-                st.forwarding.add(prefix)
+                let upstream = file(&mut st.trie, &prefix, pattern, slot.0);
+                st.forwarding.add(upstream)
             }
             Subscription::Cancel(prefix) => {
-                if !entry.prefixes.remove(&prefix) {
+                let Some(pattern) = entry.prefixes.remove(&prefix) else {
                     return Ok(());
-                }
+                };
                 entry.prefix_bytes -= prefix.len();
-                st.trie.remove(&prefix, slot.0);
                 st.subscriptions -= 1;
                 st.subscription_bytes -= prefix.len();
-                st.forwarding.remove(&prefix)
+                let upstream = unfile(&mut st.trie, &prefix, pattern.as_deref(), slot.0);
+                st.forwarding.remove(&upstream)
             }
         };
         let update = match upstream {
@@ -296,9 +338,9 @@ impl Router {
         st.subscriptions -= entry.prefixes.len();
         st.subscription_bytes -= entry.prefix_bytes;
         let mut cancels = Vec::new();
-        for prefix in entry.prefixes {
-            st.trie.remove(&prefix, slot.0);
-            if let Upstream::Cancel(p) = st.forwarding.remove(&prefix) {
+        for (prefix, pattern) in entry.prefixes {
+            let upstream = unfile(&mut st.trie, &prefix, pattern.as_deref(), slot.0);
+            if let Upstream::Cancel(p) = st.forwarding.remove(&upstream) {
                 cancels.push(Subscription::Cancel(p));
             }
         }
@@ -610,6 +652,58 @@ mod tests {
         let (messages, bytes) = p.queue.len();
         assert!(messages <= crate::peer::CONTROL_QUEUE_MESSAGES);
         assert!(bytes <= crate::peer::CONTROL_QUEUE_BYTES);
+    }
+
+    #[test]
+    fn patterns_route_by_segment_and_forward_their_head() {
+        let r = router(100, false);
+        let p = publisher(&r, 10);
+        drained(&p.queue);
+        let (a, qa) = sub(&r, 1);
+        let (b, qb) = sub(&r, 2);
+        r.subscription(a, subscribe("$xbus.match.T.*.x.")).unwrap();
+        // a literal prefix overlapping the pattern: still one copy per message
+        r.subscription(a, subscribe("T.a.")).unwrap();
+        r.subscription(b, subscribe("$xbus.match.T.>.")).unwrap();
+        // publishers are asked for the heads, once
+        assert_eq!(updates(&p.queue), vec![subscribe("T."), subscribe("T.a.")]);
+        let msgs = route(
+            &r,
+            &[
+                msg("T.a.x."),
+                msg("T.b.x.y."),
+                msg("T.b.y."),
+                msg("U.a.x."),
+                msg("T."),
+            ],
+        );
+        assert_eq!(
+            drained_msgs(&qa.queue),
+            vec![msgs[0].clone(), msgs[1].clone()]
+        );
+        assert_eq!(drained_msgs(&qb.queue), msgs[..3].to_vec());
+        // the head is cancelled upstream when its last holder goes
+        r.subscription(a, cancel("$xbus.match.T.*.x.")).unwrap();
+        assert!(drained(&p.queue).is_empty());
+        r.unregister_subscriber(b);
+        assert_eq!(updates(&p.queue), vec![cancel("T.")]);
+        r.unregister_subscriber(a);
+        assert_eq!(updates(&p.queue), vec![cancel("T.a.")]);
+        assert_eq!(r.trie_nodes(), 1);
+    }
+
+    #[test]
+    fn a_malformed_pattern_is_refused() {
+        let r = router(100, false);
+        let (a, _) = sub(&r, 1);
+        let err = r
+            .subscription(a, subscribe("$xbus.match.T.>.x."))
+            .unwrap_err();
+        assert_eq!(err.kind(), "invalid_pattern");
+        assert!(
+            err.to_string().contains("'>' may only be the last segment"),
+            "{err}"
+        );
     }
 
     #[test]

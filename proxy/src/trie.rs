@@ -6,6 +6,10 @@
 //! hostile 4 KiB prefix costs one node holding 4 KiB, not 4,096 nodes. Matching a topic walks
 //! at most one node per matching prefix length, comparing labels with `memcmp`.
 //!
+//! A node also holds the wildcard [`Pattern`]s whose literal head ends there; they are tested
+//! only against topics that reach the node, so a pattern costs nothing to topics outside its
+//! head.
+//!
 //! ```
 //! use xbus_proxy::trie::PrefixTrie;
 //! let mut trie = PrefixTrie::new();
@@ -19,13 +23,25 @@
 //! assert_eq!(trie.node_count(), 3); // the root, "Temp.site1." and "Job."
 //! ```
 
+use std::sync::Arc;
+
+use crate::pattern::Pattern;
+
 /// One node: the bytes on the edge from its parent, its children keyed by their label's first
-/// byte (sorted), and the subscribers whose prefix ends exactly here.
+/// byte (sorted), the subscribers whose prefix ends exactly here, and the patterns whose head
+/// ends here.
 #[derive(Debug, Default)]
 struct Node {
     label: Box<[u8]>,
     children: Vec<(u8, u32)>,
     subs: Vec<u32>,
+    patterns: Vec<(u32, Arc<Pattern>)>,
+}
+
+impl Node {
+    fn holds_nothing(&self) -> bool {
+        self.subs.is_empty() && self.patterns.is_empty()
+    }
 }
 
 /// A path-compressed prefix trie from byte prefixes to `u32` subscriber slots. See the module
@@ -92,8 +108,8 @@ impl PrefixTrie {
         }
     }
 
-    /// Adds `slot` under `prefix`; false if it was already there.
-    pub fn insert(&mut self, prefix: &[u8], slot: u32) -> bool {
+    /// The node for `prefix`, created (splitting an edge if needed) when missing.
+    fn node_for(&mut self, prefix: &[u8]) -> u32 {
         let mut node = 0u32;
         let mut i = 0;
         while i < prefix.len() {
@@ -104,8 +120,7 @@ impl PrefixTrie {
                     ..Node::default()
                 });
                 self.set_child(node, rest[0], leaf);
-                node = leaf;
-                break;
+                return leaf;
             };
             let common = common_prefix(&self.nodes[c as usize].label, rest);
             if common < self.nodes[c as usize].label.len() {
@@ -115,7 +130,7 @@ impl PrefixTrie {
                 let mid = self.alloc(Node {
                     label: label[..common].into(),
                     children: vec![(label[common], c)],
-                    subs: Vec::new(),
+                    ..Node::default()
                 });
                 self.nodes[c as usize].label = label[common..].into();
                 self.label_bytes += label.len() - common;
@@ -126,6 +141,12 @@ impl PrefixTrie {
             }
             i += common;
         }
+        node
+    }
+
+    /// Adds `slot` under `prefix`; false if it was already there.
+    pub fn insert(&mut self, prefix: &[u8], slot: u32) -> bool {
+        let node = self.node_for(prefix);
         let subs = &mut self.nodes[node as usize].subs;
         if subs.contains(&slot) {
             false
@@ -135,52 +156,97 @@ impl PrefixTrie {
         }
     }
 
-    /// Removes `slot` from `prefix`, pruning and re-merging nodes so the trie stays compressed;
-    /// false if it was not there.
-    pub fn remove(&mut self, prefix: &[u8], slot: u32) -> bool {
-        // the path from the root to the prefix's node
+    /// Adds `pattern` for `slot`, filed under the pattern's head; false if it was already
+    /// there.
+    pub fn insert_pattern(&mut self, pattern: Arc<Pattern>, slot: u32) -> bool {
+        let node = self.node_for(pattern.head());
+        let patterns = &mut self.nodes[node as usize].patterns;
+        if patterns.iter().any(|(s, p)| *s == slot && **p == *pattern) {
+            false
+        } else {
+            patterns.push((slot, pattern));
+            true
+        }
+    }
+
+    /// The path of nodes from the root to `prefix`'s node, if it exists.
+    fn path_to(&self, prefix: &[u8]) -> Option<Vec<u32>> {
         let mut path = vec![0u32];
         let mut node = 0u32;
         let mut i = 0;
         while i < prefix.len() {
-            let Some(c) = self.child(node, prefix[i]) else {
-                return false;
-            };
+            let c = self.child(node, prefix[i])?;
             let label = &self.nodes[c as usize].label;
             if !prefix[i..].starts_with(label) {
-                return false;
+                return None;
             }
             i += label.len();
             node = c;
             path.push(node);
         }
+        Some(path)
+    }
+
+    /// Removes `slot` from `prefix`, pruning and re-merging nodes so the trie stays compressed;
+    /// false if it was not there.
+    pub fn remove(&mut self, prefix: &[u8], slot: u32) -> bool {
+        let Some(path) = self.path_to(prefix) else {
+            return false;
+        };
+        let node = path[path.len() - 1];
         let subs = &mut self.nodes[node as usize].subs;
         let Some(pos) = subs.iter().position(|s| *s == slot) else {
             return false;
         };
         subs.swap_remove(pos);
-        if node != 0 && self.nodes[node as usize].subs.is_empty() {
-            match self.nodes[node as usize].children.len() {
-                0 => {
-                    let parent = path[path.len() - 2];
-                    let first = self.nodes[node as usize].label[0];
-                    self.nodes[parent as usize]
-                        .children
-                        .retain(|c| c.0 != first);
-                    self.release(node);
-                    self.merge_single_child(parent);
-                }
-                1 => self.merge_single_child(node),
-                _ => {}
-            }
-        }
+        self.prune(&path);
         true
+    }
+
+    /// Removes `slot`'s `pattern`; false if it was not there.
+    pub fn remove_pattern(&mut self, pattern: &Pattern, slot: u32) -> bool {
+        let Some(path) = self.path_to(pattern.head()) else {
+            return false;
+        };
+        let node = path[path.len() - 1];
+        let patterns = &mut self.nodes[node as usize].patterns;
+        let Some(pos) = patterns
+            .iter()
+            .position(|(s, p)| *s == slot && **p == *pattern)
+        else {
+            return false;
+        };
+        patterns.swap_remove(pos);
+        self.prune(&path);
+        true
+    }
+
+    /// After a removal at the end of `path`: drops the node if it holds nothing and has no
+    /// children, and merges what is left with a single child, so the trie stays compressed.
+    fn prune(&mut self, path: &[u32]) {
+        let node = path[path.len() - 1];
+        if node == 0 || !self.nodes[node as usize].holds_nothing() {
+            return;
+        }
+        match self.nodes[node as usize].children.len() {
+            0 => {
+                let parent = path[path.len() - 2];
+                let first = self.nodes[node as usize].label[0];
+                self.nodes[parent as usize]
+                    .children
+                    .retain(|c| c.0 != first);
+                self.release(node);
+                self.merge_single_child(parent);
+            }
+            1 => self.merge_single_child(node),
+            _ => {}
+        }
     }
 
     /// Folds `node`'s only child into it, when `node` is not the root and holds no subscriber.
     fn merge_single_child(&mut self, node: u32) {
         let n = &self.nodes[node as usize];
-        if node == 0 || !n.subs.is_empty() || n.children.len() != 1 {
+        if node == 0 || !n.holds_nothing() || n.children.len() != 1 {
             return;
         }
         let child = n.children[0].1;
@@ -192,10 +258,12 @@ impl PrefixTrie {
         n.label = label.into_boxed_slice();
         n.children = c.children;
         n.subs = c.subs;
+        n.patterns = c.patterns;
     }
 
-    /// Appends every slot whose prefix is a prefix of `topic`; returns how many trie nodes
-    /// contributed (more than one means the same slot may appear twice).
+    /// Appends every slot whose prefix is a prefix of `topic`, and every slot whose pattern
+    /// matches it; returns how many contributions there were (more than one means the same slot
+    /// may appear twice).
     #[inline]
     pub fn matches(&self, topic: &[u8], out: &mut Vec<u32>) -> usize {
         let mut contributing = 0;
@@ -205,6 +273,14 @@ impl PrefixTrie {
             if !node.subs.is_empty() {
                 contributing += 1;
                 out.extend_from_slice(&node.subs);
+            }
+            if !node.patterns.is_empty() {
+                for (slot, pattern) in &node.patterns {
+                    if pattern.matches_after_head(&topic[i..]) {
+                        contributing += 1;
+                        out.push(*slot);
+                    }
+                }
             }
             let Some(&b) = topic.get(i) else { break };
             let Ok(at) = node.children.binary_search_by_key(&b, |c| c.0) else {

@@ -147,6 +147,26 @@ pub fn validate_topic(topic: &str) -> Result<(), Error> {
 }
 
 pub(crate) fn topic_rule(topic: &str) -> Result<(), &'static str> {
+    segment_rule(topic)?;
+    if topic.split('.').any(|seg| seg == "*" || seg == ">") {
+        return Err("must not have a segment that is just '*' or '>' (they are filter wildcards)");
+    }
+    Ok(())
+}
+
+/// The rule for a subscription filter: a topic's rule, except that a segment may be the
+/// wildcard `*` (one segment) or, last only, `>` (one or more segments).
+pub(crate) fn filter_rule(filter: &str) -> Result<(), &'static str> {
+    segment_rule(filter)?;
+    let segments: Vec<&str> = filter.split('.').collect();
+    if segments[..segments.len() - 1].contains(&">") {
+        return Err("may have '>' only as its last segment");
+    }
+    Ok(())
+}
+
+/// What topics and filters share: well-formed dot-separated segments.
+fn segment_rule(topic: &str) -> Result<(), &'static str> {
     if topic.is_empty() {
         Ok(())
     } else if topic.starts_with('.') {

@@ -117,7 +117,7 @@ pub use time::Timestamp;
 pub use wire::{
     encode, matches_subscription, split_topic_frame, subscription_prefix,
     subscription_prefix_for_name, topic_frame, topic_frame_for_name, topic_frame_name,
-    DEFAULT_PUBLISH_ENDPOINT, DEFAULT_SUBSCRIBE_ENDPOINT, SYSTEM_SUBSCRIPTION,
+    DEFAULT_PUBLISH_ENDPOINT, DEFAULT_SUBSCRIBE_ENDPOINT, MATCH_PREFIX, SYSTEM_SUBSCRIPTION,
 };
 /// Derives [`Event`](trait@Event); see the [crate docs](crate#deriveevent).
 pub use xbus_derive::Event;

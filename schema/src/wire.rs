@@ -4,7 +4,7 @@
 
 use crate::codec::{encode_payload, Codec};
 use crate::error::Error;
-use crate::event::{name_rule, topic_rule, Event};
+use crate::event::{filter_rule, name_rule, topic_rule, Event};
 
 /// Where publishers connect by default: the proxy's XSUB side.
 ///
@@ -118,8 +118,18 @@ pub fn encode<E: Event>(event: &E, codec: Codec) -> Result<(Vec<u8>, Vec<u8>), E
     Ok((topic_frame(event)?, encode_payload(event, codec)?))
 }
 
+/// What a wildcard subscription starts with: the proxy reads the rest as a pattern of
+/// dot-terminated segments (see docs/wire-format.md). No event NAME can start with `$`, so no
+/// plain subscription can.
+pub const MATCH_PREFIX: &str = "$xbus.match.";
+
 /// Builds the subscription prefix for events named `name`, optionally narrowed by a topic
 /// filter: `NAME "."` or `NAME "." FILTER "."`. `Some("")` is the same as `None`.
+///
+/// A filter segment may be a wildcard: `*` matches exactly one topic segment, and `>`, as the
+/// last segment only, one or more. A filter with a wildcard becomes a wildcard subscription,
+/// [`MATCH_PREFIX`] followed by the pattern, which the xbus proxy matches segment by segment
+/// (and which asks publishers for the literal part before the first wildcard).
 ///
 /// The untyped form of [`subscription_prefix`], for tools such as `xbus sub NAME`.
 ///
@@ -128,6 +138,11 @@ pub fn encode<E: Event>(event: &E, codec: Codec) -> Result<(Vec<u8>, Vec<u8>), E
 ///
 /// assert_eq!(subscription_prefix_for_name("Status", Some("a.b")).unwrap(), b"Status.a.b.");
 /// assert!(subscription_prefix_for_name("Status", Some("a.")).is_err());
+/// assert_eq!(
+///     subscription_prefix_for_name("Temperature", Some("*.rack1")).unwrap(),
+///     b"$xbus.match.Temperature.*.rack1."
+/// );
+/// assert!(subscription_prefix_for_name("Temperature", Some(">.rack1")).is_err());
 /// ```
 pub fn subscription_prefix_for_name(name: &str, filter: Option<&str>) -> Result<Vec<u8>, Error> {
     name_rule(name).map_err(|reason| Error::InvalidName {
@@ -135,11 +150,16 @@ pub fn subscription_prefix_for_name(name: &str, filter: Option<&str>) -> Result<
         reason,
     })?;
     let filter = filter.unwrap_or("");
-    topic_rule(filter).map_err(|reason| Error::InvalidFilter {
+    filter_rule(filter).map_err(|reason| Error::InvalidFilter {
         event: name.to_owned(),
         filter: filter.to_owned(),
         reason,
     })?;
+    if filter.split('.').any(|seg| seg == "*" || seg == ">") {
+        let mut prefix = MATCH_PREFIX.as_bytes().to_vec();
+        prefix.extend_from_slice(&join(name, filter));
+        return Ok(prefix);
+    }
     Ok(join(name, filter))
 }
 

@@ -112,3 +112,29 @@ fn split_is_the_inverse_of_topic_frame() {
         );
     }
 }
+
+#[test]
+fn wildcard_filters_become_match_subscriptions_and_topics_cannot_use_them() {
+    // '*' is one segment, '>' (last only) one or more; the plain form is unchanged
+    assert_eq!(
+        subscription_prefix::<Status>(Some("site1.*.rack1")).unwrap(),
+        b"$xbus.match.Status.site1.*.rack1."
+    );
+    assert_eq!(
+        subscription_prefix::<Status>(Some("site1.>")).unwrap(),
+        b"$xbus.match.Status.site1.>."
+    );
+    assert_eq!(
+        subscription_prefix::<Status>(Some("site1.a*b")).unwrap(),
+        b"Status.site1.a*b."
+    );
+    let err = subscription_prefix::<Status>(Some("a.>.b")).unwrap_err();
+    assert!(matches!(err, Error::InvalidFilter { .. }), "{err}");
+    assert!(err.to_string().contains("'>'"), "{err}");
+    // a topic segment of just '*' or '>' would be ambiguous in filters: refused
+    for topic in ["*", "a.*", ">", "a.>.b"] {
+        let err = topic_frame_for_name("Status", Some(topic)).unwrap_err();
+        assert!(matches!(err, Error::InvalidTopic { .. }), "{topic}: {err}");
+    }
+    assert!(topic_frame_for_name("Status", Some("a*.b>")).is_ok());
+}

@@ -77,7 +77,8 @@ fn finite() -> impl Strategy<Value = f64> {
 }
 
 fn segment() -> impl Strategy<Value = String> {
-    "[^.\\p{Cc}]{1,6}"
+    // any segment a topic may have: not just '*' or '>', which are filter wildcards
+    "[^.\\p{Cc}]{1,6}".prop_filter("a wildcard", |s| s != "*" && s != ">")
 }
 
 fn topic() -> impl Strategy<Value = String> {
