@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
-use xbus::{RawSubscriberAsync, SubscriberOptions, Timestamp};
+use xbus::{ConnectionEvent, RawSubscriberAsync, SubscriberOptions, Timestamp};
 
 use crate::bench::BENCH_NAME;
 use crate::error::CliError;
@@ -40,17 +40,72 @@ pub struct SubArgs {
     /// How long to keep trying to reach the proxy before giving up (exit 3).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+    /// No status lines on stderr (connected, subscribed, connection lost, reconnected,
+    /// skipping bench traffic). Errors are still printed; stdout carries only events either way.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Status lines on stderr, unless `--quiet`. Stdout carries only events.
+#[derive(Clone, Copy, Debug)]
+struct Status {
+    quiet: bool,
+}
+
+impl Status {
+    fn say(self, message: std::fmt::Arguments<'_>) {
+        if !self.quiet {
+            eprintln!("xbus sub: {message}");
+        }
+    }
+
+    /// Reports one change of the connection.
+    fn connection(self, event: &ConnectionEvent, endpoint: &str) {
+        match event {
+            ConnectionEvent::Connected => self.say(format_args!("connected to {endpoint}")),
+            ConnectionEvent::Disconnected { reason } => self.say(format_args!(
+                "connection lost: {reason}; reconnecting to {endpoint}"
+            )),
+            ConnectionEvent::Reconnected { after } => self.say(format_args!(
+                "reconnected after {}; subscriptions re-sent",
+                humantime::format_duration(round_to_millis(*after))
+            )),
+            ConnectionEvent::Missed { count } => self.say(format_args!(
+                "{count} connection event(s) were not shown (too many changes at once)"
+            )),
+            other => self.say(format_args!("connection: {other:?}")),
+        }
+    }
+}
+
+/// A duration cut to whole milliseconds, for messages.
+fn round_to_millis(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
 /// Runs `xbus sub` until --count, --timeout or Ctrl-C.
 pub async fn run(args: SubArgs) -> Result<(), CliError> {
     let options = SubscriberOptions::new().connect_timeout(args.connect_timeout);
     let mut sub = RawSubscriberAsync::connect_with(&args.endpoint, options).await?;
+    let status = Status { quiet: args.quiet };
+    let events = sub.connection_events();
+    while let Some(event) = events.try_next() {
+        status.connection(&event, &args.endpoint);
+    }
     if args.prefixes.is_empty() {
         sub.subscribe_raw(b"");
-    }
-    for prefix in &args.prefixes {
-        sub.subscribe_raw(prefix.as_bytes());
+        if args.all {
+            status.say(format_args!("subscribed to every event"));
+        } else {
+            status.say(format_args!(
+                "subscribed to every event except {BENCH_NAME} (--all to include it)"
+            ));
+        }
+    } else {
+        for prefix in &args.prefixes {
+            sub.subscribe_raw(prefix.as_bytes());
+        }
+        status.say(format_args!("subscribed to {}", args.prefixes.join(", ")));
     }
     let style = if args.json {
         Style::Json
@@ -65,19 +120,27 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut stdout = std::io::stdout().lock();
     let mut got = 0u64;
+    let mut events_open = true;
     while args.count.is_none_or(|n| got < n) {
         let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
         let event = tokio::select! {
             ev = sub.get(remaining) => ev,
+            change = events.next(), if events_open => {
+                match change {
+                    Some(change) => status.connection(&change, &args.endpoint),
+                    None => events_open = false,
+                }
+                continue;
+            }
             _ = tokio::signal::ctrl_c() => break,
         };
         match event {
             Ok(event) if skip_bench && event.name().is_ok_and(|name| name == BENCH_NAME) => {
                 if skipped_bench == 0 {
-                    eprintln!(
-                        "xbus sub: skipping `xbus bench` traffic ({BENCH_NAME} events); \
-                         pass --all or the filter {BENCH_NAME} to see it"
-                    );
+                    status.say(format_args!(
+                        "skipping `xbus bench` traffic ({BENCH_NAME} events); pass --all or the \
+                         filter {BENCH_NAME} to see it"
+                    ));
                 }
                 skipped_bench += 1;
             }

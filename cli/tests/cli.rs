@@ -307,3 +307,89 @@ async fn bench_traffic_decodes_and_stays_out_of_the_default_tap() {
     }
     proxy.shutdown().await;
 }
+
+/// Reads a child's stderr on a thread, line by line, so a test can wait for a status line.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (at most 20 s) for a line containing `needle`; returns it.
+fn expect_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no line containing {needle:?}; saw {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn sub_reports_connection_changes_on_stderr_and_only_events_on_stdout() {
+    let mut proxy = xbus_tests::TestProxy::start();
+    let be = proxy.subscribe.clone();
+    let mut sub = Command::new(XBUS)
+        .args(["sub", "Ping", "--count", "1", "--timeout", "60s"])
+        .args(["--endpoint", &be])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut sub);
+    assert_eq!(
+        expect_line(&lines, "connected"),
+        format!("xbus sub: connected to {be}")
+    );
+    expect_line(&lines, "xbus sub: subscribed to Ping");
+    proxy.stop();
+    expect_line(&lines, "xbus sub: connection lost: ");
+    proxy.restart();
+    expect_line(&lines, "xbus sub: reconnected after ");
+    proxy.wait_subscriptions(1);
+    let status = Command::new(XBUS)
+        .args(["pub", "Ping", r#"{"n": 1}"#, "--endpoint", &proxy.publish])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = sub.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains(r#"Ping. {"n":1}"#), "{stdout}");
+}
+
+#[test]
+fn sub_quiet_prints_no_status_lines() {
+    let proxy = xbus_tests::TestProxy::start();
+    let sub = Command::new(XBUS)
+        .args(["sub", "--quiet", "--count", "1", "--timeout", "30s"])
+        .args(["--endpoint", &proxy.subscribe])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.wait_subscriptions(1);
+    let status = Command::new(XBUS)
+        .args(["pub", "Ping", "{}", "--endpoint", &proxy.publish])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = sub.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).lines().count(), 1);
+    assert_eq!(text(&out.stderr), "");
+}
