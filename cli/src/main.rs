@@ -1,6 +1,6 @@
 //! `xbus`: the command-line tool for an xbus bus.
 //!
-//! - `xbus sub [PREFIX…]`: print events as they pass (any codec, shown as JSON).
+//! - `xbus sub [NAME[.TOPIC]…]`: print events as they pass (any codec, shown as JSON).
 //! - `xbus pub NAME [--topic T] [JSON]`: publish one event, or one per stdin line.
 //! - `xbus bench`: publishers × subscribers load test against a running proxy.
 //!
@@ -8,6 +8,7 @@
 
 mod bench;
 mod error;
+mod filter;
 mod format;
 mod publish;
 mod sub;

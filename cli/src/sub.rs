@@ -1,4 +1,5 @@
-//! `xbus sub`: subscribe to raw topic prefixes and print every event that arrives.
+//! `xbus sub`: subscribe by event NAME and topic (or raw prefix) and print every event that
+//! arrives.
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,16 +9,29 @@ use xbus::{ConnectionEvent, RawSubscriberAsync, SubscriberOptions, Timestamp};
 
 use crate::bench::BENCH_NAME;
 use crate::error::CliError;
+use crate::filter;
 use crate::format::{line, Style};
 
 /// Arguments of `xbus sub`.
 #[derive(Debug, Args)]
 pub struct SubArgs {
-    /// Topic-frame prefixes to subscribe to, e.g. `KernelStatusChanged.` (one event type) or
-    /// `KernelStatusChanged.svc1.` (one type, one topic). None: every event except `xbus bench`
-    /// traffic (NAME `XbusBench`; see --all).
-    pub prefixes: Vec<String>,
-    /// With no filter, also show `xbus bench` traffic (events named `XbusBench`), which is
+    /// Events to receive: `NAME` (every event of that type) or `NAME.TOPIC` (that topic and
+    /// the topics below it). Segments match whole, exactly as the typed clients'
+    /// `subscribe::<E>(Some(topic))`: `KernelStatusChanged` never shows
+    /// `KernelStatusChangedV2`, `Job.w1` never `Job.w10`. A trailing `.` changes nothing.
+    /// In the topic, `*` stands for one segment and `>` (last only) for the rest, e.g.
+    /// `Temperature.*.rack1` or `Job.>` (refused if this xbus does not support wildcards yet).
+    /// A filter that could never match (empty segments, whitespace or a leading `$` in the
+    /// NAME, a misplaced wildcard) is refused with the reason (exit 1). None (and no
+    /// --raw-prefix): every event except `xbus bench` traffic (NAME `XbusBench`; see --all).
+    #[arg(value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Subscribe to a raw byte prefix of the topic frame instead (the argument's UTF-8 bytes,
+    /// matched as the proxy matches: `Kernel` receives `KernelStatusChanged.…` and
+    /// `KernelFoo.…`); repeatable. `''` receives everything, bench traffic included.
+    #[arg(long, value_name = "BYTES")]
+    pub raw_prefix: Vec<String>,
+    /// With no FILTER, also show `xbus bench` traffic (events named `XbusBench`), which is
     /// skipped by default so one user's benchmark does not flood everyone's tap. A filter
     /// naming `XbusBench` shows it anyway.
     #[arg(long)]
@@ -85,6 +99,13 @@ fn round_to_millis(d: Duration) -> Duration {
 
 /// Runs `xbus sub` until --count, --timeout or Ctrl-C.
 pub async fn run(args: SubArgs) -> Result<(), CliError> {
+    // Check the filters before connecting, so a typo fails fast.
+    let subscriptions = args
+        .filters
+        .iter()
+        .map(|f| filter::subscription(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CliError::Input)?;
     let options = SubscriberOptions::new().connect_timeout(args.connect_timeout);
     let mut sub = RawSubscriberAsync::connect_with(&args.endpoint, options).await?;
     let status = Status { quiet: args.quiet };
@@ -92,7 +113,8 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
     while let Some(event) = events.try_next() {
         status.connection(&event, &args.endpoint);
     }
-    if args.prefixes.is_empty() {
+    let everything = subscriptions.is_empty() && args.raw_prefix.is_empty();
+    if everything {
         sub.subscribe_raw(b"");
         if args.all {
             status.say(format_args!("subscribed to every event"));
@@ -102,10 +124,15 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
             ));
         }
     } else {
-        for prefix in &args.prefixes {
+        for prefix in subscriptions.iter().map(Vec::as_slice) {
+            sub.subscribe_raw(prefix);
+        }
+        for prefix in &args.raw_prefix {
             sub.subscribe_raw(prefix.as_bytes());
         }
-        status.say(format_args!("subscribed to {}", args.prefixes.join(", ")));
+        let raw = args.raw_prefix.iter().map(|p| format!("raw prefix {p:?}"));
+        let all: Vec<String> = args.filters.iter().cloned().chain(raw).collect();
+        status.say(format_args!("subscribed to {}", all.join(", ")));
     }
     let style = if args.json {
         Style::Json
@@ -115,7 +142,7 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
         Style::Text
     };
     // Without a filter, benchmark traffic is skipped (and counted) unless --all.
-    let skip_bench = args.prefixes.is_empty() && !args.all;
+    let skip_bench = everything && !args.all;
     let mut skipped_bench = 0u64;
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut stdout = std::io::stdout().lock();

@@ -393,3 +393,67 @@ fn sub_quiet_prints_no_status_lines() {
     assert_eq!(text(&out.stdout).lines().count(), 1);
     assert_eq!(text(&out.stderr), "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_filters_match_whole_names_and_raw_prefixes_match_bytes() {
+    let proxy = proxy().await;
+    let (fe, be) = (
+        proxy.frontend_endpoints()[0].to_string(),
+        proxy.backend_endpoints()[0].to_string(),
+    );
+    let by_name = spawn_sub(
+        &[
+            "KernelStatusChanged",
+            "--json",
+            "-n",
+            "1",
+            "--timeout",
+            "30s",
+        ],
+        &be,
+    );
+    let by_bytes = spawn_sub(
+        &["--raw-prefix", "KernelStatusChanged", "--json", "-n", "2"],
+        &be,
+    );
+    wait_for_subscriptions(&proxy, 2).await;
+    // The V2 event goes first: a byte-prefix filter would count it and stop there.
+    for name in ["KernelStatusChangedV2", "KernelStatusChanged"] {
+        let status = Command::new(XBUS)
+            .args(["pub", name, r#"{"status": "idle"}"#, "--endpoint", &fe])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let out = output(by_name).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let names: Vec<Value> = json_lines(&out).iter().map(|l| l["name"].clone()).collect();
+    assert_eq!(names, ["KernelStatusChanged"]);
+    let out = output(by_bytes).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let names: Vec<Value> = json_lines(&out).iter().map(|l| l["name"].clone()).collect();
+    assert_eq!(names, ["KernelStatusChangedV2", "KernelStatusChanged"]);
+    proxy.shutdown().await;
+}
+
+#[test]
+fn sub_refuses_filters_that_could_never_match_before_connecting() {
+    let endpoint = format!("tcp://127.0.0.1:{}", closed_port());
+    for (filter, needle) in [
+        ("*", "NAME cannot be a wildcard"),
+        (">", "NAME cannot be a wildcard"),
+        ("w1 ", "whitespace"),
+        ("$xbus", "$"),
+        ("Job..w1", "empty segment"),
+        ("", "empty"),
+    ] {
+        let out = Command::new(XBUS)
+            .args(["sub", filter, "--endpoint", &endpoint])
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{filter:?}: {err}");
+        assert!(err.contains("could never match"), "{filter:?}: {err}");
+        assert!(err.contains(needle), "{filter:?}: {err}");
+    }
+}

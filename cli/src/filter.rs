@@ -1,0 +1,121 @@
+//! `xbus sub` filters: `NAME` or `NAME.TOPIC_FILTER`, turned into the subscription the typed
+//! clients would send, and rejected with a reason when they could never match.
+//!
+//! A filter means exactly what `subscribe::<E>(filter)` means on a typed subscriber: whole
+//! segments, so `KernelStatusChanged` receives `KernelStatusChanged` events and never
+//! `KernelStatusChangedV2`, and `Job.w1` receives topics `w1` and `w1.…`, never `w10`. The
+//! subscription is built by [`xbus::schema::subscription_prefix_for_name`], the function the
+//! typed clients use, so the CLI cannot drift from them.
+//!
+//! Wildcard segments (`*`: one segment; `>`: the rest, last only) are the schema's to turn
+//! into a wildcard subscription (`$xbus.match.` followed by the pattern). A schema that
+//! predates them takes `*` and `>` literally, which would match nothing; [`subscription`]
+//! notices and says wildcards are not supported yet.
+
+/// What a wildcard subscription starts with (`xbus_schema::MATCH_PREFIX` in schemas that have
+/// wildcards). A subscription for a wildcard filter that does not start with it was built
+/// literally, by a schema without wildcard support.
+const MATCH_PREFIX: &[u8] = b"$xbus.match.";
+
+/// Whether a segment is a wildcard.
+fn is_wildcard(segment: &str) -> bool {
+    segment == "*" || segment == ">"
+}
+
+/// The subscription for one filter, or why it could never match.
+///
+/// A trailing `.` is accepted and changes nothing (`Name.` is `Name`), for scripts written
+/// when filters were raw prefixes.
+pub fn subscription(filter: &str) -> Result<Vec<u8>, String> {
+    let why = |reason: &str| format!("filter {filter:?} could never match: {reason}");
+    let body = filter.strip_suffix('.').unwrap_or(filter);
+    if body.is_empty() {
+        return Err(why(
+            "it is empty (give no filter to receive every event, or --raw-prefix '' to say so)",
+        ));
+    }
+    if body.split('.').any(str::is_empty) {
+        return Err(why(
+            "it has an empty segment (a leading `.` or `..`); topic frames never do",
+        ));
+    }
+    let (name, topic) = match body.split_once('.') {
+        Some((name, topic)) => (name, Some(topic)),
+        None => (body, None),
+    };
+    if is_wildcard(name) {
+        return Err(why(
+            "the event NAME cannot be a wildcard: `*` and `>` stand for topic segments after a \
+             NAME (e.g. `Temperature.*.rack1`, `Job.>`); give no filter to receive every event",
+        ));
+    }
+    let segments: Vec<&str> = topic.map(|t| t.split('.').collect()).unwrap_or_default();
+    if segments.iter().rev().skip(1).any(|s| *s == ">") {
+        return Err(why(
+            "`>` stands for the rest of the topic, so it may only be the last segment",
+        ));
+    }
+    let prefix = xbus::schema::subscription_prefix_for_name(name, topic)
+        .map_err(|err| why(&err.to_string()))?;
+    if segments.iter().any(|s| is_wildcard(s)) && !prefix.starts_with(MATCH_PREFIX) {
+        return Err(why(
+            "wildcard segments (`*`, `>`) are not supported yet by this xbus; subscribe to \
+             the NAME, or to a literal topic",
+        ));
+    }
+    Ok(prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn names_and_topics_match_whole_segments() {
+        assert_eq!(
+            subscription("KernelStatusChanged").unwrap(),
+            b"KernelStatusChanged."
+        );
+        assert_eq!(
+            subscription("KernelStatusChanged.").unwrap(),
+            b"KernelStatusChanged."
+        );
+        assert_eq!(subscription("Job.w1").unwrap(), b"Job.w1.");
+        assert_eq!(subscription("Job.w1.").unwrap(), b"Job.w1.");
+        assert_eq!(
+            subscription("Job.rack 3.temp").unwrap(),
+            b"Job.rack 3.temp."
+        );
+    }
+
+    #[test]
+    fn filters_that_cannot_match_say_why() {
+        for (filter, needle) in [
+            ("", "empty"),
+            (".", "empty"),
+            ("*", "NAME cannot be a wildcard"),
+            (">", "NAME cannot be a wildcard"),
+            ("*.w1", "NAME cannot be a wildcard"),
+            ("w1 ", "whitespace"),
+            ("$xbus", "$"),
+            ("Job..w1", "empty segment"),
+            (".Job", "empty segment"),
+            ("Job.>.w1", "last segment"),
+        ] {
+            let err = subscription(filter).unwrap_err();
+            assert!(err.contains(&format!("{filter:?}")), "{filter:?}: {err}");
+            assert!(err.contains(needle), "{filter:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn wildcards_are_wildcard_subscriptions_or_refused() {
+        for filter in ["w1.>", "Temperature.*.rack1"] {
+            match subscription(filter) {
+                Ok(prefix) => assert!(prefix.starts_with(MATCH_PREFIX), "{filter}"),
+                Err(err) => assert!(err.contains("not supported yet"), "{filter}: {err}"),
+            }
+        }
+    }
+}
