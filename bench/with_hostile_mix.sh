@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs a proxy command with the hostile mix (bench/hostile_mix.py) attacking it, for
-# peerbench's PROXY_CMD:
-#   PROXY_CMD='bash bench/with_hostile_mix.sh {PUB_PORT} {SUB_PORT} target/release/xbus-proxy \
-#       --frontend tcp://127.0.0.1:{PUB_PORT} --backend tcp://127.0.0.1:{SUB_PORT} --stats-interval 0'
+# Runs a proxy command with the hostile mix (bench/hostile_mix.py) attacking it, as a proxy
+# slot of bench/run.sh (HOSTILE=1 adds xbus this way), or by hand:
+#   PROXY2_NAME=xbus_hostile PROXY2_CMD='bash bench/with_hostile_mix.sh {PUB_PORT} {SUB_PORT} \
+#       target/release/xbus-proxy --frontend {PUB_EP} --backend {SUB_EP} --stats-interval 0' \
+#     bash bench/run.sh thr1 fan4
 # The mix starts once both ports listen, in a process group of its own, and ends with the proxy
 # (SIGTERM to this script stops the proxy gracefully, then kills the whole mix), or after
 # HOSTILE_SECONDS (default 60).
