@@ -207,10 +207,28 @@ impl Config {
         })
     }
 
-    /// The configuration as a TOML document (what `xbus-proxy --print-config` prints).
+    /// The configuration as a commented TOML document (what `xbus-proxy --print-config`
+    /// prints): every option, each after a one-line comment with its meaning and default, sizes
+    /// and durations written the way a person would (`"128MiB"`, `"250ms"`). It parses back to
+    /// the same configuration.
+    ///
+    /// ```
+    /// let cfg = xbus_proxy::Config::default();
+    /// let text = cfg.to_toml();
+    /// assert!(text.contains("subscriber_hwm_bytes = \"128MiB\""));
+    /// assert_eq!(xbus_proxy::Config::from_toml_str(&text).unwrap(), cfg);
+    /// ```
     pub fn to_toml(&self) -> String {
-        // Serializing plain strings, integers and tables cannot fail.
-        toml::to_string(self).unwrap_or_default()
+        match (
+            toml::Table::try_from(self),
+            toml::Table::try_from(Config::default()),
+        ) {
+            (Ok(table), Ok(defaults)) => commented_toml(&table, &defaults),
+            // Only integers past i64::MAX (which TOML cannot hold) get here.
+            (Err(e), _) | (_, Err(e)) => {
+                format!("# this configuration cannot be written as TOML: {e}\n")
+            }
+        }
     }
 
     /// Checks the values make sense together.
@@ -263,6 +281,113 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The one-line comment printed before each top-level option by [`Config::to_toml`], in print
+/// order (taken from the field docs).
+const OPTION_DOCS: &[(&str, &str)] = &[
+    ("frontend", "Endpoints publishers connect to (the XSUB side): tcp://HOST:PORT or ipc:///PATH."),
+    ("backend", "Endpoints subscribers connect to (the XPUB side): tcp://HOST:PORT or ipc:///PATH."),
+    ("subscriber_hwm", "Per-subscriber queue limit in messages; past it, that subscriber's messages are dropped and counted."),
+    ("subscriber_hwm_bytes", "Per-subscriber queue limit in bytes (message bytes as on the wire)."),
+    ("max_message_size", "Largest message (all frames) a peer may send, in bytes."),
+    ("max_frames", "Most frames per message."),
+    ("max_subscriptions", "Most subscriptions one subscriber may hold."),
+    ("max_subscription_len", "Longest subscription prefix; a subscriber that sends a longer one is disconnected."),
+    ("max_subscription_bytes", "Most bytes of prefixes one subscriber may hold, all together."),
+    ("max_connections", "Most connections (publishers and subscribers together)."),
+    ("handshake_timeout", "Time a new connection has to finish the ZMTP handshake."),
+    ("heartbeat_interval", "PING a ZMTP 3.1 peer after this long without hearing from it; 0 = heartbeats off."),
+    ("heartbeat_timeout", "With heartbeats on, disconnect a 3.1 peer silent for this long."),
+    ("partial_message_timeout", "Disconnect a peer that leaves a message unfinished this long; 0 = never."),
+    ("startup_grace", "After start-up, forward no subscription to publishers for this long; 0 = none."),
+    ("linger", "On shutdown, how long subscriber queues may keep draining."),
+    ("stats_interval", "How often to log the stats line; 0 = never."),
+    ("subscribe_all", "Subscribe upstream to everything instead of forwarding subscriptions (as Juice's proxy does)."),
+];
+
+/// The one-line comments of the `[service]` table's options, in print order.
+const SERVICE_DOCS: &[(&str, &str)] = &[
+    (
+        "threads",
+        "Runtime threads: 1 = a single-threaded runtime, more = that many workers.",
+    ),
+    (
+        "log",
+        "Log filter, RUST_LOG syntax (info, xbus_proxy=debug,warn, ...).",
+    ),
+    ("log_format", "Log format: text or json."),
+];
+
+/// Writes `table` as TOML, each documented key after its comment and default, in `docs` order,
+/// then any key without a comment (so no option is ever left out), then nested tables.
+fn commented_toml(table: &toml::Table, defaults: &toml::Table) -> String {
+    use std::fmt::Write;
+
+    fn keys(
+        out: &mut String,
+        table: &toml::Table,
+        defaults: Option<&toml::Table>,
+        docs: &[(&str, &str)],
+    ) {
+        let documented = docs.iter().filter(|(key, _)| table.contains_key(*key));
+        let rest = table
+            .keys()
+            .filter(|key| !docs.iter().any(|(k, _)| k == key))
+            .map(|key| (key.as_str(), ""));
+        for (key, doc) in documented.copied().chain(rest) {
+            let Some(value) = table.get(key) else {
+                continue;
+            };
+            if value.is_table() {
+                continue;
+            }
+            let default = defaults.and_then(|d| d.get(key));
+            match (doc.is_empty(), default) {
+                (false, Some(default)) => {
+                    let _ = writeln!(out, "\n# {doc} Default: {default}.");
+                }
+                (false, None) => {
+                    let _ = writeln!(out, "\n# {doc}");
+                }
+                (true, _) => out.push('\n'),
+            }
+            let _ = writeln!(out, "{key} = {value}");
+        }
+    }
+
+    let mut out = String::from(
+        "# xbus-proxy configuration (xbus-proxy --config FILE). Every key is optional: a missing\n\
+         # key takes its default. Sizes: bytes, or \"64MiB\" (KiB, MiB, GiB; KB, MB, GB = 1000s).\n\
+         # Durations: \"250ms\", \"1s\", \"1m 30s\". Command line and XBUS_* variables win over this.\n",
+    );
+    keys(&mut out, table, Some(defaults), OPTION_DOCS);
+    for (name, value) in table {
+        if let toml::Value::Table(inner) = value {
+            let _ = writeln!(out, "\n[{name}]");
+            let docs = if name == "service" { SERVICE_DOCS } else { &[] };
+            let inner_defaults = defaults.get(name).and_then(toml::Value::as_table);
+            keys(&mut out, inner, inner_defaults, docs);
+        }
+    }
+    out
+}
+
+/// Writes a size with the largest binary unit that divides it exactly (`"128MiB"`, `"4KiB"`), so
+/// it reads back as the same number; sizes no unit divides stay plain bytes.
+///
+/// ```
+/// assert_eq!(xbus_proxy::config::format_size(128 << 20), "128MiB");
+/// assert_eq!(xbus_proxy::config::format_size(1536), "1536");
+/// assert_eq!(xbus_proxy::config::parse_size(&xbus_proxy::config::format_size(3 << 30)), Ok(3 << 30));
+/// ```
+pub fn format_size(bytes: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes != 0 && bytes % (1u64 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
 }
 
 /// Parses a duration: humantime (`"1s"`, `"1m 30s"`, `"250ms"`) or a bare number of seconds.
@@ -334,8 +459,14 @@ mod size {
         Text(String),
     }
 
+    /// `"128MiB"` where a binary unit divides the size exactly, else the plain number of bytes
+    /// (as a string past `i64::MAX`, which a TOML integer cannot hold).
     pub(super) fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(*n)
+        let text = super::format_size(*n);
+        match text.parse::<i64>() {
+            Ok(plain) => s.serialize_i64(plain),
+            Err(_) => s.serialize_str(&text),
+        }
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -374,6 +505,75 @@ mod tests {
         assert_eq!(Config::from_toml_str(&text).unwrap(), cfg);
         assert!(text.contains("tcp://127.0.0.1:5122"), "{text}");
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn printed_config_is_commented_human_and_roundtrips() {
+        let text = Config::default().to_toml();
+        for line in [
+            "subscriber_hwm_bytes = \"128MiB\"",
+            "max_message_size = \"16MiB\"",
+            "max_subscription_len = \"4KiB\"",
+            "max_subscription_bytes = \"1MiB\"",
+            "linger = \"1s\"",
+            "heartbeat_timeout = \"30s\"",
+            "subscriber_hwm = 1000000",
+            "[service]",
+            "log_format = \"text\"",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        // every option is printed, each after a one-line comment
+        let serde_keys = |t: &toml::Table| -> Vec<String> {
+            let mut keys = Vec::new();
+            for (k, v) in t {
+                match v.as_table() {
+                    Some(inner) => keys.extend(inner.keys().map(|i| format!("{k}.{i}"))),
+                    None => keys.push(k.clone()),
+                }
+            }
+            keys.sort();
+            keys
+        };
+        let expected = serde_keys(&toml::Table::try_from(Config::default()).unwrap());
+        let printed = serde_keys(&toml::from_str(&text).unwrap());
+        assert_eq!(printed, expected);
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.starts_with('#') && line.contains(" = ") {
+                assert!(
+                    i > 0 && lines[i - 1].starts_with("# "),
+                    "{line:?} has no comment"
+                );
+            }
+        }
+
+        // odd values round-trip too
+        let cfg = Config {
+            frontend: vec![
+                Endpoint::Tcp("0.0.0.0:5122".into()),
+                Endpoint::Ipc("/run/xbus/pub \"sock\"".into()),
+            ],
+            subscriber_hwm_bytes: 1536,
+            max_message_size: u64::MAX,
+            max_subscription_len: 3 << 30,
+            linger: Duration::from_millis(250),
+            heartbeat_interval: Duration::ZERO,
+            stats_interval: Duration::from_secs(90),
+            handshake_timeout: Duration::MAX,
+            startup_grace: Duration::new(1, 5),
+            subscribe_all: true,
+            service: ServiceConfig {
+                threads: 4,
+                log: "xbus_proxy=debug,warn".into(),
+                log_format: LogFormat::Json,
+            },
+            ..Config::default()
+        };
+        let text = cfg.to_toml();
+        assert_eq!(Config::from_toml_str(&text).unwrap(), cfg, "{text}");
+        assert!(text.contains("linger = \"250ms\""), "{text}");
+        assert!(text.contains("stats_interval = \"1m 30s\""), "{text}");
     }
 
     #[test]
