@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use xbus::{PublisherAsync, PublisherOptions, RawSubscriberAsync, SubscriberOptions};
 
-use crate::error::CliError;
+use crate::error::{CliError, Side};
 
 /// The event NAME benchmark traffic is published under; `xbus sub` without filters skips it.
 pub const BENCH_NAME: &str = "XbusBench";
@@ -182,8 +182,12 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
 
     let mut subscribers = Vec::new();
     for _ in 0..args.subs {
-        let options = SubscriberOptions::new().queue_capacity(65_536);
-        let sub = RawSubscriberAsync::connect_with(&args.backend, options).await?;
+        let options = SubscriberOptions::new()
+            .queue_capacity(65_536)
+            .retry_refused(false);
+        let sub = RawSubscriberAsync::connect_with(&args.backend, options)
+            .await
+            .map_err(|err| CliError::connect(err, Side::BENCH_SUB))?;
         sub.subscribe_raw(BENCH_PREFIX);
         subscribers.push(tokio::spawn(subscribe(
             sub,
@@ -195,8 +199,13 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     }
     let mut publishers = Vec::new();
     for _ in 0..args.pubs {
-        let options = PublisherOptions::new().queue_capacity(65_536);
-        publishers.push(PublisherAsync::connect_with(&args.frontend, options).await?);
+        let options = PublisherOptions::new()
+            .queue_capacity(65_536)
+            .retry_refused(false);
+        let publisher = PublisherAsync::connect_with(&args.frontend, options)
+            .await
+            .map_err(|err| CliError::connect(err, Side::BENCH_PUB))?;
+        publishers.push(publisher);
     }
     warm_up(&publishers, args.subs as u64, &progress, warm_up_payload).await?;
 

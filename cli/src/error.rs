@@ -1,13 +1,100 @@
 //! The CLI's error type and the exit codes scripts can rely on.
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+use xbus::ConnectFailure;
+use xbus_zmtp::ZmtpError;
+
+/// Which side of the proxy a connection was for, and how the user names its endpoint: what
+/// an unreachable-proxy hint needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Side {
+    /// Whether the client is a subscriber (it connects to the backend) or a publisher.
+    pub subscriber: bool,
+    /// The option that sets the endpoint (`--endpoint`, `--backend`, ...).
+    pub flag: &'static str,
+}
+
+impl Side {
+    /// `xbus sub`.
+    pub const SUB: Side = Side {
+        subscriber: true,
+        flag: "--endpoint",
+    };
+    /// `xbus pub`.
+    pub const PUB: Side = Side {
+        subscriber: false,
+        flag: "--endpoint",
+    };
+    /// `xbus bench`'s subscribers.
+    pub const BENCH_SUB: Side = Side {
+        subscriber: true,
+        flag: "--backend",
+    };
+    /// `xbus bench`'s publishers.
+    pub const BENCH_PUB: Side = Side {
+        subscriber: false,
+        flag: "--frontend",
+    };
+
+    /// The environment variable that sets the endpoint, and the default endpoint.
+    fn env_and_default(self) -> (&'static str, &'static str) {
+        if self.subscriber {
+            ("XBUS_BACKEND", xbus::DEFAULT_SUBSCRIBE_ENDPOINT)
+        } else {
+            ("XBUS_FRONTEND", xbus::DEFAULT_PUBLISH_ENDPOINT)
+        }
+    }
+
+    /// What to suggest for a failed connect.
+    fn hint(self, endpoint: &str, failure: Option<&ConnectFailure>) -> String {
+        let (env, default) = self.env_and_default();
+        let side = if self.subscriber {
+            "subscriber (backend)"
+        } else {
+            "publisher (frontend)"
+        };
+        match failure {
+            Some(ConnectFailure::WrongPeer(ZmtpError::IncompatibleSocketType { peer, .. })) => {
+                let there = match peer.as_str() {
+                    "XSUB" => "is the proxy's publisher (frontend) side",
+                    "XPUB" => "is the proxy's subscriber (backend) side",
+                    _ => "is a ZeroMQ socket of another kind",
+                };
+                format!(
+                    "{endpoint} {there}; this command connects to the {side} side: pass {} or \
+                     set {env} (default {default})",
+                    self.flag
+                )
+            }
+            Some(ConnectFailure::WrongPeer(_) | ConnectFailure::HandshakeTimedOut { .. }) => {
+                format!(
+                    "the peer at {endpoint} is not an xbus proxy; pass {} or set {env} for the \
+                     proxy's {side} side (default {default})",
+                    self.flag
+                )
+            }
+            _ => format!(
+                "is xbus-proxy running at {endpoint}? If it listens elsewhere, pass {} or set \
+                 {env} (default {default})",
+                self.flag
+            ),
+        }
+    }
+}
 
 /// Everything an `xbus` command can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The proxy could not be reached (exit code 3).
-    #[error("{0}\nhint: start the proxy with `cargo run --release -p xbus-proxy`, or pass the right --endpoint")]
-    Unreachable(xbus::Error),
+    #[error("{message}\nhint: {hint}")]
+    Unreachable {
+        /// What happened, as measured (how many attempts, how long).
+        message: String,
+        /// What to try.
+        hint: String,
+    },
     /// A client call failed after connecting (exit code 1).
     #[error(transparent)]
     Client(xbus::Error),
@@ -29,24 +116,61 @@ pub enum CliError {
     Io(#[from] std::io::Error),
 }
 
-impl From<xbus::Error> for CliError {
-    fn from(err: xbus::Error) -> CliError {
-        match err {
-            xbus::Error::Connect { .. } | xbus::Error::InvalidEndpoint(_) => {
-                CliError::Unreachable(err)
-            }
-            other => CliError::Client(other),
-        }
+/// How long a connect took, for messages: "under 1 ms" rather than "0ns".
+fn took(elapsed: Duration) -> String {
+    if elapsed < Duration::from_millis(1) {
+        "under 1 ms".to_owned()
+    } else {
+        let millis = elapsed.as_millis().try_into().unwrap_or(u64::MAX);
+        humantime::format_duration(Duration::from_millis(millis)).to_string()
     }
 }
 
 impl CliError {
+    /// A failed `connect` for `side`: exit code 3 with a hint that fits what happened.
+    /// Errors that are not about reaching the proxy stay [`CliError::Client`].
+    pub fn connect(err: xbus::Error, side: Side) -> CliError {
+        match err {
+            xbus::Error::Connect {
+                endpoint,
+                attempts,
+                elapsed,
+                failure,
+            } => CliError::Unreachable {
+                message: format!(
+                    "could not connect to {endpoint}: {failure} ({attempts} attempt{} in {})",
+                    if attempts == 1 { "" } else { "s" },
+                    took(elapsed)
+                ),
+                hint: side.hint(&endpoint, Some(&failure)),
+            },
+            err @ xbus::Error::InvalidEndpoint(_) => {
+                let (env, default) = side.env_and_default();
+                CliError::Unreachable {
+                    message: err.to_string(),
+                    hint: format!(
+                        "endpoints look like tcp://HOST:PORT or ipc:///PATH; pass {} or set \
+                         {env} (default {default})",
+                        side.flag
+                    ),
+                }
+            }
+            other => CliError::Client(other),
+        }
+    }
+
     /// The process exit code for this error (see `xbus --help`).
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
-            CliError::Unreachable(_) => 3,
+            CliError::Unreachable { .. } => 3,
             CliError::Timeout { .. } => 4,
             CliError::Client(_) | CliError::Input(_) | CliError::Io(_) => 1,
         })
+    }
+}
+
+impl From<xbus::Error> for CliError {
+    fn from(err: xbus::Error) -> CliError {
+        CliError::Client(err)
     }
 }

@@ -5,9 +5,12 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use xbus::{schema, Codec, PublisherAsync, PublisherOptions};
+use xbus::{schema, Codec, PublisherAsync, PublisherOptions, Timestamp};
 
-use crate::error::CliError;
+use crate::error::{CliError, Side};
+
+/// The field Juice events, and xbus events that follow them, carry their time in.
+const TIME_FIELD: &str = "time";
 
 /// Arguments of `xbus pub`.
 #[derive(Debug, Args)]
@@ -25,22 +28,44 @@ pub struct PubArgs {
     /// Where publishers connect (the proxy's frontend).
     #[arg(short, long, env = "XBUS_FRONTEND", default_value = xbus::DEFAULT_PUBLISH_ENDPOINT)]
     pub endpoint: String,
-    /// How long to keep trying to reach the proxy before giving up (exit 3).
+    /// How long to wait for the proxy to answer before giving up (exit 3). A refused
+    /// connection (nothing listens at the endpoint) fails at once: no waiting for a proxy
+    /// that is not running.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+    /// Send the JSON exactly as given. By default an event without a `time` field gets one:
+    /// the moment it is published, as an ISO-8601 UTC string with microseconds (the form of
+    /// Juice's `time` field and `xbus::Timestamp`). `xbus pub` cannot know the event's type,
+    /// and typed subscribers fill a missing `time` with *their* clock when they decode, which
+    /// would pass the receive time off as the publish time; an extra field is ignored by
+    /// types that have none. A `time` the JSON gives is never changed.
+    #[arg(long)]
+    pub no_time: bool,
     /// How long to wait, at exit, for queued events to reach the proxy.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub flush_timeout: Duration,
 }
 
-/// Encodes one JSON object as an event payload.
-fn payload(text: &str, codec: Codec) -> Result<Vec<u8>, CliError> {
+/// One event given as JSON, checked: a JSON object that encodes in the chosen codec.
+fn parse(text: &str, codec: Codec) -> Result<Value, CliError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|err| CliError::Input(format!("not valid JSON ({err}): {text}")))?;
     if !value.is_object() {
         return Err(CliError::Input(format!(
             "an event must be a JSON object, got: {text}"
         )));
+    }
+    encode(value.clone(), codec, false)?;
+    Ok(value)
+}
+
+/// Encodes one event as a payload; with `stamp`, first adds a `time` field holding the
+/// current time if the object has none (see `--no-time`).
+fn encode(mut value: Value, codec: Codec, stamp: bool) -> Result<Vec<u8>, CliError> {
+    if let (true, Some(object)) = (stamp, value.as_object_mut()) {
+        object
+            .entry(TIME_FIELD)
+            .or_insert_with(|| Value::from(Timestamp::now().to_string()));
     }
     schema::json_to_payload(&value, codec).map_err(|err| CliError::Input(err.to_string()))
 }
@@ -52,14 +77,19 @@ pub async fn run(args: PubArgs) -> Result<(), CliError> {
     // Validate a command-line payload before connecting, so a typo fails fast.
     let single = match args.json.as_deref() {
         None | Some("-") => None,
-        Some(text) => Some(payload(text, args.codec)?),
+        Some(text) => Some(parse(text, args.codec)?),
     };
     let options = PublisherOptions::new()
         .codec(args.codec)
-        .connect_timeout(args.connect_timeout);
-    let publisher = PublisherAsync::connect_with(&args.endpoint, options).await?;
+        .connect_timeout(args.connect_timeout)
+        .retry_refused(false);
+    let publisher = PublisherAsync::connect_with(&args.endpoint, options)
+        .await
+        .map_err(|err| CliError::connect(err, Side::PUB))?;
     let mut sent = 0u64;
-    if let Some(payload) = single {
+    let stamp = !args.no_time;
+    if let Some(value) = single {
+        let payload = encode(value, args.codec, stamp)?;
         publisher.publish_raw(&topic_frame, &payload).await?;
         sent += 1;
     } else {
@@ -68,9 +98,8 @@ pub async fn run(args: PubArgs) -> Result<(), CliError> {
             if text.trim().is_empty() {
                 continue;
             }
-            publisher
-                .publish_raw(&topic_frame, &payload(&text, args.codec)?)
-                .await?;
+            let payload = encode(parse(&text, args.codec)?, args.codec, stamp)?;
+            publisher.publish_raw(&topic_frame, &payload).await?;
             sent += 1;
         }
     }

@@ -8,7 +8,7 @@ use clap::Args;
 use xbus::{ConnectionEvent, RawSubscriberAsync, SubscriberOptions, Timestamp};
 
 use crate::bench::BENCH_NAME;
-use crate::error::CliError;
+use crate::error::{CliError, Side};
 use crate::filter;
 use crate::format::{line, Style};
 
@@ -51,7 +51,9 @@ pub struct SubArgs {
     /// Print the payload as hex instead of transcoding it.
     #[arg(long)]
     pub raw: bool,
-    /// How long to keep trying to reach the proxy before giving up (exit 3).
+    /// How long to wait for the proxy to answer before giving up (exit 3). A refused
+    /// connection (nothing listens at the endpoint) fails at once: no waiting for a proxy
+    /// that is not running.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
     /// No status lines on stderr (connected, subscribed, connection lost, reconnected,
@@ -76,7 +78,8 @@ impl Status {
     /// Reports one change of the connection.
     fn connection(self, event: &ConnectionEvent, endpoint: &str) {
         match event {
-            ConnectionEvent::Connected => self.say(format_args!("connected to {endpoint}")),
+            // Reported when `connect` returns: the client may log the event a moment later.
+            ConnectionEvent::Connected => {}
             ConnectionEvent::Disconnected { reason } => self.say(format_args!(
                 "connection lost: {reason}; reconnecting to {endpoint}"
             )),
@@ -106,13 +109,15 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
         .map(|f| filter::subscription(f))
         .collect::<Result<Vec<_>, _>>()
         .map_err(CliError::Input)?;
-    let options = SubscriberOptions::new().connect_timeout(args.connect_timeout);
-    let mut sub = RawSubscriberAsync::connect_with(&args.endpoint, options).await?;
+    let options = SubscriberOptions::new()
+        .connect_timeout(args.connect_timeout)
+        .retry_refused(false);
+    let mut sub = RawSubscriberAsync::connect_with(&args.endpoint, options)
+        .await
+        .map_err(|err| CliError::connect(err, Side::SUB))?;
     let status = Status { quiet: args.quiet };
     let events = sub.connection_events();
-    while let Some(event) = events.try_next() {
-        status.connection(&event, &args.endpoint);
-    }
+    status.say(format_args!("connected to {}", args.endpoint));
     let everything = subscriptions.is_empty() && args.raw_prefix.is_empty();
     if everything {
         sub.subscribe_raw(b"");

@@ -20,6 +20,14 @@ async fn proxy() -> ProxyHandle {
         .unwrap()
 }
 
+/// The proxy's publisher and subscriber endpoints.
+fn endpoints(proxy: &ProxyHandle) -> (String, String) {
+    (
+        proxy.frontend_endpoints()[0].to_string(),
+        proxy.backend_endpoints()[0].to_string(),
+    )
+}
+
 async fn output(child: std::process::Child) -> Output {
     tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
@@ -43,10 +51,7 @@ fn closed_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pub_to_sub_round_trip_in_both_codecs() {
     let proxy = proxy().await;
-    let (fe, be) = (
-        proxy.frontend_endpoints()[0].to_string(),
-        proxy.backend_endpoints()[0].to_string(),
-    );
+    let (fe, be) = endpoints(&proxy);
     let sub = Command::new(XBUS)
         .args(["sub", "KernelStatusChanged.svc1.", "--json", "--count", "3"])
         .args(["--timeout", "30s", "--endpoint", &be])
@@ -116,32 +121,92 @@ async fn pub_to_sub_round_trip_in_both_codecs() {
 }
 
 #[test]
-fn sub_without_a_proxy_fails_fast_with_exit_code_3() {
+fn a_refused_connection_fails_at_once_with_exit_code_3_and_a_truthful_hint() {
     let endpoint = format!("tcp://127.0.0.1:{}", closed_port());
-    let start = Instant::now();
-    let out = Command::new(XBUS)
-        .args(["sub", "--endpoint", &endpoint, "--connect-timeout", "500ms"])
-        .output()
-        .unwrap();
-    assert!(start.elapsed() < Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(3));
-    let err = text(&out.stderr);
-    assert!(err.contains(&endpoint), "{err}");
-    assert!(err.contains("proxy"), "{err}");
-
-    let out = Command::new(XBUS)
-        .args([
+    for args in [
+        vec!["sub", "--endpoint", &endpoint, "--connect-timeout", "30s"],
+        vec![
             "pub",
             "Ping",
             "{}",
             "--endpoint",
             &endpoint,
             "--connect-timeout",
-            "500ms",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+            "30s",
+        ],
+        vec!["bench", "--backend", &endpoint, "--no-progress"],
+    ] {
+        let start = Instant::now();
+        let out = Command::new(XBUS).args(&args).output().unwrap();
+        // The refusal comes at once: no waiting out the connect timeout.
+        assert!(start.elapsed() < Duration::from_secs(10), "{args:?}");
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("connection refused (1 attempt in"), "{err}");
+        assert!(
+            err.contains(&format!("is xbus-proxy running at {endpoint}?")),
+            "{err}"
+        );
+        assert!(!err.contains("cargo"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wrong_side_of_the_proxy_is_named_as_such() {
+    let proxy = proxy().await;
+    let (fe, be) = endpoints(&proxy);
+    for (args, needle) in [
+        (
+            vec!["sub", "--endpoint", &fe],
+            "is the proxy's publisher (frontend) side; this command connects to the subscriber",
+        ),
+        (
+            vec!["pub", "Ping", "{}", "--endpoint", &be],
+            "is the proxy's subscriber (backend) side; this command connects to the publisher",
+        ),
+    ] {
+        let out = Command::new(XBUS).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(needle), "{err}");
+        assert!(!err.contains("within"), "{err}");
+        assert!(!err.contains("cargo"), "{err}");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pub_stamps_a_missing_time_with_the_publish_time() {
+    let proxy = proxy().await;
+    let (fe, be) = endpoints(&proxy);
+    let sub = spawn_sub(&["Ping", "--json", "-n", "3", "--timeout", "30s"], &be);
+    wait_for_subscriptions(&proxy, 1).await;
+    let before = xbus::Timestamp::now();
+    for args in [
+        vec![r#"{"n": 1}"#],
+        vec![r#"{"n": 2, "time": "2020-01-01T00:00:00.000000Z"}"#],
+        vec![r#"{"n": 3}"#, "--no-time"],
+    ] {
+        let status = Command::new(XBUS)
+            .args(["pub", "Ping", "--endpoint", &fe])
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let after = xbus::Timestamp::now();
+    let out = output(sub).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let payloads: Vec<Value> = json_lines(&out)
+        .iter()
+        .map(|l| l["payload"].clone())
+        .collect();
+    assert_eq!(payloads.len(), 3);
+    let stamped: xbus::Timestamp = payloads[0]["time"].as_str().unwrap().parse().unwrap();
+    assert!(before <= stamped && stamped <= after, "{stamped}");
+    assert_eq!(payloads[1]["time"], "2020-01-01T00:00:00.000000Z");
+    assert!(payloads[2].get("time").is_none(), "{}", payloads[2]);
+    proxy.shutdown().await;
 }
 
 #[test]
@@ -255,10 +320,7 @@ fn json_lines(out: &Output) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_traffic_decodes_and_stays_out_of_the_default_tap() {
     let proxy = proxy().await;
-    let (fe, be) = (
-        proxy.frontend_endpoints()[0].to_string(),
-        proxy.backend_endpoints()[0].to_string(),
-    );
+    let (fe, be) = endpoints(&proxy);
     let tap = spawn_sub(&["--json", "--count", "1", "--timeout", "30s"], &be);
     let bench_tap = spawn_sub(
         &["XbusBench", "--json", "--count", "3", "--timeout", "30s"],
@@ -333,7 +395,7 @@ fn expect_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> Strin
         match lines.recv_timeout(left) {
             Ok(line) if line.contains(needle) => return line,
             Ok(line) => seen.push(line),
-            Err(_) => panic!("no line containing {needle:?}; saw {seen:#?}"),
+            Err(err) => panic!("no line containing {needle:?} ({err}); saw {seen:#?}"),
         }
     }
 }
@@ -369,7 +431,7 @@ fn sub_reports_connection_changes_on_stderr_and_only_events_on_stdout() {
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    assert!(stdout.contains(r#"Ping. {"n":1}"#), "{stdout}");
+    assert!(stdout.contains(r#"Ping. {"n":1,"time":"#), "{stdout}");
 }
 
 #[test]
@@ -397,10 +459,7 @@ fn sub_quiet_prints_no_status_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sub_filters_match_whole_names_and_raw_prefixes_match_bytes() {
     let proxy = proxy().await;
-    let (fe, be) = (
-        proxy.frontend_endpoints()[0].to_string(),
-        proxy.backend_endpoints()[0].to_string(),
-    );
+    let (fe, be) = endpoints(&proxy);
     let by_name = spawn_sub(
         &[
             "KernelStatusChanged",

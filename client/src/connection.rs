@@ -94,7 +94,8 @@ impl Target {
             .await
     }
 
-    /// Retries [`Self::connect_once`] every reconnect interval until the connect timeout.
+    /// Retries [`Self::connect_once`] every reconnect interval until the connect timeout (a
+    /// refusal only with `retry_refused`; a wrong peer never).
     async fn connect_first(&self) -> Result<Session, Error> {
         let started = Instant::now();
         let deadline = deadline(self.options.connect_timeout());
@@ -118,7 +119,9 @@ impl Target {
                 (Some(_), None) => true,
                 (Some(retry), Some(end)) => retry < end,
             };
-            if !in_time || !failure.retryable() {
+            let give_up_refused =
+                matches!(failure, ConnectFailure::Refused) && !self.options.retry_refused;
+            if !in_time || !failure.retryable() || give_up_refused {
                 return Err(Error::Connect {
                     endpoint: self.name.clone(),
                     attempts,

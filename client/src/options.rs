@@ -45,6 +45,7 @@ pub(crate) struct ConnectionOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_interval: Duration,
     pub(crate) lazy: bool,
+    pub(crate) retry_refused: bool,
     pub(crate) heartbeat_interval: Option<Duration>,
     pub(crate) heartbeat_timeout: Duration,
 }
@@ -79,6 +80,7 @@ impl Default for ConnectionOptions {
             connect_timeout: Duration::from_secs(5),
             reconnect_interval: Duration::from_millis(100),
             lazy: false,
+            retry_refused: true,
             heartbeat_interval: Some(Duration::from_secs(5)),
             heartbeat_timeout: Duration::from_secs(15),
         }
@@ -119,6 +121,21 @@ macro_rules! connection_setters {
             #[must_use]
             pub fn lazy_connect(mut self, lazy: bool) -> Self {
                 self.conn.lazy = lazy;
+                self
+            }
+
+            /// Whether `connect` retries a refused connection until the connect timeout.
+            /// Default `true`: a service may start before the proxy, and a refusal then only
+            /// means "not yet". `false` fails at once with
+            /// [`Error::Connect`](crate::Error::Connect) and
+            /// [`ConnectFailure::Refused`](crate::ConnectFailure::Refused) on the first refusal
+            /// (nothing listens at the endpoint), as command-line tools want. Only the first
+            /// connection is concerned: once connected, a lost connection is retried as the
+            /// reconnect interval says, refusals included. No effect with
+            /// [`lazy_connect`](Self::lazy_connect), which never fails `connect`.
+            #[must_use]
+            pub fn retry_refused(mut self, retry: bool) -> Self {
+                self.conn.retry_refused = retry;
                 self
             }
 
