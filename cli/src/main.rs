@@ -3,6 +3,7 @@
 //! - `xbus sub [NAME[.TOPIC]…]`: print events as they pass (any codec, shown as JSON).
 //! - `xbus pub NAME [--topic T] [JSON]`: publish one event, or one per stdin line.
 //! - `xbus bench`: publishers × subscribers load test against a running proxy.
+//! - `xbus completions SHELL`, `xbus man`: a shell completion script, the man page.
 //!
 //! Each subcommand lives in its own module; [`error`] maps failures to exit codes.
 
@@ -15,7 +16,9 @@ mod sub;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::io::Write;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::error::CliError;
 
@@ -45,10 +48,68 @@ enum Command {
     Pub(publish::PubArgs),
     /// Measure the bus: N publishers × M subscribers through a running proxy.
     Bench(bench::BenchArgs),
+    /// Print a completion script for SHELL to stdout, e.g.
+    /// `xbus completions bash > ~/.local/share/bash-completion/completions/xbus`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, e.g.
+    /// `xbus man > ~/.local/share/man/man1/xbus.1`, then `man xbus`; `xbus man sub` prints
+    /// xbus-sub(1), the page of one subcommand.
+    Man {
+        /// The subcommand whose page to print; none: xbus(1).
+        #[arg(value_parser = ["sub", "pub", "bench", "completions"])]
+        subcommand: Option<String>,
+    },
+}
+
+/// A subcommand's man page title, `xbus-NAME`.
+fn page_name(subcommand: &str) -> &'static str {
+    match subcommand {
+        "sub" => "xbus-sub",
+        "pub" => "xbus-pub",
+        "bench" => "xbus-bench",
+        _ => "xbus-completions",
+    }
+}
+
+/// Writes what `xbus completions` and `xbus man` print; they need no proxy and no runtime.
+fn print_docs(command: &Command) -> Result<bool, CliError> {
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "xbus", &mut stdout);
+        }
+        Command::Man { subcommand } => {
+            let top = Cli::command();
+            let page = match subcommand.as_deref() {
+                None => top,
+                Some(name) => top
+                    .find_subcommand(name)
+                    .cloned()
+                    .ok_or_else(|| CliError::Input(format!("no subcommand {name:?}")))?
+                    .name(page_name(name))
+                    .version(env!("CARGO_PKG_VERSION")),
+            };
+            clap_mangen::Man::new(page).render(&mut stdout)?;
+        }
+        _ => return Ok(false),
+    }
+    stdout.flush()?;
+    Ok(true)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match print_docs(&cli.command) {
+        Ok(true) => return ExitCode::SUCCESS,
+        Ok(false) => {}
+        Err(err) => {
+            eprintln!("xbus: {err}");
+            return err.exit_code();
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,6 +125,8 @@ fn main() -> ExitCode {
             Command::Sub(args) => sub::run(args).await,
             Command::Pub(args) => publish::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            // Handled by `print_docs` above.
+            Command::Completions { .. } | Command::Man { .. } => Ok(()),
         }
     });
     match result {

@@ -516,3 +516,49 @@ fn sub_refuses_filters_that_could_never_match_before_connecting() {
         assert!(err.contains(needle), "{filter:?}: {err}");
     }
 }
+
+#[test]
+fn completions_and_man_page_describe_every_subcommand() {
+    for (shell, needle) in [
+        ("bash", "complete"),
+        ("zsh", "#compdef xbus"),
+        ("fish", "complete -c xbus"),
+    ] {
+        let out = Command::new(XBUS)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.contains(needle), "{shell}: {script}");
+        for sub in ["sub", "pub", "bench", "raw-prefix"] {
+            assert!(script.contains(sub), "{shell} lacks {sub}");
+        }
+    }
+    let out = Command::new(XBUS)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+
+    let out = Command::new(XBUS).arg("man").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH xbus"),
+        "{page}"
+    );
+    assert!(page.contains(".TH"), "{page}");
+    for sub in ["sub", "pub", "bench", "completions", "Exit codes"] {
+        assert!(page.contains(sub), "the man page lacks {sub}");
+    }
+    let out = Command::new(XBUS).args(["man", "sub"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.contains(".TH xbus-sub 1"), "{page}");
+    assert!(page.contains("raw\\-prefix"), "{page}");
+}
