@@ -1,12 +1,20 @@
 //! `xbus-proxy`: the command-line shell around [`xbus_proxy::Proxy`]. It merges options
 //! (command line > `XBUS_*` environment > `--config` TOML file > defaults), sets up logging,
 //! builds the runtime, and runs the proxy until SIGINT or SIGTERM.
+//!
+//! Under systemd (`Type=notify`) it reports readiness once every endpoint is bound, pings the
+//! watchdog when the unit asks for one, and says when it is stopping; without `NOTIFY_SOCKET`
+//! none of that happens. It can also print its shell completions and man page.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::error::{ContextKind, ContextValue};
+use clap::{CommandFactory, Parser};
+use sd_notify::NotifyState;
 use tracing_subscriber::EnvFilter;
 use xbus_proxy::config::{parse_duration, parse_size};
 use xbus_proxy::{Config, Endpoint, LogFormat, Proxy};
@@ -89,6 +97,12 @@ struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell) and exit.
+    #[arg(long, value_name = "SHELL", hide = true, exclusive = true)]
+    generate_completions: Option<clap_complete::Shell>,
+    /// Print the man page (roff) and exit.
+    #[arg(long, hide = true, exclusive = true)]
+    generate_man: bool,
 }
 
 fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
@@ -159,30 +173,249 @@ fn init_logging(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// A future that completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal sent right after the proxy reports
+/// ready (or logs where it listens) is never missed, and never kills it undrained.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
+        let handlers = signal(SignalKind::terminate())
+            .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)));
+        async move {
+            match handlers {
+                Ok((mut term, mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => tracing::info!("SIGINT received"),
+                        _ = term.recv() => tracing::info!("SIGTERM received"),
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot install the SIGTERM handler; stopping on Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Parses the command line; on an error, prints it (naming the `XBUS_*` environment variable
+/// when the bad value came from one) and returns the exit code (2 for usage errors).
+fn parse_cli() -> Result<Cli, ExitCode> {
+    let err = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(err) => err,
+    };
+    let code = ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+    if !err.use_stderr() {
+        // --help and --version
+        let _ = err.print();
+        return Err(code);
+    }
+    match env_source(&err) {
+        Some((var, value)) => {
+            let text = err.render().to_string();
+            let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
+            eprintln!(
+                "{first}\n  the value comes from the environment variable {var}={value:?}; \
+                 correct or unset it\n{rest}"
+            );
+        }
+        None => {
+            let _ = err.print();
+        }
+    }
+    Err(code)
+}
+
+/// For an error about an option's value, the environment variable that value came from (and its
+/// value): the option has an `env` name, that variable is set, and the option is not on the
+/// command line (which would win over the environment).
+fn env_source(err: &clap::Error) -> Option<(String, String)> {
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // "--subscriber-hwm <N>" -> "subscriber-hwm"
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let cmd = Cli::command();
+    let var = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?
+        .get_env()?
+        .to_string_lossy()
+        .into_owned();
+    let value = std::env::var_os(&var)?;
+    let flag = format!("--{long}");
+    let on_command_line = std::env::args_os().skip(1).any(|a: OsString| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    (!on_command_line).then(|| (var, value.to_string_lossy().into_owned()))
+}
+
+/// The error as printed, with a hint where the cause is a common set-up mistake: an `ipc://`
+/// endpoint in a directory that does not exist (or may not be written).
+fn explain(err: &xbus_proxy::Error) -> String {
+    if let xbus_proxy::Error::Bind {
+        endpoint: Endpoint::Ipc(path),
+        source,
+    } = err
+    {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let dir_shown = dir.display();
+        if source.kind() == std::io::ErrorKind::NotFound && !dir.is_dir() {
+            return format!(
+                "cannot bind {}: directory {dir_shown} does not exist; create it (mkdir -p \
+                 {dir_shown}), or under systemd let the unit create it (RuntimeDirectory=xbus \
+                 makes /run/xbus), or choose an ipc:// path in an existing directory",
+                err_endpoint(err)
+            );
+        }
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            return format!(
+                "cannot bind {}: no permission to create a socket in {dir_shown} ({source}); \
+                 run as a user that may write there, or choose another directory",
+                err_endpoint(err)
+            );
+        }
+    }
+    err.to_string()
+}
+
+/// The endpoint of a bind error, as written in an error message.
+fn err_endpoint(err: &xbus_proxy::Error) -> String {
+    match err {
+        xbus_proxy::Error::Bind { endpoint, .. } => endpoint.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Sends a notification to the service manager: a no-op without `NOTIFY_SOCKET`, a logged
+/// warning (never fatal) when it cannot be sent.
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+}
+
+/// Pings the systemd watchdog (`WATCHDOG=1`) every `period` until the task is aborted. It runs
+/// on the proxy's runtime, so a runtime that stops making progress stops the pings and systemd
+/// restarts the proxy.
+async fn watchdog(period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        notify(&[NotifyState::Watchdog]);
+    }
+}
+
+/// Binds, tells the service manager the proxy is ready, serves until SIGINT/SIGTERM, then
+/// drains and stops.
+async fn serve(config: Config) -> Result<(), xbus_proxy::Error> {
+    let stop = shutdown_signal();
+    let handle = Proxy::new(config)?.start().await?;
+    let list = |eps: &[Endpoint]| {
+        eps.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let status = format!(
+        "publishers: {}; subscribers: {}",
+        list(handle.frontend_endpoints()),
+        list(handle.backend_endpoints())
+    );
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    // WATCHDOG_USEC (and WATCHDOG_PID, when set, naming this process): ping at half of it.
+    let pinger = sd_notify::watchdog_enabled()
+        .map(|usec| usec / 2)
+        .filter(|period| !period.is_zero())
+        .map(|period| {
+            tracing::info!(every = ?period, "pinging the systemd watchdog");
+            tokio::spawn(watchdog(period))
+        });
+    stop.await;
+    notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status("stopping: draining subscriber queues"),
+    ]);
+    handle.shutdown().await;
+    if let Some(pinger) = pinger {
+        pinger.abort();
+    }
+    Ok(())
+}
+
+/// The man page, xbus-proxy(1): clap's sections (name, synopsis, options, version) plus the
+/// environment variables, the config file, exit status and related pages.
+fn man_page() -> std::io::Result<Vec<u8>> {
+    let cmd = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    let roff = |text: &str| text.replace('\\', "\\\\").replace('-', "\\-");
+    let mut extra = String::from(".SH ENVIRONMENT\n");
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        if let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) {
+            extra.push_str(&format!(
+                ".TP\n\\fB{}\\fR\nAs \\fB\\-\\-{}\\fR (the command line wins).\n",
+                roff(&var.to_string_lossy()),
+                roff(long)
+            ));
+        }
+    }
+    extra.push_str(concat!(
+        ".TP\n\\fBRUST_LOG\\fR\nLog filter when neither \\fB\\-\\-log\\fR nor XBUS_LOG is given.\n",
+        ".TP\n\\fBNOTIFY_SOCKET\\fR, \\fBWATCHDOG_USEC\\fR, \\fBWATCHDOG_PID\\fR\n",
+        "Set by systemd for Type=notify: readiness, stopping and watchdog notifications.\n",
+        ".SH FILES\n.TP\n\\fI/etc/xbus/proxy.toml\\fR\n",
+        "The configuration file the systemd unit passes with \\fB\\-\\-config\\fR; ",
+        "\\fBxbus\\-proxy \\-\\-print\\-config\\fR prints a commented template.\n",
+        ".SH EXIT STATUS\n0 after SIGINT or SIGTERM (queues drained for the linger), ",
+        "1 when an endpoint cannot be bound, 2 for invalid options.\n",
+        ".SH SEE ALSO\n\\fBsystemd.service\\fR(5), \\fBsd_notify\\fR(3)\n",
+    ));
+    page.extend_from_slice(extra.as_bytes());
+    Ok(page)
+}
+
+/// Writes `text` to stdout, reporting a failure (such as a closed pipe) as exit code 1.
+fn print_out(text: &[u8]) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xbus-proxy: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    if let Some(shell) = cli.generate_completions {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "xbus-proxy", &mut script);
+        return print_out(&script);
+    }
+    if cli.generate_man {
+        return match man_page() {
+            Ok(page) => print_out(&page),
+            Err(e) => {
+                eprintln!("xbus-proxy: cannot render the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let print = cli.print_config;
     let config = match cli.merge() {
         Ok(c) => c,
@@ -192,8 +425,7 @@ fn main() -> ExitCode {
         }
     };
     if print {
-        print!("{}", config.to_toml());
-        return ExitCode::SUCCESS;
+        return print_out(config.to_toml().as_bytes());
     }
     if let Err(e) = init_logging(&config) {
         eprintln!("xbus-proxy: {e}");
@@ -221,12 +453,12 @@ fn main() -> ExitCode {
         threads = config.service.threads,
         "xbus-proxy starting"
     );
-    let result = runtime.block_on(async { Proxy::new(config)?.run_until(shutdown_signal()).await });
-    match result {
+    match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "xbus-proxy failed");
-            eprintln!("xbus-proxy: {e}");
+            let text = explain(&e);
+            tracing::error!(error = %text, "xbus-proxy failed");
+            eprintln!("xbus-proxy: {text}");
             ExitCode::FAILURE
         }
     }
