@@ -7,15 +7,9 @@
 //! subscription is built by [`xbus::schema::subscription_prefix_for_name`], the function the
 //! typed clients use, so the CLI cannot drift from them.
 //!
-//! Wildcard segments (`*`: one segment; `>`: the rest, last only) are the schema's to turn
-//! into a wildcard subscription (`$xbus.match.` followed by the pattern). A schema that
-//! predates them takes `*` and `>` literally, which would match nothing; [`subscription`]
-//! notices and says wildcards are not supported yet.
-
-/// What a wildcard subscription starts with (`xbus_schema::MATCH_PREFIX` in schemas that have
-/// wildcards). A subscription for a wildcard filter that does not start with it was built
-/// literally, by a schema without wildcard support.
-const MATCH_PREFIX: &[u8] = b"$xbus.match.";
+//! Wildcard segments in the topic (`*`: exactly one segment; `>`: one or more, last only) are
+//! the schema's to turn into a wildcard subscription ([`xbus::schema::MATCH_PREFIX`] followed
+//! by the pattern), which the proxy matches segment by segment.
 
 /// Whether a segment is a wildcard.
 fn is_wildcard(segment: &str) -> bool {
@@ -49,21 +43,7 @@ pub fn subscription(filter: &str) -> Result<Vec<u8>, String> {
              NAME (e.g. `Temperature.*.rack1`, `Job.>`); give no filter to receive every event",
         ));
     }
-    let segments: Vec<&str> = topic.map(|t| t.split('.').collect()).unwrap_or_default();
-    if segments.iter().rev().skip(1).any(|s| *s == ">") {
-        return Err(why(
-            "`>` stands for the rest of the topic, so it may only be the last segment",
-        ));
-    }
-    let prefix = xbus::schema::subscription_prefix_for_name(name, topic)
-        .map_err(|err| why(&err.to_string()))?;
-    if segments.iter().any(|s| is_wildcard(s)) && !prefix.starts_with(MATCH_PREFIX) {
-        return Err(why(
-            "wildcard segments (`*`, `>`) are not supported yet by this xbus; subscribe to \
-             the NAME, or to a literal topic",
-        ));
-    }
-    Ok(prefix)
+    xbus::schema::subscription_prefix_for_name(name, topic).map_err(|err| why(&err.to_string()))
 }
 
 #[cfg(test)]
@@ -110,12 +90,15 @@ mod tests {
     }
 
     #[test]
-    fn wildcards_are_wildcard_subscriptions_or_refused() {
-        for filter in ["w1.>", "Temperature.*.rack1"] {
-            match subscription(filter) {
-                Ok(prefix) => assert!(prefix.starts_with(MATCH_PREFIX), "{filter}"),
-                Err(err) => assert!(err.contains("not supported yet"), "{filter}: {err}"),
-            }
-        }
+    fn wildcards_in_the_topic_are_wildcard_subscriptions() {
+        assert_eq!(
+            subscription("Temperature.*.rack1").unwrap(),
+            b"$xbus.match.Temperature.*.rack1."
+        );
+        assert_eq!(subscription("Job.>").unwrap(), b"$xbus.match.Job.>.");
+        assert_eq!(
+            subscription("Job.w1.>").unwrap(),
+            [xbus::schema::MATCH_PREFIX.as_bytes(), b"Job.w1.>."].concat()
+        );
     }
 }

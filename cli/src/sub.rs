@@ -19,8 +19,8 @@ pub struct SubArgs {
     /// the topics below it). Segments match whole, exactly as the typed clients'
     /// `subscribe::<E>(Some(topic))`: `KernelStatusChanged` never shows
     /// `KernelStatusChangedV2`, `Job.w1` never `Job.w10`. A trailing `.` changes nothing.
-    /// In the topic, `*` stands for one segment and `>` (last only) for the rest, e.g.
-    /// `Temperature.*.rack1` or `Job.>` (refused if this xbus does not support wildcards yet).
+    /// In the topic, `*` stands for exactly one segment and `>` (last only) for one or more,
+    /// e.g. `Temperature.*.rack1` or `Job.>`; the NAME cannot be a wildcard.
     /// A filter that could never match (empty segments, whitespace or a leading `$` in the
     /// NAME, a misplaced wildcard) is refused with the reason (exit 1). None (and no
     /// --raw-prefix): every event except `xbus bench` traffic (NAME `XbusBench`; see --all).

@@ -495,6 +495,38 @@ async fn sub_filters_match_whole_names_and_raw_prefixes_match_bytes() {
     proxy.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_wildcard_filters_match_segments() {
+    let proxy = proxy().await;
+    let (fe, be) = endpoints(&proxy);
+    let one = spawn_sub(&["Temperature.*.rack1", "--json", "-n", "1"], &be);
+    let rest = spawn_sub(&["Job.>", "--json", "-n", "1"], &be);
+    wait_for_subscriptions(&proxy, 2).await;
+    // In each pair the first event must not match: a tap that took it would stop there.
+    for (name, topic) in [
+        ("Temperature", "lab.rack2"),
+        ("Temperature", "lab.rack1"),
+        ("Job", ""),
+        ("Job", "w1.step"),
+    ] {
+        let status = Command::new(XBUS)
+            .args(["pub", name, "{}", "--topic", topic, "--endpoint", &fe])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for (tap, want) in [(one, "lab.rack1"), (rest, "w1.step")] {
+        let out = output(tap).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let topics: Vec<Value> = json_lines(&out)
+            .iter()
+            .map(|l| l["topic"].clone())
+            .collect();
+        assert_eq!(topics, [want]);
+    }
+    proxy.shutdown().await;
+}
+
 #[test]
 fn sub_refuses_filters_that_could_never_match_before_connecting() {
     let endpoint = format!("tcp://127.0.0.1:{}", closed_port());
@@ -504,6 +536,7 @@ fn sub_refuses_filters_that_could_never_match_before_connecting() {
         ("w1 ", "whitespace"),
         ("$xbus", "$"),
         ("Job..w1", "empty segment"),
+        ("Job.>.w1", "last segment"),
         ("", "empty"),
     ] {
         let out = Command::new(XBUS)
