@@ -132,14 +132,7 @@ impl Command {
     pub fn encode(&self, buf: &mut BytesMut) {
         let mut data = BytesMut::new();
         match self {
-            Command::Ready(meta) => {
-                for (name, value) in meta {
-                    data.put_u8(name.len().min(255) as u8);
-                    data.put_slice(&name.as_bytes()[..name.len().min(255)]);
-                    data.put_u32(value.len() as u32);
-                    data.put_slice(value);
-                }
-            }
+            Command::Ready(meta) => encode_metadata(meta, &mut data),
             Command::Error(reason) => {
                 let r = &reason.as_bytes()[..reason.len().min(255)];
                 data.put_u8(r.len() as u8);
@@ -184,7 +177,18 @@ pub fn property<'a>(meta: &'a Metadata, name: &str) -> Option<&'a Bytes> {
         .map(|(_, v)| v)
 }
 
-fn parse_metadata(mut data: Bytes) -> Result<Metadata, &'static str> {
+/// Appends READY-style properties (name length, name, 4-byte value length, value); CURVE's
+/// INITIATE and READY boxes carry the same encoding.
+pub(crate) fn encode_metadata(meta: &Metadata, data: &mut BytesMut) {
+    for (name, value) in meta {
+        data.put_u8(name.len().min(255) as u8);
+        data.put_slice(&name.as_bytes()[..name.len().min(255)]);
+        data.put_u32(value.len() as u32);
+        data.put_slice(value);
+    }
+}
+
+pub(crate) fn parse_metadata(mut data: Bytes) -> Result<Metadata, &'static str> {
     let mut meta = Vec::new();
     while data.has_remaining() {
         let name_len = data.get_u8() as usize;

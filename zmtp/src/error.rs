@@ -32,9 +32,21 @@ pub enum ZmtpError {
         /// Minor version the peer sent.
         minor: u8,
     },
-    /// The peer asked for a security mechanism other than NULL.
-    #[error("unsupported security mechanism {0:?} (only NULL is supported)")]
+    /// The peer asked for a security mechanism other than NULL, in a NULL handshake.
+    #[error("unsupported security mechanism {0:?} (this handshake speaks NULL)")]
     UnsupportedMechanism(String),
+    /// The peer's greeting names another security mechanism than ours (e.g. a NULL client
+    /// against a CURVE server), or both peers claim the same CURVE role.
+    #[error("security mechanism mismatch: we speak {ours}, the peer {peer}")]
+    MechanismMismatch {
+        /// Our mechanism (and role, for CURVE).
+        ours: &'static str,
+        /// What the peer's greeting says.
+        peer: String,
+    },
+    /// The CURVE security mechanism failed (see [`CurveError`](crate::curve::CurveError)).
+    #[error("CURVE: {0}")]
+    Curve(#[from] crate::curve::CurveError),
     /// The peer's socket type cannot talk to ours.
     #[error("peer socket type {peer} is not accepted by {local}")]
     IncompatibleSocketType {
@@ -103,6 +115,8 @@ impl ZmtpError {
             ZmtpError::BadSignature => "bad_signature",
             ZmtpError::UnsupportedVersion { .. } => "unsupported_version",
             ZmtpError::UnsupportedMechanism(_) => "unsupported_mechanism",
+            ZmtpError::MechanismMismatch { .. } => "mechanism_mismatch",
+            ZmtpError::Curve(e) => e.kind(),
             ZmtpError::IncompatibleSocketType { .. } => "incompatible_socket_type",
             ZmtpError::HandshakeTimeout(_) => "handshake_timeout",
             ZmtpError::MalformedFrame(_) => "malformed_frame",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::command::property;
+use crate::command::{property, Metadata};
 use crate::greeting::{GREETING_LEN, SIGNATURE_AND_MAJOR_LEN};
 use crate::{Command, Decoder, Greeting, Inbound, Limits, SocketType, ZmtpError};
 
@@ -94,7 +94,7 @@ where
     }
 }
 
-async fn read_more<S: AsyncRead + Unpin>(
+pub(crate) async fn read_more<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
 ) -> Result<(), ZmtpError> {
@@ -105,11 +105,16 @@ async fn read_more<S: AsyncRead + Unpin>(
     Ok(())
 }
 
-async fn exchange<S>(stream: &mut S, config: &HandshakeConfig) -> Result<Handshake, ZmtpError>
+/// Sends `ours`, then reads and checks the peer's greeting. Returns it with the bytes read
+/// after it.
+pub(crate) async fn exchange_greetings<S>(
+    stream: &mut S,
+    ours: &Greeting,
+) -> Result<(Greeting, BytesMut), ZmtpError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    stream.write_all(&Greeting::ours().encode()).await?;
+    stream.write_all(&ours.encode()).await?;
     stream.flush().await?;
 
     let mut buf = BytesMut::with_capacity(8192);
@@ -122,6 +127,14 @@ where
         .map_err(|_| ZmtpError::BadSignature)?;
     let greeting = Greeting::parse(&raw)?;
     let _ = buf.split_to(GREETING_LEN);
+    Ok((greeting, buf))
+}
+
+async fn exchange<S>(stream: &mut S, config: &HandshakeConfig) -> Result<Handshake, ZmtpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (greeting, mut buf) = exchange_greetings(stream, &Greeting::ours()).await?;
     if greeting.mechanism != "NULL" {
         return Err(ZmtpError::UnsupportedMechanism(greeting.mechanism));
     }
@@ -154,38 +167,55 @@ where
         }
     };
 
+    match peer_info(config, &greeting, metadata) {
+        Ok(peer) => Ok(Handshake { peer, buffer: buf }),
+        Err(err) => {
+            send_refusal(stream, &err).await;
+            Err(err)
+        }
+    }
+}
+
+/// Checks the peer's READY properties against `config` and gathers what we learned.
+pub(crate) fn peer_info(
+    config: &HandshakeConfig,
+    greeting: &Greeting,
+    metadata: Metadata,
+) -> Result<PeerInfo, ZmtpError> {
     let peer_type_raw = property(&metadata, "Socket-Type")
         .cloned()
         .unwrap_or_default();
     let peer_type = SocketType::from_wire(&peer_type_raw);
     let Some(socket_type) = peer_type.filter(|t| config.accepts(*t)) else {
         // a hostile peer may announce up to a whole command of "socket type": keep logs short
-        let peer = crate::error::printable(&peer_type_raw, 64);
-        let mut err = BytesMut::new();
-        Command::Error(format!(
-            "socket type {peer} not accepted by {}",
-            config.socket_type
-        ))
-        .encode(&mut err);
-        // Best effort: the peer may already be gone.
-        let _ = stream.write_all(&err).await;
         return Err(ZmtpError::IncompatibleSocketType {
-            peer,
+            peer: crate::error::printable(&peer_type_raw, 64),
             local: config.socket_type,
         });
     };
     let identity = property(&metadata, "Identity")
         .filter(|id| !id.is_empty())
         .cloned();
-    Ok(Handshake {
-        peer: PeerInfo {
-            socket_type,
-            version: (greeting.major, greeting.minor),
-            identity,
-            metadata,
-        },
-        buffer: buf,
+    Ok(PeerInfo {
+        socket_type,
+        version: (greeting.major, greeting.minor),
+        identity,
+        metadata,
     })
+}
+
+/// Best effort: tells the peer why it is refused with an ERROR command (it may already be gone).
+pub(crate) async fn send_refusal<S: AsyncWrite + Unpin>(stream: &mut S, err: &ZmtpError) {
+    let reason = match err {
+        ZmtpError::IncompatibleSocketType { peer, local } => {
+            format!("socket type {peer} not accepted by {local}")
+        }
+        other => other.to_string(),
+    };
+    let mut out = BytesMut::new();
+    Command::Error(reason).encode(&mut out);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.flush().await;
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! # xbus-zmtp: a small ZMTP 3.x engine
 //!
 //! The wire protocol that ZeroMQ peers (libzmq, pyzmq, czmq, zmq.rs) speak, as RFC 23 (ZMTP 3.0)
-//! and RFC 37 (ZMTP 3.1) define it, with the NULL security mechanism. It knows nothing of proxies
+//! and RFC 37 (ZMTP 3.1) define it, with the NULL and CURVE (RFC 26) security mechanisms. It knows nothing of proxies
 //! or events: it turns bytes into frames, messages and commands and back, and runs the handshake.
 //!
 //! ## Layout
@@ -12,7 +12,8 @@
 //!   enforcing size and frame-count limits, without copying message bytes.
 //! - [`subscription`]: subscriptions in both forms (3.0 `\x01prefix` messages, 3.1 commands).
 //! - [`greeting`]: the 64-byte greeting.
-//! - [`handshake`]: greeting + READY exchange over any async stream.
+//! - [`handshake`]: greeting + READY exchange over any async stream (NULL mechanism).
+//! - [`curve`]: the CURVE security mechanism (CurveZMQ): keys, handshake, sealed messages.
 //! - [`heartbeat`]: liveness: when to PING and when a silent peer is dead (version-aware).
 //! - [`transport`]: endpoints (`tcp://`, `ipc://`), listeners, streams, TCP keepalive.
 //! - [`error`]: the crate's one error type.
@@ -32,6 +33,7 @@
 //! ```
 
 pub mod command;
+pub mod curve;
 pub mod decoder;
 pub mod error;
 pub mod frame;
