@@ -329,6 +329,28 @@ async fn pyzmq_xpub_server_to_rust_sub_client() {
         .await
         .unwrap();
     assert_eq!(frames(&item), vec![&b"A.yes"[..], &[7u8; 300][..]]);
+
+    // a sealed PING (COMMAND flag inside the box) gets a sealed PONG from libzmq
+    let mut out = BytesMut::new();
+    hs.sealer
+        .seal_command(
+            &mut out,
+            &Command::Ping {
+                ttl_deciseconds: 0,
+                context: Bytes::from_static(b"hb"),
+            },
+        )
+        .unwrap();
+    send(&mut tcp, &out).await;
+    let item = next(&mut tcp, &mut hs_decoder, &mut hs.buffer)
+        .await
+        .unwrap();
+    assert_eq!(
+        item,
+        Inbound::Command(Command::Pong {
+            context: Bytes::from_static(b"hb")
+        })
+    );
 }
 
 /// (1b) a pyzmq CURVE server whose ZAP handler refuses our key: typed error, no hang.
@@ -398,19 +420,27 @@ async fn py_client(
     socktype: &str,
     server_key: &CurvePublicKey,
     client: &CurveKeyPair,
+    extra: &[&str],
 ) -> (Py, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
-    let py = Py::spawn(&[
+    let (server, public, secret) = (
+        server_key.to_z85(),
+        client.public().to_z85(),
+        client.secret_z85(),
+    );
+    let mut args = vec![
         "connect",
         socktype,
         &endpoint,
         "--server-key",
-        &server_key.to_z85(),
+        &server,
         "--keypair",
-        &client.public().to_z85(),
-        &client.secret_z85(),
-    ]);
+        &public,
+        &secret,
+    ];
+    args.extend_from_slice(extra);
+    let py = Py::spawn(&args);
     (py, accept(&listener).await)
 }
 
@@ -419,7 +449,7 @@ async fn py_client(
 async fn rust_xpub_server_to_pyzmq_sub_client() {
     let server = CurveKeyPair::generate();
     let client = CurveKeyPair::generate();
-    let (mut py, mut tcp) = py_client("SUB", &server.public(), &client).await;
+    let (mut py, mut tcp) = py_client("SUB", &server.public(), &client, &[]).await;
     let curve = CurveConfig::server(server).admit_keys([client.public()]);
     let mut hs = curve_handshake(&mut tcp, cfg(SocketType::XPub), &curve)
         .await
@@ -456,7 +486,8 @@ async fn rust_xpub_server_to_pyzmq_sub_client() {
 async fn pyzmq_xpub_client_to_rust_xsub_server() {
     let server = CurveKeyPair::generate();
     let client = CurveKeyPair::generate();
-    let (mut py, mut tcp) = py_client("XPUB", &server.public(), &client).await;
+    let (mut py, mut tcp) =
+        py_client("XPUB", &server.public(), &client, &["--heartbeat", "20"]).await;
     let curve = CurveConfig::server(server);
     let mut hs = curve_handshake(&mut tcp, cfg(SocketType::XSub), &curve)
         .await
@@ -467,10 +498,28 @@ async fn pyzmq_xpub_client_to_rust_xsub_server() {
     send(&mut tcp, &out).await;
     assert_eq!(py.cmd("recv"), format!("MSG {}", hex(&[b"\x01T."])));
     assert_eq!(py.cmd(&format!("send {}", hex(&[b"T.x", b"{}"]))), "OK");
-    let item = next(&mut tcp, &mut hs.decoder, &mut hs.buffer)
-        .await
-        .unwrap();
+    let mut pinged = false;
+    let item = loop {
+        match next(&mut tcp, &mut hs.decoder, &mut hs.buffer)
+            .await
+            .unwrap()
+        {
+            Inbound::Command(Command::Ping { .. }) => pinged = true,
+            item => break item,
+        }
+    };
     assert_eq!(frames(&item), vec![&b"T.x"[..], &b"{}"[..]]);
+    // libzmq's heartbeat: PINGs sealed with the COMMAND flag, before or after the message
+    while !pinged {
+        let item = next(&mut tcp, &mut hs.decoder, &mut hs.buffer)
+            .await
+            .unwrap();
+        assert!(
+            matches!(item, Inbound::Command(Command::Ping { .. })),
+            "{item:?}"
+        );
+        pinged = true;
+    }
 }
 
 /// (3b) a libzmq client with the wrong server key: our server cannot open HELLO.
@@ -478,7 +527,7 @@ async fn pyzmq_xpub_client_to_rust_xsub_server() {
 async fn pyzmq_client_with_wrong_server_key() {
     let server = CurveKeyPair::generate();
     let client = CurveKeyPair::generate();
-    let (_py, mut tcp) = py_client("SUB", &CurveKeyPair::generate().public(), &client).await;
+    let (_py, mut tcp) = py_client("SUB", &CurveKeyPair::generate().public(), &client, &[]).await;
     let r = curve_handshake(
         &mut tcp,
         cfg(SocketType::XPub),

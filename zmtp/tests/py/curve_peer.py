@@ -5,6 +5,7 @@ Usage: curve_peer.py bind|connect SOCKTYPE [tcp://HOST:PORT] [options]
   --server-key Z85      be a CURVE client of the server with this public key
   --keypair PUB SECRET  this client's long-term key pair
   --allow Z85           (server) run a ZAP handler admitting only this client key
+  --heartbeat MS        send ZMTP PINGs every MS milliseconds
   (no key option: the NULL mechanism)
 
 Prints "PORT n" after binding (to 127.0.0.1, a free port), then "READY". Then reads commands
@@ -81,6 +82,9 @@ def main():
         sock.curve_serverkey = opts["--server-key"].encode()
         sock.curve_publickey = pub.encode()
         sock.curve_secretkey = sec.encode()
+
+    if "--heartbeat" in opts:
+        sock.heartbeat_ivl = int(opts["--heartbeat"])
 
     if mode == "bind":
         port = sock.bind_to_random_port("tcp://127.0.0.1")
