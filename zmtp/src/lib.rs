@@ -12,7 +12,7 @@
 //!   enforcing size and frame-count limits, without copying message bytes.
 //! - [`subscription`]: subscriptions in both forms (3.0 `\x01prefix` messages, 3.1 commands).
 //! - [`greeting`]: the 64-byte greeting.
-//! - [`handshake`]: greeting + READY exchange over any async stream (NULL mechanism).
+//! - [`handshake`](mod@handshake): greeting + READY exchange over any async stream (NULL mechanism).
 //! - [`curve`]: the CURVE security mechanism (CurveZMQ): keys, handshake, sealed messages.
 //! - [`heartbeat`]: liveness: when to PING and when a silent peer is dead (version-aware).
 //! - [`transport`]: endpoints (`tcp://`, `ipc://`), listeners, streams, TCP keepalive.

@@ -580,3 +580,75 @@ fn pyzmq_generated_keys_round_trip() {
     assert_eq!(pair.public().to_z85(), public);
     assert_eq!(pair.secret_z85(), secret);
 }
+
+mod hostile {
+    //! Arbitrary bytes from a peer against both CURVE roles: never a panic, never a wait on a
+    //! peer that has closed (the clock is paused, so any wait would fire the timeout at once).
+    use super::*;
+    use proptest::prelude::*;
+    use xbus_zmtp::Greeting;
+
+    fn run(input: Vec<u8>, curve: CurveConfig) -> Result<(), TestCaseError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (mut ours, mut peer) = tokio::io::duplex(256 * 1024);
+            peer.write_all(&input).await.unwrap();
+            peer.shutdown().await.unwrap();
+            let mut config = HandshakeConfig::new(SocketType::XPub);
+            config.max_command_size = 4096;
+            let r = curve_handshake(&mut ours, &config, &curve).await;
+            prop_assert!(
+                !matches!(r, Err(ZmtpError::HandshakeTimeout(_))),
+                "waited on a closed peer"
+            );
+            prop_assert!(r.is_err(), "a random peer completed a CURVE handshake");
+            Ok(())
+        })
+    }
+
+    fn curve_greeting(as_server: bool) -> Vec<u8> {
+        Greeting {
+            major: 3,
+            minor: 1,
+            mechanism: "CURVE".into(),
+            as_server,
+        }
+        .encode()
+        .to_vec()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn garbage_after_a_curve_greeting(
+            body in proptest::collection::vec(any::<u8>(), 0..1024),
+            // a plausible command frame header, so the parsers see the body
+            name in prop_oneof![Just(&b"\x05HELLO"[..]), Just(&b"\x07WELCOME"[..]), Just(&b"\x08INITIATE"[..]), Just(&b"\x05READY"[..]), Just(&b"\x05ERROR"[..])],
+            server in any::<bool>(),
+        ) {
+            let mut input = curve_greeting(!server);
+            let len = name.len() + body.len();
+            input.push(0x06);
+            input.extend_from_slice(&(len as u64).to_be_bytes());
+            input.extend_from_slice(name);
+            input.extend_from_slice(&body);
+            let keys = CurveKeyPair::from_secret_bytes([7; 32]);
+            let curve = if server {
+                CurveConfig::server(keys)
+            } else {
+                CurveConfig::client(keys, CurveKeyPair::from_secret_bytes([8; 32]).public())
+            };
+            run(input, curve)?;
+        }
+
+        #[test]
+        fn garbage_from_the_first_byte(input in proptest::collection::vec(any::<u8>(), 0..512)) {
+            run(input, CurveConfig::server(CurveKeyPair::from_secret_bytes([7; 32])))?;
+        }
+    }
+}

@@ -95,9 +95,10 @@ impl CurveSealer {
         self.seal_wire(out, &plain)
     }
 
-    /// Seals frames already encoded for a NULL connection (e.g. a [`Message::wire`]
-    /// (crate::Message::wire) to forward, or the output of [`encode_message`]
-    /// (crate::encode_message)): every frame in `wire`, keeping its MORE and COMMAND flags.
+    /// Seals frames already encoded for a NULL connection (e.g. a
+    /// [`Message::wire`](crate::Message::wire) to forward, or the output of
+    /// [`encode_message`](crate::encode_message)): every frame in `wire`, keeping its MORE and
+    /// COMMAND flags.
     ///
     /// ```
     /// # use xbus_zmtp::curve::*;
