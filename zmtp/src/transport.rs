@@ -244,6 +244,77 @@ impl Listener {
     }
 }
 
+/// Implements `AsyncRead` for an enum with a `Tcp` and (on Unix) a `Unix` variant by handing
+/// each call to the variant.
+macro_rules! delegate_read {
+    ($ty:ident) => {
+        impl AsyncRead for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $ty::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+                    #[cfg(unix)]
+                    $ty::Unix(s) => Pin::new(s).poll_read(cx, buf),
+                }
+            }
+        }
+    };
+}
+
+/// Implements `AsyncWrite` (vectored) the same way as `delegate_read!`.
+macro_rules! delegate_write {
+    ($ty:ident) => {
+        impl AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                match self.get_mut() {
+                    $ty::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+                    #[cfg(unix)]
+                    $ty::Unix(s) => Pin::new(s).poll_write(cx, buf),
+                }
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                match self.get_mut() {
+                    $ty::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+                    #[cfg(unix)]
+                    $ty::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+                }
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $ty::Tcp(s) => Pin::new(s).poll_flush(cx),
+                    #[cfg(unix)]
+                    $ty::Unix(s) => Pin::new(s).poll_flush(cx),
+                }
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $ty::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+                    #[cfg(unix)]
+                    $ty::Unix(s) => Pin::new(s).poll_shutdown(cx),
+                }
+            }
+        }
+    };
+}
+
 /// A connected byte stream on either transport.
 #[derive(Debug)]
 pub enum Stream {
@@ -254,65 +325,9 @@ pub enum Stream {
     Unix(UnixStream),
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(unix)]
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
+delegate_read!(Stream);
 
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(unix)]
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            #[cfg(unix)]
-            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(unix)]
-            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            #[cfg(unix)]
-            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+delegate_write!(Stream);
 
 impl Stream {
     /// Splits into owned read and write halves, usable from separate tasks. The halves are the
@@ -352,65 +367,9 @@ pub enum WriteHalf {
     Unix(unix::OwnedWriteHalf),
 }
 
-impl AsyncRead for ReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ReadHalf::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(unix)]
-            ReadHalf::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
+delegate_read!(ReadHalf);
 
-impl AsyncWrite for WriteHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WriteHalf::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(unix)]
-            WriteHalf::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WriteHalf::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            #[cfg(unix)]
-            WriteHalf::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteHalf::Tcp(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(unix)]
-            WriteHalf::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteHalf::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            #[cfg(unix)]
-            WriteHalf::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+delegate_write!(WriteHalf);
 
 #[cfg(test)]
 mod tests {
