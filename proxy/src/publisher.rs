@@ -17,7 +17,7 @@ use crate::protocol::{
 };
 use crate::router::RouteScratch;
 use crate::scan::{scan, Span, Stop};
-use crate::writer::{run_writer, Report};
+use crate::writer::run_writer;
 use crate::Error;
 
 /// Spans reserved for a read (a 256 KiB read of 100-byte messages holds about 2,500).
@@ -49,7 +49,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
                 &shared.token,
                 None,
                 &ctx.stats.frontend,
-                Report::default(),
+                None,
             )
             .await;
             // a failed write means the peer is gone: stop reading it too

@@ -1,7 +1,7 @@
 //! A backend connection (a SUB or XSUB subscriber): read its subscriptions into the router; a
 //! writer task drains its queue with vectored writes.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -17,7 +17,7 @@ use crate::protocol::{
 };
 use crate::queue::Queue;
 use crate::router::Slot;
-use crate::writer::{run_writer, Report};
+use crate::writer::run_writer;
 use crate::Error;
 
 /// Subscribers send little: their read buffer is topped up in steps of this.
@@ -48,23 +48,16 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
     let slot = ctx.router.register_subscriber(shared.clone());
 
     let (mut rd, mut wr) = stream.into_split();
-    // set by the writer after each write: a subscriber that reads is alive, however busy
-    let progress = Arc::new(AtomicBool::new(false));
     let writer = {
         let (ctx, shared, token) = (ctx.clone(), shared.clone(), token.clone());
-        let progress = progress.clone();
         ctx.tracker.clone().spawn(async move {
-            let report = Report {
-                delivered: Some((&shared.delivered_messages, &shared.delivered_bytes)),
-                progress: Some(&progress),
-            };
             let end = run_writer(
                 &mut wr,
                 &shared.queue,
                 &token,
                 Some((&ctx.shutdown, ctx.config.linger)),
                 &ctx.stats.backend,
-                report,
+                Some((&shared.delivered_messages, &shared.delivered_bytes)),
             )
             .await;
             if let Err(e) = &end.result {
@@ -81,7 +74,6 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
         shared: &shared,
         slot,
         token: &token,
-        progress: &progress,
     };
     let result = read_loop(&ctx, &mut rd, hs.buffer, conn, live).await;
     if result.is_err() || !ctx.shutdown.is_cancelled() {
@@ -128,7 +120,6 @@ struct Conn<'a> {
     shared: &'a SubscriberShared,
     slot: Slot,
     token: &'a CancellationToken,
-    progress: &'a AtomicBool,
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
@@ -141,6 +132,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let shared = conn.shared;
     let mut decoder = Decoder::new(ctx.subscriber_limits());
     let mut partial = PartialWatch::new(ctx.config.partial_message_timeout);
+    // messages the writer had delivered at the last heartbeat tick
+    let mut delivered_seen = shared.delivered_messages.load(Relaxed);
     loop {
         let mut completed = false;
         while let Some(item) = decoder
@@ -185,8 +178,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     None => return Ok(()),
                 },
                 r = live.tick() => {
-                    // a subscriber whose writes go through is reading: alive, even if silent
-                    let reading = conn.progress.swap(false, Relaxed);
+                    // a subscriber that takes messages is reading: alive, even if silent
+                    let delivered = shared.delivered_messages.load(Relaxed);
+                    let reading = delivered != delivered_seen;
+                    delivered_seen = delivered;
                     if reading {
                         live.heard();
                     }

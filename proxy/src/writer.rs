@@ -2,7 +2,7 @@
 //! vectored writes, and on graceful shutdown keeps draining for the linger period.
 
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -49,16 +49,10 @@ pub(crate) async fn write_items<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Where a writer reports besides its side's counters.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Report<'a> {
-    /// Delivered (messages, bytes) of this peer.
-    pub(crate) delivered: Option<(&'a AtomicU64, &'a AtomicU64)>,
-    /// Set after every completed write holding messages (control frames alone do not count,
-    /// since a few MB of them fit in socket buffers whether or not the peer reads): the peer
-    /// is reading, so it is alive.
-    pub(crate) progress: Option<&'a AtomicBool>,
-}
+/// Where delivered counts go besides the side's counters: the peer's own (messages, bytes).
+/// Control frames count in bytes only, so a peer's delivered messages grow only while it reads
+/// messages (which is how its liveness check tells a busy subscriber from a stopped one).
+pub(crate) type Delivered<'a> = Option<(&'a AtomicU64, &'a AtomicU64)>;
 
 /// How a writer task ended.
 #[derive(Debug)]
@@ -92,7 +86,7 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
     stop: &CancellationToken,
     graceful: Option<(&CancellationToken, Duration)>,
     counters: &SideCounters,
-    report: Report<'_>,
+    delivered: Delivered<'_>,
 ) -> WriterEnd {
     let never = CancellationToken::new();
     let (graceful, linger) = graceful.unwrap_or((&never, Duration::ZERO));
@@ -139,12 +133,9 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
             }
         }
         counters.add_out(msgs, bytes);
-        if let Some((m, b)) = report.delivered {
+        if let Some((m, b)) = delivered {
             m.fetch_add(msgs, Relaxed);
             b.fetch_add(bytes, Relaxed);
-        }
-        if let (Some(p), true) = (report.progress, msgs > 0) {
-            p.store(true, Relaxed);
         }
     }
 }
