@@ -42,6 +42,26 @@ pub enum Command {
     },
 }
 
+/// Splits a command frame's body into its name and its data: the one reader of command names
+/// (the NULL commands here, CURVE's in `curve::handshake`).
+pub(crate) fn split_name(mut body: Bytes) -> Result<(String, Bytes), ZmtpError> {
+    if body.is_empty() {
+        return Err(malformed("?", "empty command frame"));
+    }
+    let name_len = body.get_u8() as usize;
+    if body.len() < name_len {
+        return Err(malformed("?", "command name longer than the frame"));
+    }
+    let name_bytes = body.split_to(name_len);
+    // RFC 23 allows only ASCII letters; other UTF-8 is let through (as an unknown command),
+    // bytes that are not UTF-8 are refused so the name is kept exactly
+    match std::str::from_utf8(&name_bytes) {
+        Ok("") => Err(malformed("?", "empty command name")),
+        Ok(name) => Ok((name.to_owned(), body)),
+        Err(_) => Err(malformed("?", "command name is not UTF-8")),
+    }
+}
+
 fn malformed(command: &str, reason: &'static str) -> ZmtpError {
     ZmtpError::MalformedCommand {
         command: command.to_owned(),
@@ -57,24 +77,9 @@ impl Command {
     /// let cmd = Command::parse(bytes::Bytes::from_static(b"\x09SUBSCRIBEab")).unwrap();
     /// assert_eq!(cmd, Command::Subscribe(bytes::Bytes::from_static(b"ab")));
     /// ```
-    pub fn parse(mut body: Bytes) -> Result<Command, ZmtpError> {
-        if body.is_empty() {
-            return Err(malformed("?", "empty command frame"));
-        }
-        let name_len = body.get_u8() as usize;
-        if body.len() < name_len {
-            return Err(malformed("?", "command name longer than the frame"));
-        }
-        let name_bytes = body.split_to(name_len);
-        // RFC 23 allows only ASCII letters; other UTF-8 is let through (as an unknown
-        // command), bytes that are not UTF-8 are refused so the name is kept exactly
-        let name = match std::str::from_utf8(&name_bytes) {
-            Ok("") => return Err(malformed("?", "empty command name")),
-            Ok(name) => name.to_owned(),
-            Err(_) => return Err(malformed("?", "command name is not UTF-8")),
-        };
-        let data = body;
-        Ok(match &name_bytes[..] {
+    pub fn parse(body: Bytes) -> Result<Command, ZmtpError> {
+        let (name, data) = split_name(body)?;
+        Ok(match name.as_bytes() {
             b"READY" => Command::Ready(parse_metadata(data).map_err(|r| malformed(&name, r))?),
             b"ERROR" => {
                 let mut d = data;

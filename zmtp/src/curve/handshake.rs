@@ -254,18 +254,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<'_, S> {
                 if self.buf.len() >= total {
                     let mut frame = self.buf.split_to(total).freeze();
                     let body = frame.split_off(h.header_len);
-                    let name_len = usize::from(body.first().copied().unwrap_or(0));
-                    let Some(name) = body.get(1..1 + name_len).filter(|n| !n.is_empty()) else {
-                        return Err(malformed("?", "command name missing or cut short"));
-                    };
-                    if name == b"ERROR" {
+                    let (name, data) = crate::command::split_name(body.clone())?;
+                    if name == "ERROR" {
                         return match Command::parse(body)? {
                             Command::Error(reason) => Err(ZmtpError::PeerError(reason)),
                             _ => Err(malformed("ERROR", "unparsable")),
                         };
                     }
-                    let name = crate::error::printable(name, 32);
-                    return Ok((name, body.slice(1 + name_len..)));
+                    return Ok((crate::error::printable(name.as_bytes(), 32), data));
                 }
             }
             read_more(self.stream, &mut self.buf).await?;
