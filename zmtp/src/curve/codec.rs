@@ -147,10 +147,7 @@ impl CurveSealer {
 /// [`MESSAGE_OVERHEAD`] is refused as soon as its header arrives, and a frame is only
 /// decrypted once it has fully arrived.
 pub struct CurveDecoder {
-    cipher: SalsaBox,
-    prefix: &'static [u8; 16],
-    /// The last short nonce accepted from the peer.
-    last_nonce: u64,
+    opener: Opener,
     /// Decrypted frames, re-encoded as plain ZMTP frames, waiting to form a whole message.
     plain: BytesMut,
     inner: Decoder,
@@ -159,8 +156,8 @@ pub struct CurveDecoder {
 impl std::fmt::Debug for CurveDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CurveDecoder")
-            .field("prefix", &String::from_utf8_lossy(self.prefix))
-            .field("last_nonce", &self.last_nonce)
+            .field("prefix", &String::from_utf8_lossy(self.opener.prefix))
+            .field("last_nonce", &self.opener.last_nonce)
             .field("plain_buffered", &self.plain.len())
             .field("inner", &self.inner)
             .finish_non_exhaustive()
@@ -170,14 +167,16 @@ impl std::fmt::Debug for CurveDecoder {
 impl CurveDecoder {
     pub(crate) fn new(cipher: SalsaBox, as_server: bool, last_nonce: u64) -> CurveDecoder {
         CurveDecoder {
-            cipher,
-            // we open what the other side sealed
-            prefix: if as_server {
-                b"CurveZMQMESSAGEC"
-            } else {
-                b"CurveZMQMESSAGES"
+            opener: Opener {
+                cipher,
+                // we open what the other side sealed
+                prefix: if as_server {
+                    b"CurveZMQMESSAGEC"
+                } else {
+                    b"CurveZMQMESSAGES"
+                },
+                last_nonce,
             },
-            last_nonce,
             plain: BytesMut::new(),
             inner: Decoder::default(),
         }
@@ -208,14 +207,74 @@ impl CurveDecoder {
             if let Some(item) = self.inner.decode(&mut self.plain)? {
                 return Ok(Some(item));
             }
-            if !self.open_one(buf)? {
+            let max = self.inner.limits().max_message_size;
+            if !self.opener.open_one(buf, &mut self.plain, max)? {
                 return Ok(None);
             }
         }
     }
 
-    /// Opens one MESSAGE from `buf` into the plain buffer. `Ok(false)`: it has not fully arrived.
-    fn open_one(&mut self, buf: &mut BytesMut) -> Result<bool, ZmtpError> {
+    /// Opens every complete MESSAGE in `sealed` (the connection's read buffer) and appends the
+    /// frames inside to `plain` as plain ZMTP frames, for a caller that runs its own
+    /// [`Decoder`] (or a faster scanner) over them. Returns how many frames were opened. Each
+    /// frame is refused past `max_message_size` before it is decrypted; the limits on whole
+    /// messages are the caller's decoder's to enforce. Do not mix with [`CurveDecoder::decode`]
+    /// on one connection.
+    ///
+    /// ```
+    /// # use xbus_zmtp::curve::*;
+    /// # use xbus_zmtp::{HandshakeConfig, Inbound, SocketType, Decoder};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), xbus_zmtp::ZmtpError> {
+    /// # let server_keys = CurveKeyPair::generate();
+    /// # let (mut a, mut b) = tokio::io::duplex(4096);
+    /// # let (xpub, sub) = (HandshakeConfig::new(SocketType::XPub), HandshakeConfig::new(SocketType::Sub));
+    /// # let server = CurveConfig::server(server_keys.clone());
+    /// # let client = CurveConfig::client(CurveKeyPair::generate(), server_keys.public());
+    /// # let (s, c) = tokio::join!(
+    /// #     curve_handshake(&mut a, &xpub, &server),
+    /// #     curve_handshake(&mut b, &sub, &client),
+    /// # );
+    /// # let (mut s, mut c) = (s?, c?);
+    /// let mut sealed = bytes::BytesMut::new();
+    /// s.sealer.seal_message(&mut sealed, &[b"A.", b"x"])?;
+    /// let mut plain = bytes::BytesMut::new();
+    /// assert_eq!(c.decoder.open_into(&mut sealed, &mut plain, 1 << 20)?, 2);
+    /// let mut expect = bytes::BytesMut::new();
+    /// xbus_zmtp::encode_message(&mut expect, &[b"A.", b"x"]);
+    /// assert_eq!(plain, expect);
+    /// # Ok(()) }
+    /// ```
+    pub fn open_into(
+        &mut self,
+        sealed: &mut BytesMut,
+        plain: &mut BytesMut,
+        max_message_size: u64,
+    ) -> Result<usize, ZmtpError> {
+        let mut opened = 0;
+        while self.opener.open_one(sealed, plain, max_message_size)? {
+            opened += 1;
+        }
+        Ok(opened)
+    }
+}
+
+/// The MESSAGE box opener: the connection's key and the peer's nonce so far.
+struct Opener {
+    cipher: SalsaBox,
+    prefix: &'static [u8; 16],
+    /// The last short nonce accepted from the peer.
+    last_nonce: u64,
+}
+
+impl Opener {
+    /// Opens one MESSAGE from `buf` into `plain`. `Ok(false)`: it has not fully arrived.
+    fn open_one(
+        &mut self,
+        buf: &mut BytesMut,
+        plain: &mut BytesMut,
+        max_message_size: u64,
+    ) -> Result<bool, ZmtpError> {
         let Ok(h) = FrameHeader::parse(buf) else {
             return Ok(false);
         };
@@ -225,15 +284,11 @@ impl CurveDecoder {
         if h.more() {
             return Err(ZmtpError::MalformedFrame("MESSAGE frame with MORE flag"));
         }
-        let limit = self
-            .inner
-            .limits()
-            .max_message_size
-            .saturating_add(MESSAGE_OVERHEAD as u64);
+        let limit = max_message_size.saturating_add(MESSAGE_OVERHEAD as u64);
         if h.body_len > limit {
             return Err(ZmtpError::MessageTooLarge {
                 size: h.body_len.saturating_sub(MESSAGE_OVERHEAD as u64),
-                limit: self.inner.limits().max_message_size,
+                limit: max_message_size,
             });
         }
         // at most max_message_size + overhead: fits in usize wherever the limit does
@@ -243,7 +298,7 @@ impl CurveDecoder {
         }
         let body = &buf[h.header_len..h.header_len + len];
         if body.len() < MESSAGE_OVERHEAD || &body[..8] != b"\x07MESSAGE" {
-            return Err(self.not_a_message(body));
+            return Err(not_a_message(body));
         }
         let mut n = [0u8; 8];
         n.copy_from_slice(&body[8..16]);
@@ -260,27 +315,27 @@ impl CurveDecoder {
         let frame_len = sealed.len() - 1;
         // decrypt in place inside the plain buffer, leaving room for the frame header; the
         // sealed flags byte lands on the header's last byte and is replaced after reading
-        let start = self.plain.len();
+        let start = plain.len();
         let hdr = header_len(frame_len);
-        self.plain.reserve(hdr - 1 + sealed.len());
-        self.plain.put_bytes(0, hdr - 1);
-        self.plain.put_slice(sealed);
+        plain.reserve(hdr - 1 + sealed.len());
+        plain.put_bytes(0, hdr - 1);
+        plain.put_slice(sealed);
         let opened = {
             use crypto_box::aead::generic_array::GenericArray;
             use crypto_box::aead::AeadInPlace;
             self.cipher.decrypt_in_place_detached(
                 GenericArray::from_slice(&short_nonce(self.prefix, nonce)),
                 b"",
-                &mut self.plain[start + hdr - 1..],
+                &mut plain[start + hdr - 1..],
                 GenericArray::from_slice(tag),
             )
         };
         if opened.is_err() {
-            self.plain.truncate(start);
+            plain.truncate(start);
             return Err(CurveError::BoxDidNotOpen { command: "MESSAGE" }.into());
         }
         self.last_nonce = nonce;
-        let flags = self.plain[start + hdr - 1];
+        let flags = plain[start + hdr - 1];
         let mut zmtp_flags = 0;
         if flags & CURVE_MORE != 0 {
             zmtp_flags |= FLAG_MORE;
@@ -290,20 +345,19 @@ impl CurveDecoder {
         }
         let mut header = BytesMut::with_capacity(hdr);
         encode_header(&mut header, zmtp_flags, frame_len);
-        self.plain[start..start + hdr].copy_from_slice(&header);
+        plain[start..start + hdr].copy_from_slice(&header);
         let _ = buf.split_to(h.header_len + len);
         Ok(true)
     }
+}
 
-    fn not_a_message(&self, body: &[u8]) -> ZmtpError {
-        if body.first().is_some_and(|n| *n == 5) && body.get(1..6) == Some(b"ERROR") {
-            if let Ok(Command::Error(reason)) = Command::parse(bytes::Bytes::copy_from_slice(body))
-            {
-                return ZmtpError::PeerError(reason);
-            }
+fn not_a_message(body: &[u8]) -> ZmtpError {
+    if body.first().is_some_and(|n| *n == 5) && body.get(1..6) == Some(b"ERROR") {
+        if let Ok(Command::Error(reason)) = Command::parse(bytes::Bytes::copy_from_slice(body)) {
+            return ZmtpError::PeerError(reason);
         }
-        crate::curve::wire::malformed("MESSAGE", "not a MESSAGE command, or too short")
     }
+    crate::curve::wire::malformed("MESSAGE", "not a MESSAGE command, or too short")
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //! - [`CurveKeyPair`], [`CurvePublicKey`]: keys and their Z85 text.
 //! - [`CurveConfig`]: our role: client (server key + own key pair) or server (own key pair and
 //!   who to admit, the decision ZAP makes in libzmq).
+//! - [`Certificate`], [`load_key_pair`], [`load_public_key`]: key files in ZeroMQ's certificate
+//!   format (the one pyzmq's `zmq.auth` reads and writes).
 //! - [`curve_handshake`]: the greeting + HELLO/WELCOME/INITIATE/READY exchange over any stream.
 //! - [`CurveSealer`] / [`CurveDecoder`]: after the handshake, seal outgoing frames into MESSAGE
 //!   commands; open incoming ones back into the same [`Inbound`](crate::Inbound) items the plain
@@ -55,11 +57,13 @@
 //! # Ok(()) }
 //! ```
 
+mod cert;
 mod codec;
 mod handshake;
 mod keys;
 mod wire;
 
+pub use cert::{load_key_pair, load_public_key, readable_by_others, Certificate, KeyFileError};
 pub use codec::{CurveDecoder, CurveSealer, MESSAGE_OVERHEAD};
 pub use handshake::{curve_handshake, CurveConfig, CurveHandshake};
 pub use keys::{CurveKeyPair, CurvePublicKey, KEY_LEN, Z85_KEY_LEN};
