@@ -7,7 +7,7 @@
 //! suffix (`"64MiB"`, `"512KiB"`).
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -148,6 +148,16 @@ pub struct Config {
     /// Subscribe upstream to everything (prefix `""`) instead of forwarding subscriptions, as
     /// Juice's own proxy does. Default false.
     pub subscribe_all: bool,
+    /// The proxy's CURVE key pair: a secret certificate file (ZeroMQ's format, as `xbus keygen`
+    /// or pyzmq's `zmq.auth.create_certificates` write it). With it, both sides require CURVE
+    /// and NULL (plain-text) connections are refused. Default: none (plain text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub curve_key_file: Option<PathBuf>,
+    /// Which client keys are admitted and what each may publish and subscribe to (TOML; see
+    /// `docs/security.md`). Needs `curve_key_file`. Without it, every client that completes the
+    /// CURVE handshake is admitted with every right. Reloaded on SIGHUP. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_file: Option<PathBuf>,
     /// Binary-only settings.
     pub service: ServiceConfig,
 }
@@ -173,6 +183,8 @@ impl Default for Config {
             linger: Duration::from_secs(1),
             stats_interval: Duration::from_secs(60),
             subscribe_all: false,
+            curve_key_file: None,
+            access_file: None,
             service: ServiceConfig::default(),
         }
     }
@@ -279,6 +291,11 @@ impl Config {
         if self.service.threads == 0 {
             return bad("threads must be at least 1");
         }
+        if self.access_file.is_some() && self.curve_key_file.is_none() {
+            return bad(
+                "access_file needs curve_key_file: access rules are checked against CURVE keys",
+            );
+        }
         Ok(())
     }
 }
@@ -304,6 +321,8 @@ const OPTION_DOCS: &[(&str, &str)] = &[
     ("linger", "On shutdown, how long subscriber queues may keep draining."),
     ("stats_interval", "How often to log the stats line; 0 = never."),
     ("subscribe_all", "Subscribe upstream to everything instead of forwarding subscriptions (as Juice's proxy does)."),
+    ("curve_key_file", "The proxy's CURVE secret certificate; with it both sides require CURVE (see docs/security.md)."),
+    ("access_file", "Admitted client keys and their publish/subscribe rights (TOML); needs curve_key_file; reloaded on SIGHUP."),
 ];
 
 /// The one-line comments of the `[service]` table's options, in print order.
@@ -330,6 +349,10 @@ fn commented_toml(table: &toml::Table, defaults: &toml::Table) -> String {
         defaults: Option<&toml::Table>,
         docs: &[(&str, &str)],
     ) {
+        for (key, doc) in docs.iter().filter(|(key, _)| !table.contains_key(*key)) {
+            // an optional setting that is not set
+            let _ = writeln!(out, "\n# {doc} Not set by default.\n# {key} = \"PATH\"");
+        }
         let documented = docs.iter().filter(|(key, _)| table.contains_key(*key));
         let rest = table
             .keys()

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use xbus_zmtp::{HeartbeatConfig, Limits};
 
 use crate::router::{Router, RouterLimits};
+use crate::secure::Security;
 use crate::stats::Stats;
 use crate::Config;
 
@@ -50,10 +51,12 @@ pub(crate) struct Ctx {
     next_id: AtomicU64,
     /// When the proxy started (for the final stats line's average rates).
     pub(crate) started: Instant,
+    /// CURVE keys and access rules, when the proxy requires CURVE.
+    pub(crate) security: Option<Security>,
 }
 
 impl Ctx {
-    pub(crate) fn new(config: Config) -> Ctx {
+    pub(crate) fn new(config: Config, security: Option<Security>) -> Ctx {
         let stats = Arc::new(Stats::default());
         let router = Router::new(
             stats.clone(),
@@ -74,6 +77,7 @@ impl Ctx {
             tracker: TaskTracker::new(),
             next_id: AtomicU64::new(1),
             started: Instant::now(),
+            security,
         }
     }
 

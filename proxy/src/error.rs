@@ -51,6 +51,12 @@ pub enum Error {
         /// Human-readable detail.
         detail: String,
     },
+    /// The CURVE key file could not be used.
+    #[error(transparent)]
+    KeyFile(#[from] xbus_zmtp::curve::KeyFileError),
+    /// The access file could not be used.
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
     /// Any other I/O error.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -68,6 +74,8 @@ impl Error {
         match self {
             Error::Endpoint(_) => "endpoint",
             Error::Config(_) | Error::ConfigRead { .. } | Error::ConfigParse { .. } => "config",
+            Error::KeyFile(_) => "key_file",
+            Error::Access(_) => "access_file",
             Error::Bind { .. } => "bind",
             Error::Protocol(e) => e.kind(),
             Error::Limit { rule, .. } => rule,

@@ -23,6 +23,8 @@
 //! - [`forwarding`]: upstream subscription reference counts (pure).
 //! - `queue`: the bounded per-peer outbound queue (never blocks; counts drops).
 //! - `scan`: finds runs of complete messages in a publisher's read buffer (fast path).
+//! - [`access`]: the access file: per-key publish/subscribe rights, checked and reloaded.
+//! - `secure`: CURVE on connections (the proxy's keys, admitting handshakes, opening boxes).
 //! - [`stats`]: counters and [`StatsSnapshot`].
 //! - [`error`]: the crate's [`Error`].
 //!
@@ -48,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod config;
 mod context;
 pub mod error;
@@ -60,6 +63,7 @@ mod publisher;
 mod queue;
 mod router;
 mod scan;
+mod secure;
 pub mod stats;
 mod subscriber;
 pub mod trie;
@@ -255,6 +259,7 @@ impl Proxy {
     /// # Errors
     /// [`Error::Bind`] when an endpoint cannot be bound (nothing is left running then).
     pub async fn start(self) -> Result<ProxyHandle, Error> {
+        let security = secure::Security::load(&self.config)?;
         let mut bound = Vec::new();
         for (side, eps) in [
             (Side::Frontend, &self.config.frontend),
@@ -269,7 +274,11 @@ impl Proxy {
                 bound.push((side, listener, local));
             }
         }
-        let ctx = Arc::new(Ctx::new(self.config));
+        if let Some(s) = &security {
+            info!(public_key = %s.public_key(), access_file = ?self.config.access_file,
+                "CURVE required on both sides; server public key {}", s.public_key());
+        }
+        let ctx = Arc::new(Ctx::new(self.config, security));
         let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
         let (mut frontend, mut backend) = (Vec::new(), Vec::new());
         for (side, listener, local) in bound {
@@ -343,6 +352,23 @@ impl ProxyHandle {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.ctx.config
+    }
+
+    /// Reads the access file again (what SIGHUP does in the binary): connections of keys no
+    /// longer admitted are ended, and so are connections whose rights changed (clients
+    /// reconnect under the new rules); the others are untouched. A file that cannot be used
+    /// leaves the rules in force as they were. Returns how many connections were ended; `Ok(0)`
+    /// when the proxy has no access file.
+    pub fn reload_access(&self) -> Result<usize, Error> {
+        match &self.ctx.security {
+            Some(s) => Ok(s.access.reload()?),
+            None => Ok(0),
+        }
+    }
+
+    /// The proxy's CURVE public key, when it requires CURVE.
+    pub fn curve_public_key(&self) -> Option<xbus_zmtp::curve::CurvePublicKey> {
+        self.ctx.security.as_ref().map(|s| s.public_key())
     }
 
     /// Every counter, now.

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tracing::{error, warn};
-use xbus_zmtp::{handshake, HandshakeConfig, Listener, SocketType, Stream};
+use xbus_zmtp::{HandshakeConfig, Listener, SocketType, Stream};
 
 use crate::context::{Ctx, Side};
+use crate::secure::handshake_peer;
 use crate::{publisher, subscriber};
 
 /// Accepts connections on `listener` until shutdown.
@@ -74,9 +75,13 @@ async fn handle(ctx: Arc<Ctx>, mut stream: Stream, peer: String, side: Side) {
         }
     }
     .timeout(ctx.config.handshake_timeout);
+    let max_frame = match side {
+        Side::Frontend => ctx.publisher_limits().max_message_size,
+        Side::Backend => ctx.subscriber_limits().max_message_size,
+    };
     let hs = tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
-        r = handshake(&mut stream, &config) => r,
+        r = handshake_peer(&mut stream, &config, ctx.security.as_ref(), max_frame) => r,
     };
     let hs = match hs {
         Ok(hs) => hs,

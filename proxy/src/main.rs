@@ -85,6 +85,14 @@ struct Cli {
     /// Subscribe upstream to everything instead of forwarding subscriptions [default: false].
     #[arg(long, env = "XBUS_SUBSCRIBE_ALL", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     subscribe_all: Option<bool>,
+    /// The proxy's CURVE secret certificate (from `xbus keygen`); with it both sides require
+    /// CURVE and plain-text connections are refused [default: none].
+    #[arg(long, env = "XBUS_CURVE_KEY_FILE", value_name = "FILE")]
+    curve_key_file: Option<PathBuf>,
+    /// Admitted client keys and their publish/subscribe rights (TOML); needs --curve-key-file;
+    /// reloaded on SIGHUP [default: none: every CURVE client may do anything].
+    #[arg(long, env = "XBUS_ACCESS_FILE", value_name = "FILE")]
+    access_file: Option<PathBuf>,
     /// Runtime threads: 1 = single-threaded runtime, N = N workers [default: 1].
     #[arg(long, env = "XBUS_THREADS", value_name = "N")]
     threads: Option<usize>,
@@ -144,6 +152,12 @@ impl Cli {
             stats_interval,
             subscribe_all
         );
+        if self.curve_key_file.is_some() {
+            c.curve_key_file = self.curve_key_file;
+        }
+        if self.access_file.is_some() {
+            c.access_file = self.access_file;
+        }
         if let Some(t) = self.threads {
             c.service.threads = t;
         }
@@ -203,6 +217,31 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// SIGHUP, installed now (so a hangup right after start-up is never the default "terminate");
+/// `None` where there is no such signal.
+#[cfg(unix)]
+fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the SIGHUP handler; the access file will not be reloaded");
+            None
+        }
+    }
+}
+
+/// Waits for the next SIGHUP (forever when there is no handler).
+async fn next_hangup(#[cfg(unix)] hangups: &mut Option<tokio::signal::unix::Signal>) {
+    #[cfg(unix)]
+    if let Some(h) = hangups {
+        if h.recv().await.is_some() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 /// Parses the command line; on an error, prints it (naming the `XBUS_*` environment variable
@@ -320,6 +359,8 @@ async fn watchdog(period: Duration) {
 /// drains and stops.
 async fn serve(config: Config) -> Result<(), xbus_proxy::Error> {
     let stop = shutdown_signal();
+    #[cfg(unix)]
+    let mut hangups = hangup_signal();
     let handle = Proxy::new(config)?.start().await?;
     let list = |eps: &[Endpoint]| {
         eps.iter()
@@ -341,7 +382,18 @@ async fn serve(config: Config) -> Result<(), xbus_proxy::Error> {
             tracing::info!(every = ?period, "pinging the systemd watchdog");
             tokio::spawn(watchdog(period))
         });
-    stop.await;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = next_hangup(#[cfg(unix)] &mut hangups) => {
+                tracing::info!("SIGHUP received: reloading the access file");
+                if let Err(e) = handle.reload_access() {
+                    tracing::error!(error = %e, "access file not reloaded; the rules in force are unchanged");
+                }
+            }
+        }
+    }
     notify(&[
         NotifyState::Stopping,
         NotifyState::Status("stopping: draining subscriber queues"),

@@ -5,19 +5,20 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use xbus_zmtp::{Decoder, Handshake, Inbound, Liveness, Stream};
+use xbus_zmtp::{Decoder, Inbound, Liveness, Stream};
 
+use crate::access::{notice, ForwardFilter, PrefixRules, DENIED_PUBLISH_TOPIC};
 use crate::context::Ctx;
 use crate::peer::PublisherShared;
-use crate::protocol::{
-    handle_common_command, prepare_read, read_outcome, send_ping, PartialWatch, READ_RESERVE,
-};
+use crate::protocol::{handle_common_command, prepare_read, send_ping, PartialWatch, READ_RESERVE};
 use crate::router::RouteScratch;
 use crate::scan::{scan, Span, Stop};
-use crate::writer::run_writer;
+use crate::secure::{read_plain, Link, Opener};
+use crate::writer::{run_writer, Outbound};
 use crate::Error;
 
 /// Spans reserved for a read (a 256 KiB read of 100-byte messages holds about 2,500).
@@ -28,14 +29,39 @@ const SPANS_KEEP: usize = 64 * 1024;
 
 /// Serves one publisher after its handshake, until it leaves, breaks a rule, or the proxy shuts
 /// down.
-pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: String) {
+pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: String) {
     let id = ctx.next_id();
     let token = ctx.shutdown.child_token();
     let shared = Arc::new(PublisherShared::new(id, token.clone()));
     let counters = &ctx.stats.frontend;
     counters.connections.fetch_add(1, Relaxed);
     counters.connections_total.fetch_add(1, Relaxed);
-    info!(peer = %peer, id, socket_type = %hs.peer.socket_type, "publisher connected");
+    let Link {
+        peer: info,
+        mut buffer,
+        curve,
+    } = link;
+    let (mut opener, mut outbound, rights, _registration) = match curve {
+        None => (None, Outbound::default(), None, None),
+        Some(c) => {
+            info!(peer = %peer, id, socket_type = %info.socket_type, key = %c.key, name = %c.rights.name, "publisher connected (CURVE)");
+            let registration = ctx.security.as_ref().map(|s| {
+                s.access
+                    .register(id, c.key, c.rights.clone(), &peer, token.clone())
+            });
+            let restricted = !c.rights.publish.is_all();
+            let filter = restricted.then(|| ForwardFilter::new(c.rights.clone()));
+            (
+                Some(c.opener),
+                Outbound::new(filter, Some(c.sealer)),
+                restricted.then_some(c.rights),
+                registration,
+            )
+        }
+    };
+    if opener.is_none() {
+        info!(peer = %peer, id, socket_type = %info.socket_type, "publisher connected");
+    }
     ctx.router.register_publisher(shared.clone());
 
     let (mut rd, mut wr) = stream.into_split();
@@ -50,6 +76,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
                 None,
                 &ctx.stats.frontend,
                 None,
+                &mut outbound,
             )
             .await;
             // a failed write means the peer is gone: stop reading it too
@@ -57,8 +84,20 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
         })
     };
 
-    let live = Liveness::new(ctx.heartbeat(), hs.peer.version);
-    let mut result = read_loop(&ctx, &mut rd, hs.buffer, &shared, live, &token).await;
+    let live = Liveness::new(ctx.heartbeat(), info.version);
+    let mut result = match opener.as_mut().map(|o| o.open_buffered(&mut buffer)) {
+        Some(Err(e)) => Err(e.into()),
+        _ => {
+            let conn = Conn {
+                shared: &shared,
+                token: &token,
+                opener: opener.as_mut(),
+                publish: rights.as_ref().map(|r| Denials::new(&r.publish)),
+                peer: &peer,
+            };
+            read_loop(&ctx, &mut rd, buffer, conn, live).await
+        }
+    };
     token.cancel();
     ctx.router.unregister_publisher(id);
     let _ = writer.await;
@@ -78,14 +117,109 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
     }
 }
 
+/// What the read loop works on besides the context.
+struct Conn<'a> {
+    shared: &'a PublisherShared,
+    token: &'a CancellationToken,
+    /// CURVE: opens the peer's boxes.
+    opener: Option<&'a mut Opener>,
+    /// With an access file: what it may publish, and its denials so far.
+    publish: Option<Denials<'a>>,
+    peer: &'a str,
+}
+
+/// A restricted publisher's messages outside its rights: dropped and counted; the publisher is
+/// told (and the log says so) at most once per [`NOTICE_EVERY`].
+struct Denials<'a> {
+    rules: &'a PrefixRules,
+    /// Denied since the last notice.
+    since_notice: u64,
+    last_notice: Option<Instant>,
+}
+
+/// How often a publisher is told its messages are denied, at most.
+const NOTICE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl<'a> Denials<'a> {
+    fn new(rules: &'a PrefixRules) -> Denials<'a> {
+        Denials {
+            rules,
+            since_notice: 0,
+            last_notice: None,
+        }
+    }
+
+    /// Removes the spans whose topic `chunk` may not carry; counts them and tells the peer
+    /// now and then.
+    fn filter(
+        &mut self,
+        ctx: &Ctx,
+        chunk: &[u8],
+        spans: &mut Vec<Span>,
+        conn: (&PublisherShared, &str),
+    ) {
+        let rules = self.rules;
+        let before = spans.len();
+        let mut first = None;
+        spans.retain(|s| {
+            let topic = &chunk[s.topic_start..s.topic_end];
+            let ok = rules.covers(topic);
+            if !ok && first.is_none() {
+                first = Some((s.topic_start, s.topic_end));
+            }
+            ok
+        });
+        if let Some((a, b)) = first {
+            self.denied(ctx, &chunk[a..b], (before - spans.len()) as u64, conn);
+        }
+    }
+
+    /// Whether one message with `topic` may pass; counts it and tells the peer if not.
+    fn allows(&mut self, ctx: &Ctx, topic: &[u8], conn: (&PublisherShared, &str)) -> bool {
+        let ok = self.rules.covers(topic);
+        if !ok {
+            self.denied(ctx, topic, 1, conn);
+        }
+        ok
+    }
+
+    fn denied(
+        &mut self,
+        ctx: &Ctx,
+        topic: &[u8],
+        n: u64,
+        (shared, peer): (&PublisherShared, &str),
+    ) {
+        ctx.stats.denied("publish", n);
+        self.since_notice += n;
+        let now = Instant::now();
+        if self
+            .last_notice
+            .is_some_and(|t| now.duration_since(t) < NOTICE_EVERY)
+        {
+            return;
+        }
+        self.last_notice = Some(now);
+        warn!(
+            peer = %peer,
+            id = shared.id,
+            topic = %xbus_zmtp::error::printable(topic, 256),
+            denied = self.since_notice,
+            "publisher denied: messages outside its publish rights are dropped"
+        );
+        self.since_notice = 0;
+        shared.send_updates(notice(DENIED_PUBLISH_TOPIC, topic));
+    }
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     ctx: &Ctx,
     rd: &mut R,
     mut buf: BytesMut,
-    shared: &PublisherShared,
+    mut conn: Conn<'_>,
     mut live: Liveness,
-    token: &CancellationToken,
 ) -> Result<(), Error> {
+    let (shared, token) = (conn.shared, conn.token);
     let limits = ctx.publisher_limits();
     let mut decoder = Decoder::new(limits);
     // true while the decoder holds a partly received item: keep feeding it until it yields
@@ -104,6 +238,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     completed = true;
                     let chunk = buf.split_to(end).freeze();
                     ctx.stats.frontend.add_in(spans.len() as u64, end as u64);
+                    if let Some(d) = &mut conn.publish {
+                        d.filter(ctx, &chunk, &mut spans, (shared, conn.peer));
+                    }
                     ctx.router.route(&chunk, &spans, &mut scratch);
                 }
                 if let Stop::Incomplete(_) = stop {
@@ -120,7 +257,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let (end, _) = scan(&wire, limits, &mut spans);
                     debug_assert_eq!(end, wire.len());
                     ctx.stats.frontend.add_in(1, wire.len() as u64);
-                    ctx.router.route(&wire, &spans, &mut scratch);
+                    let allowed = match &mut conn.publish {
+                        Some(d) => d.allows(ctx, &m.first_frame(), (shared, conn.peer)),
+                        None => true,
+                    };
+                    if allowed {
+                        ctx.router.route(&wire, &spans, &mut scratch);
+                    }
                 }
                 Some(Inbound::Command(cmd)) => {
                     decoder_pending = false;
@@ -134,7 +277,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
         }
-        partial.update(!buf.is_empty(), completed);
+        let sealed_pending = conn.opener.as_ref().is_some_and(|o| o.pending());
+        partial.update(!buf.is_empty() || sealed_pending, completed);
         if spans.capacity() > SPANS_KEEP {
             spans = Vec::with_capacity(SPANS_INITIAL);
         }
@@ -143,7 +287,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             tokio::select! {
                 biased;
                 _ = token.cancelled() => return Ok(()),
-                r = rd.read_buf(&mut buf) => match read_outcome(r, buf.len())? {
+                r = read_plain(rd, &mut buf, conn.opener.as_deref_mut()) => match r? {
                     Some(_) => break,
                     None => return Ok(()),
                 },

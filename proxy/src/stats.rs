@@ -79,6 +79,9 @@ pub struct StatsSnapshot {
     /// Connections closed after the handshake because the peer broke a rule, by reason
     /// (`message_too_large`, `too_many_frames`, `truncated`, `max_subscriptions`, …).
     pub faulted: BTreeMap<String, u64>,
+    /// Denied by the access rules, by what was denied: `publish` (messages dropped because
+    /// their topic is outside the publisher's rights) and `subscribe` (subscriptions refused).
+    pub denied: BTreeMap<String, u64>,
     /// Every connected subscriber, by id.
     pub subscribers: Vec<SubscriberStats>,
 }
@@ -140,6 +143,7 @@ pub(crate) struct Stats {
     pub(crate) ignored: AtomicU64,
     refused: Mutex<BTreeMap<&'static str, u64>>,
     faulted: Mutex<BTreeMap<&'static str, u64>>,
+    denied: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Stats {
@@ -151,6 +155,11 @@ impl Stats {
     pub(crate) fn faulted(&self, reason: &'static str) {
         let mut m = self.faulted.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(reason).or_insert(0) += 1;
+    }
+
+    pub(crate) fn denied(&self, what: &'static str, n: u64) {
+        let mut m = self.denied.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(what).or_insert(0) += n;
     }
 
     /// Everything but the router-held parts (subscriptions and subscribers).
@@ -171,6 +180,7 @@ impl Stats {
             ignored_messages: self.ignored.load(Relaxed),
             refused: map(&self.refused),
             faulted: map(&self.faulted),
+            denied: map(&self.denied),
             ..StatsSnapshot::default()
         }
     }
@@ -207,6 +217,7 @@ pub(crate) fn log_line(s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) {
         queued = s.subscribers.iter().map(|x| x.queued_messages).sum::<usize>(),
         refused = %fmt_map(&s.refused),
         faulted = %fmt_map(&s.faulted),
+        denied = %fmt_map(&s.denied),
         "stats"
     );
 }

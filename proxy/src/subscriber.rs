@@ -5,19 +5,21 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use xbus_zmtp::{Command, Decoder, Handshake, Inbound, Liveness, Stream, Subscription, ZmtpError};
+use xbus_zmtp::{Command, Decoder, Inbound, Liveness, Stream, Subscription, ZmtpError};
 
+use crate::access::{notice, PrefixRules, DENIED_SUBSCRIBE_TOPIC};
 use crate::context::Ctx;
 use crate::peer::SubscriberShared;
 use crate::protocol::{
-    encode_command, handle_common_command, prepare_read, read_outcome, send_ping, PartialWatch,
+    encode_command, handle_common_command, prepare_read, send_ping, PartialWatch,
 };
 use crate::queue::Queue;
 use crate::router::Slot;
-use crate::writer::run_writer;
+use crate::secure::{read_plain, Link, Opener};
+use crate::writer::{run_writer, Outbound};
 use crate::Error;
 
 /// Subscribers send little: their read buffer is topped up in steps of this.
@@ -25,13 +27,18 @@ const READ_RESERVE: usize = 8 * 1024;
 
 /// Serves one subscriber after its handshake, until it leaves, breaks a rule, or the proxy
 /// shuts down (then its queue is drained for up to the linger period first).
-pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: String) {
+pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: String) {
     let id = ctx.next_id();
+    let Link {
+        peer: hs_peer,
+        mut buffer,
+        curve,
+    } = link;
     let cfg = &ctx.config;
     let shared = Arc::new(SubscriberShared {
         id,
         peer: peer.clone(),
-        socket_type: hs.peer.socket_type,
+        socket_type: hs_peer.socket_type,
         queue: Queue::new(
             cfg.subscriber_hwm,
             usize::try_from(cfg.subscriber_hwm_bytes).unwrap_or(usize::MAX),
@@ -44,7 +51,26 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
     let counters = &ctx.stats.backend;
     counters.connections.fetch_add(1, Relaxed);
     counters.connections_total.fetch_add(1, Relaxed);
-    info!(peer = %peer, id, socket_type = %hs.peer.socket_type, "subscriber connected");
+    let (mut opener, mut outbound, rights, _registration) = match curve {
+        None => {
+            info!(peer = %peer, id, socket_type = %hs_peer.socket_type, "subscriber connected");
+            (None, Outbound::default(), None, None)
+        }
+        Some(c) => {
+            info!(peer = %peer, id, socket_type = %hs_peer.socket_type, key = %c.key, name = %c.rights.name, "subscriber connected (CURVE)");
+            let registration = ctx.security.as_ref().map(|s| {
+                s.access
+                    .register(id, c.key, c.rights.clone(), &peer, token.clone())
+            });
+            let restricted = !c.rights.subscribe.is_all();
+            (
+                Some(c.opener),
+                Outbound::new(None, Some(c.sealer)),
+                restricted.then_some(c.rights),
+                registration,
+            )
+        }
+    };
     let slot = ctx.router.register_subscriber(shared.clone());
 
     let (mut rd, mut wr) = stream.into_split();
@@ -58,6 +84,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
                 Some((&ctx.shutdown, ctx.config.linger)),
                 &ctx.stats.backend,
                 Some((&shared.delivered_messages, &shared.delivered_bytes)),
+                &mut outbound,
             )
             .await;
             if let Err(e) = &end.result {
@@ -69,13 +96,20 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, hs: Handshake, peer: St
         })
     };
 
-    let live = Liveness::new(ctx.heartbeat(), hs.peer.version);
-    let conn = Conn {
-        shared: &shared,
-        slot,
-        token: &token,
+    let live = Liveness::new(ctx.heartbeat(), hs_peer.version);
+    let result = match opener.as_mut().map(|o| o.open_buffered(&mut buffer)) {
+        Some(Err(e)) => Err(e.into()),
+        _ => {
+            let conn = Conn {
+                shared: &shared,
+                slot,
+                token: &token,
+                opener: opener.as_mut(),
+                subscribe: rights.as_ref().map(|r| &r.subscribe),
+            };
+            read_loop(&ctx, &mut rd, buffer, conn, live).await
+        }
     };
-    let result = read_loop(&ctx, &mut rd, hs.buffer, conn, live).await;
     if result.is_err() || !ctx.shutdown.is_cancelled() {
         // The peer left or broke a rule: drop its queue. On graceful shutdown the writer
         // finishes draining on its own.
@@ -120,13 +154,17 @@ struct Conn<'a> {
     shared: &'a SubscriberShared,
     slot: Slot,
     token: &'a CancellationToken,
+    /// CURVE: opens the peer's boxes.
+    opener: Option<&'a mut Opener>,
+    /// With an access file: what it may subscribe to.
+    subscribe: Option<&'a PrefixRules>,
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
     ctx: &Ctx,
     rd: &mut R,
     mut buf: BytesMut,
-    conn: Conn<'_>,
+    mut conn: Conn<'_>,
     mut live: Liveness,
 ) -> Result<(), Error> {
     let shared = conn.shared;
@@ -163,17 +201,24 @@ async fn read_loop<R: AsyncRead + Unpin>(
             };
             if let Some(sub) = sub {
                 check_len(ctx, &sub)?;
+                if let (Subscription::Subscribe(prefix), Some(rules)) = (&sub, conn.subscribe) {
+                    if !rules.allows_subscription(prefix) {
+                        deny(ctx, shared, prefix);
+                        continue;
+                    }
+                }
                 ctx.router.subscription(conn.slot, sub)?;
             }
         }
-        partial.update(!buf.is_empty(), completed);
+        let sealed_pending = conn.opener.as_ref().is_some_and(|o| o.pending());
+        partial.update(!buf.is_empty() || sealed_pending, completed);
         prepare_read(&mut buf, READ_RESERVE);
         loop {
             tokio::select! {
                 biased;
                 _ = conn.token.cancelled() => return Ok(()),
                 _ = ctx.shutdown.cancelled() => return Ok(()),
-                r = rd.read_buf(&mut buf) => match read_outcome(r, buf.len())? {
+                r = read_plain(rd, &mut buf, conn.opener.as_deref_mut()) => match r? {
                     Some(_) => break,
                     None => return Ok(()),
                 },
@@ -197,6 +242,21 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         live.heard();
     }
+}
+
+/// Refuses a subscription outside the subscriber's rights: counted, logged, and the subscriber
+/// is sent a `$xbus.denied.subscribe.` notice carrying the prefix.
+fn deny(ctx: &Ctx, shared: &SubscriberShared, prefix: &[u8]) {
+    ctx.stats.denied("subscribe", 1);
+    warn!(
+        peer = %shared.peer,
+        id = shared.id,
+        prefix = %xbus_zmtp::error::printable(prefix, 256),
+        "subscription denied: outside the key's subscribe rights"
+    );
+    shared
+        .queue
+        .push_control(notice(DENIED_SUBSCRIBE_TOPIC, prefix));
 }
 
 /// A subscriber's oversized message is an oversized subscription: say so, under its own rule.

@@ -5,12 +5,75 @@ use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use xbus_zmtp::curve::CurveSealer;
 
+use crate::access::ForwardFilter;
 use crate::queue::{Item, Queue};
 use crate::stats::SideCounters;
+
+/// What happens to queued bytes on their way out: nothing (plain connections: the queued
+/// slices are written as they are, zero-copy), or a rewrite of a publisher's subscription
+/// updates to its rights, and/or sealing into CURVE MESSAGE boxes.
+#[derive(Debug, Default)]
+pub(crate) struct Outbound {
+    pub(crate) filter: Option<ForwardFilter>,
+    pub(crate) sealer: Option<CurveSealer>,
+    plain: BytesMut,
+    out: BytesMut,
+}
+
+impl Outbound {
+    pub(crate) fn new(filter: Option<ForwardFilter>, sealer: Option<CurveSealer>) -> Outbound {
+        Outbound {
+            filter,
+            sealer,
+            ..Outbound::default()
+        }
+    }
+
+    fn is_plain(&self) -> bool {
+        self.filter.is_none() && self.sealer.is_none()
+    }
+
+    /// The bytes to write for `items`.
+    fn transform(&mut self, items: &[Item]) -> Result<&[u8], xbus_zmtp::ZmtpError> {
+        self.out.clear();
+        for item in items {
+            let plain: &[u8] = match &mut self.filter {
+                Some(filter) => {
+                    self.plain.clear();
+                    filter.rewrite(&item.bytes, &mut self.plain);
+                    &self.plain
+                }
+                None => &item.bytes,
+            };
+            match &mut self.sealer {
+                Some(sealer) => sealer.seal_wire(&mut self.out, plain)?,
+                None => self.out.extend_from_slice(plain),
+            }
+        }
+        Ok(&self.out)
+    }
+
+    /// Releases a large buffer left by a burst.
+    fn trim(&mut self) {
+        if self.out.capacity() > DRAIN_KEEP {
+            self.out = BytesMut::new();
+        }
+        if self.plain.capacity() > DRAIN_KEEP {
+            self.plain = BytesMut::new();
+        }
+    }
+}
+
+/// Sealing buffers larger than this are released after a write (a batch is at most
+/// [`DRAIN_MAX_BYTES`](crate::queue::DRAIN_MAX_BYTES) plus one message, so only a batch with a
+/// large message leaves one).
+const DRAIN_KEEP: usize = 2 * crate::queue::DRAIN_MAX_BYTES;
 
 /// Most queued items taken per vectored write (Linux's IOV_MAX is 1024).
 pub(crate) const WRITE_BATCH: usize = 1024;
@@ -87,6 +150,7 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
     graceful: Option<(&CancellationToken, Duration)>,
     counters: &SideCounters,
     delivered: Delivered<'_>,
+    outbound: &mut Outbound,
 ) -> WriterEnd {
     let never = CancellationToken::new();
     let (graceful, linger) = graceful.unwrap_or((&never, Duration::ZERO));
@@ -99,6 +163,7 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
             lingering = Some(deadline_after(linger));
         }
         items.clear();
+        outbound.trim();
         queue.drain_into(&mut items, WRITE_BATCH);
         if items.is_empty() {
             if lingering.is_some() {
@@ -115,7 +180,15 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
         let (msgs, bytes) = items.iter().fold((0u64, 0u64), |(m, b), it| {
             (m + u64::from(it.messages), b + it.bytes.len() as u64)
         });
-        let write = write_items(w, &items);
+        let write = async {
+            if outbound.is_plain() {
+                return write_items(w, &items).await;
+            }
+            let bytes = outbound
+                .transform(&items)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            w.write_all(bytes).await
+        };
         tokio::pin!(write);
         loop {
             tokio::select! {

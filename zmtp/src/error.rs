@@ -133,7 +133,12 @@ impl ZmtpError {
 
 /// `bytes` as text for logs and errors: lossy UTF-8, cut to at most `max` bytes (on a character
 /// boundary) with the full length noted, so a hostile peer cannot put megabytes into a log line.
-pub(crate) fn printable(bytes: &[u8], max: usize) -> String {
+///
+/// ```
+/// assert_eq!(xbus_zmtp::error::printable(b"Temp.", 64), "Temp.");
+/// assert!(xbus_zmtp::error::printable(&[b'a'; 1000], 16).len() < 64);
+/// ```
+pub fn printable(bytes: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
     if text.len() <= max {
         return text.into_owned();
