@@ -5,6 +5,7 @@
 //! - [`TestProxy`]: an in-process proxy on a runtime of its own, for `#[test]` and
 //!   `#[tokio::test]` alike, that can be stopped and restarted on its ports.
 //! - [`ProxyProcess`]: the real `xbus-proxy` binary, for end-to-end tests.
+//! - [`pyzmq`]: libzmq peers (NULL or CURVE) through pyzmq, for interop tests.
 //!
 //! ```
 //! let proxy = xbus_tests::TestProxy::start();
@@ -14,6 +15,7 @@
 
 mod in_process;
 mod process;
+pub mod pyzmq;
 
 pub use in_process::{proxy_builder, test_settings, TestProxy};
 pub use process::{proxy_binary, ProxyProcess};

@@ -1,16 +1,16 @@
 //! CURVE end to end: Rust client ↔ Rust server over an in-memory stream, and interop with
-//! libzmq through pyzmq (`tests/py/curve_peer.py`) in both directions over TCP on 127.0.0.1.
+//! libzmq through pyzmq (`tests/py/curve_peer.py` in the xbus-tests crate) in both directions over TCP on 127.0.0.1.
 //! pyzmq (with CURVE) is required: these tests FAIL, not skip, when it is missing. Timeouts are
 //! upper bounds only; nothing sleeps to synchronise.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command as Process, Stdio};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use std::process::Command as Process;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use xbus_tests::pyzmq::{hex, python, Py};
 use xbus_zmtp::curve::{
     curve_handshake, CurveConfig, CurveDecoder, CurveError, CurveKeyPair, CurvePublicKey,
 };
@@ -19,94 +19,6 @@ use xbus_zmtp::{
 };
 
 const DEADLINE: Duration = Duration::from_secs(10);
-
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// A pyzmq peer driven line by line.
-struct Py {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<ChildStdout>,
-    port: Option<u16>,
-}
-
-impl Py {
-    fn spawn(args: &[&str]) -> Py {
-        let ok = Process::new(python())
-            .args([
-                "-c",
-                "import zmq, sys; sys.exit(0 if zmq.has('curve') else 1)",
-            ])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "pyzmq with CURVE is required for the libzmq interop tests: `pip install pyzmq` \
-             (or set PYTHON to an interpreter that has it)"
-        );
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/curve_peer.py");
-        let mut child = Process::new(python())
-            .arg(script)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let mut py = Py {
-            child,
-            stdin,
-            out,
-            port: None,
-        };
-        let mut first = py.line();
-        if let Some(port) = first.strip_prefix("PORT ") {
-            py.port = Some(port.parse().unwrap());
-            first = py.line();
-        }
-        assert_eq!(first, "READY");
-        py
-    }
-
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.out.read_line(&mut l).unwrap();
-        l.trim_end().to_owned()
-    }
-
-    /// Sends a command, returns its one-line answer (pyzmq's own timeouts bound the wait).
-    fn cmd(&mut self, cmd: &str) -> String {
-        writeln!(self.stdin, "{cmd}").unwrap();
-        self.stdin.flush().unwrap();
-        self.line()
-    }
-
-    fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.port.unwrap())
-    }
-}
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        let _ = self.stdin.flush();
-        // python exits on "quit"; kill it anyway if a failed test left it blocked
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn hex(frames: &[&[u8]]) -> String {
-    frames
-        .iter()
-        .map(|f| f.iter().map(|b| format!("{b:02x}")).collect::<String>())
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 /// The next item from a sealed stream, within the deadline.
 async fn next<S: AsyncRead + Unpin>(
