@@ -7,14 +7,23 @@
 //! connecting (the default) the loop retries until the connect timeout and reports
 //! [`Error::Connect`]; with lazy connecting it reports success at once and keeps trying.
 //! Every change of the connection goes to the client's [`StateLog`].
+//!
+//! With CURVE settings ([`crate::curve`]) the handshake is CURVE's and the session's bytes
+//! travel sealed: drivers read through a [`Reader`] and append what they send through a
+//! [`Writer`], which seal and open as the connection needs, so their code is the same for
+//! both mechanisms.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
-use xbus_zmtp::{handshake, Endpoint, HandshakeConfig, PeerInfo, SocketType, Stream, ZmtpError};
+use xbus_zmtp::curve::{curve_handshake, CurveDecoder, CurveSealer};
+use xbus_zmtp::{
+    handshake, Command, Decoder, Endpoint, HandshakeConfig, Inbound, Message, PeerInfo, SocketType,
+    Stream, ZmtpError,
+};
 
 use crate::deadline::{deadline, run_until, sleep_until};
 use crate::error::ConnectFailure;
@@ -30,6 +39,105 @@ pub(crate) struct Session {
     pub(crate) buffer: BytesMut,
     /// What the peer announced.
     pub(crate) peer: PeerInfo,
+    /// Decodes what the peer sends (opening it first under CURVE).
+    pub(crate) reader: Reader,
+    /// Encodes what we send (sealing it under CURVE).
+    pub(crate) writer: Writer,
+}
+
+/// The topic frame of the proxy's notice to a subscriber that a subscription was refused;
+/// the payload is the refused prefix.
+pub(crate) const DENIED_SUBSCRIBE: &[u8] = b"$xbus.denied.subscribe.";
+/// The topic frame of the proxy's notice to a publisher that an event was not forwarded;
+/// the payload is the event's topic frame.
+pub(crate) const DENIED_PUBLISH: &[u8] = b"$xbus.denied.publish.";
+
+/// The payload of `msg` if it is a denial notice with topic frame `notice` (two frames, the
+/// first exactly `notice`).
+pub(crate) fn denial(msg: &Message, notice: &[u8]) -> Option<Bytes> {
+    if msg.frame_count() != 2 {
+        return None;
+    }
+    let mut frames = msg.frames();
+    if frames.next()?.as_ref() != notice {
+        return None;
+    }
+    frames.next()
+}
+
+/// Decodes a session's incoming bytes into messages and commands.
+pub(crate) enum Reader {
+    /// NULL: plain ZMTP.
+    Plain(Decoder),
+    /// CURVE: MESSAGE commands, opened and decoded.
+    Curve(Box<CurveDecoder>),
+}
+
+impl Reader {
+    /// The next complete message or command in `buf`; `Ok(None)`: more bytes needed.
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, ZmtpError> {
+        match self {
+            Reader::Plain(decoder) => decoder.decode(buf),
+            Reader::Curve(decoder) => decoder.decode(buf),
+        }
+    }
+}
+
+/// Appends what a session sends to its write buffer, as the connection's mechanism wants it.
+pub(crate) struct Writer {
+    /// CURVE: seals each frame. `None`: NULL, bytes go out as they are.
+    sealer: Option<Box<CurveSealer>>,
+    /// Plain bytes waiting to be sealed (CURVE only).
+    scratch: BytesMut,
+}
+
+impl Writer {
+    fn new(sealer: Option<CurveSealer>) -> Writer {
+        Writer {
+            sealer: sealer.map(Box::new),
+            scratch: BytesMut::new(),
+        }
+    }
+
+    /// Appends `wire`, whole ZMTP frames as a NULL connection would send them (a
+    /// message, a subscription, a command), to `out`.
+    pub(crate) fn wire(&mut self, out: &mut BytesMut, wire: &[u8]) -> Result<(), ZmtpError> {
+        match &mut self.sealer {
+            None => {
+                out.extend_from_slice(wire);
+                Ok(())
+            }
+            Some(sealer) => sealer.seal_wire(out, wire),
+        }
+    }
+
+    /// Appends what `encode` writes (whole ZMTP frames) to `out`.
+    pub(crate) fn encode(
+        &mut self,
+        out: &mut BytesMut,
+        encode: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), ZmtpError> {
+        match &mut self.sealer {
+            None => {
+                encode(out);
+                Ok(())
+            }
+            Some(sealer) => {
+                self.scratch.clear();
+                encode(&mut self.scratch);
+                sealer.seal_wire(out, &self.scratch)
+            }
+        }
+    }
+
+    /// Appends a command (PING, PONG) to `out`.
+    pub(crate) fn command(
+        &mut self,
+        out: &mut BytesMut,
+        command: &Command,
+    ) -> Result<(), ZmtpError> {
+        self.encode(out, |buf| command.encode(buf))
+    }
 }
 
 /// What a client does with its connections.
@@ -75,15 +183,42 @@ impl Target {
         };
         // The deadline bounds the handshake; the engine's own timeout must not cut in first.
         let config = HandshakeConfig::new(self.socket_type).timeout(Duration::MAX);
-        match run_until(deadline, handshake(&mut stream, &config)).await {
+        let Some(curve) = &self.options.curve else {
+            return match run_until(deadline, handshake(&mut stream, &config)).await {
+                None | Some(Err(ZmtpError::HandshakeTimeout(_))) => {
+                    Err(ConnectFailure::HandshakeTimedOut { timeout })
+                }
+                Some(Err(err)) => Err(ConnectFailure::from_zmtp(err)),
+                Some(Ok(hs)) => Ok(Session {
+                    stream,
+                    buffer: hs.buffer,
+                    peer: hs.peer,
+                    reader: Reader::Plain(Decoder::default()),
+                    writer: Writer::new(None),
+                }),
+            };
+        };
+        let curve_config = curve.config();
+        match run_until(
+            deadline,
+            curve_handshake(&mut stream, &config, &curve_config),
+        )
+        .await
+        {
             None | Some(Err(ZmtpError::HandshakeTimeout(_))) => {
                 Err(ConnectFailure::HandshakeTimedOut { timeout })
             }
-            Some(Err(err)) => Err(ConnectFailure::from_zmtp(err)),
+            Some(Err(err)) => Err(ConnectFailure::from_curve(
+                err,
+                curve.server_key(),
+                curve.public_key(),
+            )),
             Some(Ok(hs)) => Ok(Session {
                 stream,
                 buffer: hs.buffer,
                 peer: hs.peer,
+                reader: Reader::Curve(Box::new(hs.decoder)),
+                writer: Writer::new(Some(hs.sealer)),
             }),
         }
     }
@@ -136,6 +271,10 @@ impl Target {
     }
 }
 
+/// The least time between reconnect attempts that failed for a reason a retry is unlikely to
+/// fix (wrong keys, the wrong peer), so a refused client does not hammer the proxy.
+const NOT_RETRYABLE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Runs `driver` over connections to `target` until the driver says stop, recording every
 /// change in `log`. The first connection's outcome goes to `first` (see the module docs).
 pub(crate) async fn run<D: Driver>(
@@ -162,6 +301,8 @@ pub(crate) async fn run<D: Driver>(
             }
         }
     };
+    // After a reconnect the proxy refused for good reasons (our keys), wait at least this long.
+    let mut refused_for_keys = false;
     loop {
         if let Some(connected) = session.take() {
             tracing::debug!(endpoint = %target.name, peer = %connected.peer.socket_type, "connected");
@@ -179,7 +320,11 @@ pub(crate) async fn run<D: Driver>(
                 }
             }
         }
-        let sleep = tokio::time::sleep(target.options.reconnect_interval());
+        let mut interval = target.options.reconnect_interval();
+        if refused_for_keys {
+            interval = interval.max(NOT_RETRYABLE_INTERVAL);
+        }
+        let sleep = tokio::time::sleep(interval);
         if unless_stopped(&mut driver, sleep).await.is_none() {
             return;
         }
@@ -187,10 +332,23 @@ pub(crate) async fn run<D: Driver>(
             None => return,
             Some(Ok(connected)) => {
                 tracing::info!(endpoint = %target.name, "reconnected to the proxy");
+                refused_for_keys = false;
                 session = Some(connected);
+            }
+            Some(Err(err)) if !err.retryable() => {
+                // The proxy (or what answers there) will not have us: say so every time, as
+                // each attempt may be the one after the operator fixed it.
+                tracing::warn!(
+                    endpoint = %target.name,
+                    error = %err,
+                    hint = err.hint(),
+                    "reconnect refused; retrying"
+                );
+                refused_for_keys = true;
             }
             Some(Err(err)) => {
                 tracing::debug!(endpoint = %target.name, error = %err, "reconnect failed");
+                refused_for_keys = false;
             }
         }
     }

@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use xbus_zmtp::curve::{CurveError, CurvePublicKey};
+use xbus_zmtp::ZmtpError;
+
 use crate::publisher::CloseReport;
 use crate::state::Bounded;
 
@@ -119,9 +123,45 @@ pub enum Error {
         frames: usize,
     },
 
+    /// The proxy refused one of this subscriber's subscriptions: the client's CURVE key may
+    /// not subscribe to `prefix` (the proxy's access file says what each key may do). The
+    /// proxy did not apply it; the connection and the other subscriptions stay, and the next
+    /// `get` returns the next event. The subscription stays in
+    /// [`subscriptions`](crate::SubscriberAsync::subscriptions), so it is asked for (and
+    /// refused, or granted if the rules changed) again after a reconnect. Never skipped by
+    /// [`OnDecodeError::Skip`](crate::OnDecodeError::Skip).
+    ///
+    /// ```
+    /// let err = xbus::Error::SubscriptionDenied { prefix: "Command.heater.".into() };
+    /// assert!(err.to_string().starts_with(
+    ///     "the proxy refused the subscription \"Command.heater.\": this client's key may not"
+    /// ), "{err}");
+    /// ```
+    #[error(
+        "the proxy refused the subscription {}: this client's key may not subscribe to it \
+         (the proxy's access file lists what each key may subscribe to)",
+        shown_prefix(prefix)
+    )]
+    SubscriptionDenied {
+        /// The refused prefix of the topic frame, as the subscriber sent it (`""`: everything).
+        prefix: Bytes,
+    },
+
     /// The client's I/O thread or runtime could not be started.
     #[error("could not start the client's I/O thread: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A prefix or topic frame from the network, for messages: quoted, at most 256 bytes, and
+/// `"" (everything)` for the empty prefix.
+pub(crate) fn shown_prefix(prefix: &[u8]) -> String {
+    if prefix.is_empty() {
+        return "\"\" (everything)".to_owned();
+    }
+    format!(
+        "{:?}",
+        crate::state::bounded(&String::from_utf8_lossy(prefix))
+    )
 }
 
 /// A duration rounded to milliseconds, for messages.
@@ -174,6 +214,40 @@ pub enum ConnectFailure {
     /// Not retried.
     #[error(transparent)]
     WrongPeer(xbus_zmtp::ZmtpError),
+    /// CURVE: the proxy did not answer the handshake's first step (HELLO), which only the
+    /// holder of the server key's secret half can read: the server key this client was given
+    /// is not the key of the proxy at the endpoint (or the proxy was given another key file).
+    /// Not retried.
+    #[error(
+        "the proxy did not accept the CURVE handshake for server key {server_key}: that is not \
+         the public key of the proxy there ({reason})"
+    )]
+    WrongServerKey {
+        /// The proxy's public key as the client was configured with it.
+        server_key: CurvePublicKey,
+        /// What the proxy did (closed the connection, or its ERROR reason).
+        reason: String,
+    },
+    /// CURVE: the proxy refused the client's key: it is not in the proxy's access file (or
+    /// was removed from it). Not retried.
+    #[error("the proxy does not admit this client's CURVE key {client_key} ({reason})")]
+    NotAuthorised {
+        /// The client's public key, as the proxy's operator would list it.
+        client_key: CurvePublicKey,
+        /// The proxy's ERROR reason.
+        reason: String,
+    },
+    /// The proxy speaks another security mechanism: a client without CURVE settings against a
+    /// proxy that requires CURVE, or a CURVE client against a proxy without it. Not retried.
+    #[error("security mechanism mismatch: this client speaks {ours}, the proxy {peer}")]
+    MechanismMismatch {
+        /// This client's mechanism: `"NULL"` (no [`curve`](crate::PublisherOptions::curve)
+        /// settings) or `"CURVE"`.
+        ours: &'static str,
+        /// The mechanism the proxy's greeting names (e.g. `"CURVE"`, `"NULL"`), at most 20
+        /// printable characters.
+        peer: String,
+    },
     /// Anything else (connection reset, handshake error, ...), as the last attempt saw it.
     #[error(transparent)]
     Failed(xbus_zmtp::ZmtpError),
@@ -192,22 +266,66 @@ impl ConnectFailure {
             {
                 ConnectFailure::Refused
             }
+            Z::UnsupportedMechanism(peer) => ConnectFailure::MechanismMismatch {
+                ours: "NULL",
+                peer: xbus_zmtp::error::printable(peer.as_bytes(), 20),
+            },
             err @ (Z::IncompatibleSocketType { .. }
             | Z::BadSignature
-            | Z::UnsupportedVersion { .. }
-            | Z::UnsupportedMechanism(_)) => ConnectFailure::WrongPeer(err),
+            | Z::UnsupportedVersion { .. }) => ConnectFailure::WrongPeer(err),
             err => ConnectFailure::Failed(err),
         }
     }
 
+    /// Sorts a failed CURVE attempt's error; `server_key` and `client_key` are the keys the
+    /// client used.
+    pub(crate) fn from_curve(
+        err: ZmtpError,
+        server_key: CurvePublicKey,
+        client_key: CurvePublicKey,
+    ) -> ConnectFailure {
+        match err {
+            ZmtpError::MechanismMismatch { peer, .. } => ConnectFailure::MechanismMismatch {
+                ours: "CURVE",
+                peer,
+            },
+            ZmtpError::Curve(CurveError::HelloRefused { reason }) => {
+                ConnectFailure::WrongServerKey {
+                    server_key,
+                    reason: crate::state::bounded(&reason),
+                }
+            }
+            // Only the holder of the server key seals WELCOME for us: someone else answered.
+            ZmtpError::Curve(err @ CurveError::BoxDidNotOpen { command: "WELCOME" }) => {
+                ConnectFailure::WrongServerKey {
+                    server_key,
+                    reason: err.to_string(),
+                }
+            }
+            ZmtpError::Curve(CurveError::InitiateRefused { reason }) => {
+                ConnectFailure::NotAuthorised {
+                    client_key,
+                    reason: crate::state::bounded(&reason),
+                }
+            }
+            err => ConnectFailure::from_zmtp(err),
+        }
+    }
+
     /// Whether a later attempt may succeed (the proxy may be starting), as opposed to a peer
-    /// that is not what we expect.
+    /// that is not what we expect or that refuses our keys.
     pub(crate) fn retryable(&self) -> bool {
-        !matches!(self, ConnectFailure::WrongPeer(_))
+        !matches!(
+            self,
+            ConnectFailure::WrongPeer(_)
+                | ConnectFailure::WrongServerKey { .. }
+                | ConnectFailure::NotAuthorised { .. }
+                | ConnectFailure::MechanismMismatch { .. }
+        )
     }
 
     /// What to suggest.
-    fn hint(&self) -> &'static str {
+    pub(crate) fn hint(&self) -> &'static str {
         match self {
             ConnectFailure::WrongPeer(xbus_zmtp::ZmtpError::IncompatibleSocketType { .. }) => {
                 "is this the right side of the proxy? publishers connect to its publisher \
@@ -215,6 +333,22 @@ impl ConnectFailure {
             }
             ConnectFailure::WrongPeer(_) | ConnectFailure::HandshakeTimedOut { .. } => {
                 "the peer there is not an xbus proxy or ZeroMQ socket"
+            }
+            ConnectFailure::WrongServerKey { .. } => {
+                "check the server key the client was given: it must be the public key of the \
+                 proxy's CURVE key pair (the proxy's `.key` certificate, not another proxy's)"
+            }
+            ConnectFailure::NotAuthorised { .. } => {
+                "ask the proxy's operator to admit this client's public key (its access file), \
+                 or check that the client uses the key pair the operator listed"
+            }
+            ConnectFailure::MechanismMismatch { ours: "NULL", .. } => {
+                "the proxy requires CURVE: give the client the proxy's public key \
+                 (`.curve(CurveClient::new(server_key))` in its options)"
+            }
+            ConnectFailure::MechanismMismatch { .. } => {
+                "the proxy there does not use CURVE: drop the client's CURVE settings, or start \
+                 the proxy with a CURVE key (`--curve-key-file`)"
             }
             _ => "is the xbus proxy running there?",
         }

@@ -156,9 +156,17 @@
 //! * **Durations**: every timeout and option accepts `Duration::MAX` (forever) and zero, with
 //!   the meaning its method documents; none panics.
 //! * **Untyped use** (tools): see [`raw`].
+//! * **Encryption and access control**: with [`PublisherOptions::curve`] /
+//!   [`SubscriberOptions::curve`] the client speaks CURVE to a proxy that has a key (see
+//!   [`curve`]). A wrong proxy key, a key the proxy does not admit, or a mechanism mismatch
+//!   fail `connect` at once with a [`ConnectFailure`] saying which. Subscriptions the proxy
+//!   refuses come back from `get` as [`Error::SubscriptionDenied`]; events it refuses to
+//!   forward show up as [`ConnectionEvent::PublishDenied`]. Neither is ever delivered as an
+//!   event.
 //!
 //! ## Layout
 //! - [`options`]: the options builders.
+//! - [`curve`]: CURVE settings ([`CurveClient`]) and keys.
 //! - [`error`]: the [`Error`] enum and [`ConnectFailure`].
 //! - [`state`]: connection state and events.
 //! - `deadline.rs`: saturating deadlines (`Duration::MAX` means never).
@@ -167,6 +175,7 @@
 //! - `connection.rs`: the connect, handshake and reconnect loop both cores share.
 //! - [`raw`]: the untyped API.
 
+pub mod curve;
 pub mod error;
 pub mod options;
 pub mod raw;
@@ -177,6 +186,7 @@ mod deadline;
 mod publisher;
 mod subscriber;
 
+pub use curve::CurveClient;
 pub use error::{ConnectFailure, Error};
 pub use options::{OnDecodeError, PublisherOptions, SubscriberOptions, WhenFull};
 pub use publisher::{CloseReport, PublisherAsync, PublisherBlocking};

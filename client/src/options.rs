@@ -6,6 +6,7 @@ use std::time::Duration;
 use xbus_schema::Codec;
 use xbus_zmtp::heartbeat::HeartbeatConfig;
 
+use crate::curve::CurveClient;
 use crate::deadline::deadline_std;
 
 /// Connect timeouts below this are raised to it: an attempt needs a round trip or two.
@@ -48,6 +49,7 @@ pub(crate) struct ConnectionOptions {
     pub(crate) retry_refused: bool,
     pub(crate) heartbeat_interval: Option<Duration>,
     pub(crate) heartbeat_timeout: Duration,
+    pub(crate) curve: Option<CurveClient>,
 }
 
 impl ConnectionOptions {
@@ -83,6 +85,7 @@ impl Default for ConnectionOptions {
             retry_refused: true,
             heartbeat_interval: Some(Duration::from_secs(5)),
             heartbeat_timeout: Duration::from_secs(15),
+            curve: None,
         }
     }
 }
@@ -156,6 +159,33 @@ macro_rules! connection_setters {
             #[must_use]
             pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
                 self.conn.heartbeat_timeout = timeout;
+                self
+            }
+
+            /// Speak CURVE to the proxy (encrypted, and authenticated by key), as a proxy
+            /// started with `--curve-key-file` requires. Default: none (the NULL mechanism:
+            /// plain text, which such a proxy refuses). See [`crate::curve`].
+            ///
+            /// A proxy that is not the one `curve` names, or that refuses the client's key,
+            /// fails `connect` at once with
+            /// [`ConnectFailure::WrongServerKey`](crate::ConnectFailure::WrongServerKey) or
+            /// [`ConnectFailure::NotAuthorised`](crate::ConnectFailure::NotAuthorised); a
+            /// proxy without CURVE with
+            /// [`ConnectFailure::MechanismMismatch`](crate::ConnectFailure::MechanismMismatch).
+            /// On a reconnect those are retried (the operator may fix the proxy's keys), at
+            /// most once a second, each logged as a warning.
+            ///
+            /// ```
+            /// use xbus::curve::{CurveClient, CurveKeyPair};
+            /// // The proxy's public key, e.g. from `xbus::curve::load_public_key("proxy.key")`.
+            /// let proxy_key = CurveKeyPair::generate().public();
+            #[doc = concat!("let options = xbus::", stringify!($ty), "::new()")]
+            ///     .curve(CurveClient::new(proxy_key).key_pair(CurveKeyPair::generate()));
+            /// # let _ = options;
+            /// ```
+            #[must_use]
+            pub fn curve(mut self, curve: CurveClient) -> Self {
+                self.conn.curve = Some(curve);
                 self
             }
         }

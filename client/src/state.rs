@@ -86,6 +86,26 @@ pub enum ConnectionEvent {
         /// How many events were dropped.
         count: u64,
     },
+    /// Publishers only: the proxy dropped events this publisher sent, because its CURVE key
+    /// may not publish their topic (the proxy's access file lists what each key may publish).
+    /// The connection stays and other events still flow. The proxy tells at most once a
+    /// second per connection, naming the first refused topic frame of that second: more
+    /// events, of this topic or others, may have been dropped since (the proxy counts them).
+    /// Also logged as a warning.
+    ///
+    /// ```
+    /// use xbus::ConnectionEvent;
+    /// fn report(event: &ConnectionEvent) {
+    ///     if let ConnectionEvent::PublishDenied { topic_frame } = event {
+    ///         eprintln!("not allowed to publish {}", String::from_utf8_lossy(topic_frame));
+    ///     }
+    /// }
+    /// report(&ConnectionEvent::PublishDenied { topic_frame: "Temperature.lab2.".into() });
+    /// ```
+    PublishDenied {
+        /// The topic frame of a refused event, as the publisher sent it.
+        topic_frame: bytes::Bytes,
+    },
 }
 
 /// Why a connection to the proxy was lost.
@@ -224,9 +244,12 @@ impl StateLog {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn update(&self, state: ConnectionState, event: Option<ConnectionEvent>) {
+    /// Sets the state (`None`: unchanged) and queues the event, if any.
+    fn update(&self, state: Option<ConnectionState>, event: Option<ConnectionEvent>) {
         let mut inner = self.lock();
-        inner.state = state;
+        if let Some(state) = state {
+            inner.state = state;
+        }
         if let Some(event) = event {
             if inner.events.len() == EVENT_CAPACITY {
                 inner.events.pop_front();
@@ -248,9 +271,9 @@ impl StateLog {
             _ => ConnectionEvent::Connected,
         };
         self.update(
-            ConnectionState::Connected {
+            Some(ConnectionState::Connected {
                 since: Instant::now(),
-            },
+            }),
             Some(event),
         );
     }
@@ -258,17 +281,22 @@ impl StateLog {
     /// The connection was lost.
     pub(crate) fn disconnected(&self, reason: DisconnectReason) {
         self.update(
-            ConnectionState::Disconnected {
+            Some(ConnectionState::Disconnected {
                 since: Instant::now(),
                 reason: reason.clone(),
-            },
+            }),
             Some(ConnectionEvent::Disconnected { reason }),
         );
     }
 
+    /// Something happened that does not change the state (a denial notice).
+    pub(crate) fn event(&self, event: ConnectionEvent) {
+        self.update(None, Some(event));
+    }
+
     /// The connection task has ended.
     pub(crate) fn closed(&self) {
-        self.update(ConnectionState::Closed, None);
+        self.update(Some(ConnectionState::Closed), None);
     }
 
     pub(crate) fn state(&self) -> ConnectionState {

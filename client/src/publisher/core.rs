@@ -23,12 +23,14 @@ use tokio::time::Instant;
 use xbus_schema::{Codec, Event};
 use xbus_zmtp::frame::first_frame;
 use xbus_zmtp::heartbeat::{pong_for, Liveness};
-use xbus_zmtp::{Command, Decoder, Inbound, SocketType, Subscription, ZmtpError};
+use xbus_zmtp::{Command, Inbound, SocketType, Subscription, ZmtpError};
 
-use crate::connection::{self, closed_by_peer, Driver, Session, Target};
+use crate::connection::{
+    self, closed_by_peer, denial, Driver, Reader, Session, Target, Writer, DENIED_PUBLISH,
+};
 use crate::deadline::{deadline, deadline_std, sleep_until};
 use crate::options::{PublisherOptions, WhenFull};
-use crate::state::StateLog;
+use crate::state::{ConnectionEvent, StateLog};
 use crate::Error;
 
 /// The I/O task stops filling its write buffer at this size and writes it.
@@ -214,6 +216,7 @@ impl PublisherCore {
             conn: options.conn.clone(),
             filter_at_source: options.filter_at_source,
             upstream: BTreeMap::new(),
+            log: log.clone(),
         };
         let core = PublisherCore {
             tx,
@@ -450,6 +453,8 @@ struct PubDriver {
     filter_at_source: bool,
     /// The prefixes the proxy subscribed us to on this connection, with reference counts.
     upstream: BTreeMap<Bytes, usize>,
+    /// Where denial notices from the proxy are reported.
+    log: Arc<StateLog>,
 }
 
 impl PubDriver {
@@ -495,11 +500,14 @@ impl PubDriver {
         self.shared.settle(&self.shared.counts.unsent, in_flight);
     }
 
-    /// Moves queued items into `wbuf` until it holds [`BATCH_BYTES`] or the queue is empty.
-    /// Returns how many messages it put in `wbuf`.
-    fn fill(&mut self, wbuf: &mut BytesMut) -> usize {
+    /// Moves queued items into `wbuf` (through `writer`, which seals them under CURVE) until
+    /// it holds [`BATCH_BYTES`] or the queue is empty. Returns how many messages it put in
+    /// `wbuf`. On an error (CURVE's nonce counter exhausted: the connection must end) the
+    /// messages taken are counted as lost.
+    fn fill(&mut self, writer: &mut Writer, wbuf: &mut BytesMut) -> Result<usize, ZmtpError> {
         let mut taken = 0;
         let mut made_room = false;
+        let mut result = Ok(());
         while wbuf.len() < BATCH_BYTES {
             let Ok(item) = self.rx.try_recv() else {
                 break;
@@ -508,8 +516,11 @@ impl PubDriver {
             match item {
                 Item::Message(msg) => {
                     if !self.filter_at_source || self.wanted(first_frame(&msg)) {
-                        wbuf.extend_from_slice(&msg);
                         taken += 1;
+                        if let Err(err) = writer.wire(wbuf, &msg) {
+                            result = Err(err);
+                            break;
+                        }
                     } else {
                         self.shared.settle(&self.shared.counts.filtered, 1);
                     }
@@ -520,7 +531,23 @@ impl PubDriver {
         if made_room && self.shared.room_waiters.load(Ordering::SeqCst) > 0 {
             self.shared.room.notify_waiters();
         }
-        taken
+        if let Err(err) = result {
+            self.shared.settle(&self.shared.counts.lost, taken);
+            return Err(err);
+        }
+        Ok(taken)
+    }
+
+    /// The proxy did not forward an event of ours (our key may not publish its topic): log
+    /// it and tell the application through the connection events.
+    fn denied(&self, topic_frame: Bytes) {
+        tracing::warn!(
+            topic_frame = %crate::error::shown_prefix(&topic_frame),
+            "the proxy refused to forward an event: this client's key may not publish that \
+             topic (the proxy's access file); events like it are dropped"
+        );
+        self.log
+            .event(ConnectionEvent::PublishDenied { topic_frame });
     }
 
     fn fire_acks(&mut self) {
@@ -537,17 +564,24 @@ impl PubDriver {
     }
 
     /// Handles everything decodable in `rbuf`: subscriptions (returns whether one arrived),
-    /// PINGs (a PONG goes into `wbuf`, at a message boundary), peer errors.
+    /// PINGs (a PONG goes into `wbuf`, at a message boundary), denial notices, peer errors.
     fn inbound(
         &mut self,
-        decoder: &mut Decoder,
+        reader: &mut Reader,
+        writer: &mut Writer,
         rbuf: &mut BytesMut,
         wbuf: &mut BytesMut,
     ) -> Result<bool, ZmtpError> {
         let mut subscribed = false;
-        while let Some(item) = decoder.decode(rbuf)? {
+        while let Some(item) = reader.decode(rbuf)? {
             let subscription = match item {
-                Inbound::Message(msg) => Subscription::from_message(&msg),
+                Inbound::Message(msg) => match denial(&msg, DENIED_PUBLISH) {
+                    Some(topic_frame) => {
+                        self.denied(topic_frame);
+                        None
+                    }
+                    None => Subscription::from_message(&msg),
+                },
                 Inbound::Command(cmd @ (Command::Subscribe(_) | Command::Cancel(_))) => {
                     Subscription::from_command(&cmd)
                 }
@@ -556,7 +590,7 @@ impl PubDriver {
                 }
                 Inbound::Command(cmd @ Command::Ping { .. }) => {
                     if let Some(pong) = pong_for(&cmd) {
-                        pong.encode(wbuf);
+                        writer.command(wbuf, &pong)?;
                     }
                     None
                 }
@@ -589,12 +623,12 @@ impl Driver for PubDriver {
         self.upstream.clear();
         let (mut rd, mut wr) = tokio::io::split(session.stream);
         let mut rbuf = session.buffer;
-        let mut decoder = Decoder::default();
+        let (mut reader, mut writer) = (session.reader, session.writer);
         let mut wbuf = BytesMut::with_capacity(BATCH_BYTES + 64 * 1024);
 
         // Hold the queue until the proxy has attached us (first subscription) or the wait ends.
         let wait_until = deadline(self.subscription_wait);
-        let mut subscribed = self.inbound(&mut decoder, &mut rbuf, &mut wbuf)?;
+        let mut subscribed = self.inbound(&mut reader, &mut writer, &mut rbuf, &mut wbuf)?;
         while !subscribed {
             if self.closing() && self.rx.is_empty() {
                 return Ok(()); // closed with nothing to deliver
@@ -607,7 +641,7 @@ impl Driver for PubDriver {
                         return Err(closed_by_peer());
                     }
                     liveness.heard();
-                    subscribed = self.inbound(&mut decoder, &mut rbuf, &mut wbuf)?;
+                    subscribed = self.inbound(&mut reader, &mut writer, &mut rbuf, &mut wbuf)?;
                 }
                 () = sleep_until(wait_until) => {
                     tracing::debug!(wait = ?self.subscription_wait, "no subscription from the proxy yet; sending anyway");
@@ -631,7 +665,7 @@ impl Driver for PubDriver {
                 self.shared
                     .settle(&self.shared.counts.written, std::mem::take(&mut in_flight));
                 self.fire_acks();
-                in_flight = self.fill(&mut wbuf);
+                in_flight = self.fill(&mut writer, &mut wbuf)?;
                 if wbuf.is_empty() {
                     // Flushes taken with no message before them are done already.
                     self.fire_acks();
@@ -652,11 +686,11 @@ impl Driver for PubDriver {
                             return Err(closed_by_peer());
                         }
                         liveness.heard();
-                        self.inbound(&mut decoder, &mut rbuf, &mut wbuf)?;
+                        self.inbound(&mut reader, &mut writer, &mut rbuf, &mut wbuf)?;
                     }
                     ping = liveness.tick() => {
                         if let Some(ping) = ping? {
-                            ping.encode(&mut wbuf);
+                            writer.command(&mut wbuf, &ping)?;
                         }
                     }
                     () = Self::linger_expired(linger) => {
@@ -675,11 +709,15 @@ impl Driver for PubDriver {
                         Ok(0) => Err(closed_by_peer()),
                         Ok(_) => {
                             liveness.heard();
-                            self.inbound(&mut decoder, &mut rbuf, &mut wbuf).map(|_| ())
+                            self.inbound(&mut reader, &mut writer, &mut rbuf, &mut wbuf).map(|_| ())
                         }
                         Err(e) => Err(e.into()),
                     },
-                    ping = liveness.tick() => ping.map(|ping| if let Some(ping) = ping { ping.encode(&mut wbuf) }),
+                    ping = liveness.tick() => match ping {
+                        Ok(Some(ping)) => writer.command(&mut wbuf, &ping),
+                        Ok(None) => Ok(()),
+                        Err(err) => Err(err),
+                    },
                     () = Self::linger_expired(linger) => {
                         self.give_up(in_flight);
                         return Ok(());

@@ -21,9 +21,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use xbus_schema::{Event, EventSet};
 use xbus_zmtp::heartbeat::{pong_for, Liveness};
-use xbus_zmtp::{Command, Decoder, Inbound, Message, SocketType, Subscription, ZmtpError};
+use xbus_zmtp::{Command, Inbound, Message, SocketType, Subscription, ZmtpError};
 
-use crate::connection::{self, closed_by_peer, Driver, Session, Target};
+use crate::connection::{
+    self, closed_by_peer, denial, Driver, Reader, Session, Target, Writer, DENIED_SUBSCRIBE,
+};
 use crate::deadline::deadline_std;
 use crate::options::{ConnectionOptions, OnDecodeError, SubscriberOptions};
 use crate::state::StateLog;
@@ -224,8 +226,15 @@ impl SubscriberCore {
         }
     }
 
-    /// Decodes a message into `S`; `None` if it is skipped by the decode-error policy.
+    /// Decodes a message into `S`; `None` if it is skipped by the decode-error policy. The
+    /// proxy's notice of a refused subscription becomes [`Error::SubscriptionDenied`], whatever
+    /// the policy.
     fn decode<S: EventSet>(&self, msg: &Message) -> Option<Result<S, Error>> {
+        if let Some(prefix) = denial(msg, DENIED_SUBSCRIBE) {
+            let err = Error::SubscriptionDenied { prefix };
+            tracing::warn!(error = %err, "subscription refused");
+            return Some(Err(err));
+        }
         let result = if msg.frame_count() == 2 {
             let mut frames = msg.frames();
             let topic = frames.next().unwrap_or_default();
@@ -324,29 +333,41 @@ impl SubDriver {
         self.shared.closed.load(Ordering::SeqCst)
     }
 
-    /// Appends the subscribe and cancel messages that turn `sent` into the wanted set.
-    fn sync_subscriptions(&self, sent: &mut BTreeSet<Bytes>, out: &mut BytesMut) {
+    /// Appends (through `writer`) the subscribe and cancel messages that turn `sent` into
+    /// the wanted set.
+    fn sync_subscriptions(
+        &self,
+        sent: &mut BTreeSet<Bytes>,
+        writer: &mut Writer,
+        out: &mut BytesMut,
+    ) -> Result<(), ZmtpError> {
         let wanted = self.shared.subs();
         for prefix in wanted.keys() {
             if !sent.contains(prefix) {
-                Subscription::Subscribe(prefix.clone()).encode(out);
+                let sub = Subscription::Subscribe(prefix.clone());
+                writer.encode(out, |buf| sub.encode(buf))?;
                 sent.insert(prefix.clone());
             }
         }
-        sent.retain(|prefix| {
-            let keep = wanted.contains_key(prefix);
-            if !keep {
-                Subscription::Cancel(prefix.clone()).encode(out);
-            }
-            keep
-        });
+        let gone: Vec<Bytes> = sent
+            .iter()
+            .filter(|prefix| !wanted.contains_key(*prefix))
+            .cloned()
+            .collect();
+        for prefix in gone {
+            sent.remove(&prefix);
+            let cancel = Subscription::Cancel(prefix);
+            writer.encode(out, |buf| cancel.encode(buf))?;
+        }
+        Ok(())
     }
 
     /// Hands decoded messages to the consumer until the buffer is empty or the channel is
     /// full; PINGs get a PONG in `out`. Returns `Ok(false)` if the consumer is gone.
     fn deliver(
         &mut self,
-        decoder: &mut Decoder,
+        reader: &mut Reader,
+        writer: &mut Writer,
         rbuf: &mut BytesMut,
         out: &mut BytesMut,
     ) -> Result<bool, ZmtpError> {
@@ -355,7 +376,7 @@ impl SubDriver {
         loop {
             let item = match self.stalled.take() {
                 Some(msg) => Inbound::Message(msg),
-                None => match decoder.decode(rbuf)? {
+                None => match reader.decode(rbuf)? {
                     Some(item) => item,
                     None => break,
                 },
@@ -377,7 +398,7 @@ impl SubDriver {
                 }
                 Inbound::Command(cmd @ Command::Ping { .. }) => {
                     if let Some(pong) = pong_for(&cmd) {
-                        pong.encode(out);
+                        writer.command(out, &pong)?;
                     }
                 }
                 Inbound::Command(_) => {}
@@ -395,12 +416,12 @@ impl Driver for SubDriver {
         let mut liveness = Liveness::new(self.conn.heartbeat(), session.peer.version);
         let mut stream = session.stream;
         let mut rbuf = session.buffer;
-        let mut decoder = Decoder::default();
+        let (mut reader, mut writer) = (session.reader, session.writer);
         let mut sent = BTreeSet::new();
         let mut out = BytesMut::new();
-        self.sync_subscriptions(&mut sent, &mut out);
+        self.sync_subscriptions(&mut sent, &mut writer, &mut out)?;
         loop {
-            if !self.deliver(&mut decoder, &mut rbuf, &mut out)? || self.closed() {
+            if !self.deliver(&mut reader, &mut writer, &mut rbuf, &mut out)? || self.closed() {
                 return Ok(());
             }
             if !out.is_empty() {
@@ -414,7 +435,7 @@ impl Driver for SubDriver {
                     tokio::select! {
                         () = self.shared.room.notified() => {}
                         () = self.shared.subs_changed.notified() => {
-                            self.sync_subscriptions(&mut sent, &mut out);
+                            self.sync_subscriptions(&mut sent, &mut writer, &mut out)?;
                         }
                     }
                 }
@@ -433,11 +454,11 @@ impl Driver for SubDriver {
                     liveness.heard();
                 }
                 () = self.shared.subs_changed.notified() => {
-                    self.sync_subscriptions(&mut sent, &mut out);
+                    self.sync_subscriptions(&mut sent, &mut writer, &mut out)?;
                 }
                 ping = liveness.tick() => {
                     if let Some(ping) = ping? {
-                        ping.encode(&mut out);
+                        writer.command(&mut out, &ping)?;
                     }
                 }
             }
