@@ -154,7 +154,55 @@ impl PublisherAsync {
             rx.await.map_err(|_| Error::Closed)
         };
         match run_until(until, wait).await {
-            Some(Ok(())) => Ok(()),
+            Some(Ok(_)) => Ok(()),
+            Some(Err(Error::Full { .. })) | None => Err(Error::FlushTimeout(timeout)),
+            Some(Err(other)) => Err(other),
+        }
+    }
+
+    /// Waits until the proxy has *read* everything queued before this call, not just until
+    /// it was written ([`flush`](Self::flush)): a ZMTP PING follows the events and the
+    /// proxy's PONG comes back after it has handled them. Any
+    /// [`ConnectionEvent::PublishDenied`](crate::ConnectionEvent::PublishDenied) for those
+    /// events is then already in [`connection_events`](Self::connection_events). Costs one
+    /// round trip to the proxy.
+    ///
+    /// Returns `true` when the proxy confirmed; `false` when it cannot: the proxy speaks ZMTP
+    /// 3.0 (no PING; then this is a flush), or the connection broke first (the events in that
+    /// write are lost; see the connection events). While disconnected it waits for the
+    /// reconnection. [`Error::FlushTimeout`] after `timeout` (`Duration::MAX`: as long as it
+    /// takes), [`Error::Closed`] after `close`.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let proxy = xbus_proxy::Proxy::builder().frontend("tcp://127.0.0.1:0".parse()?)
+    /// #     .backend("tcp://127.0.0.1:0".parse()?).build()?.start().await?;
+    /// # let endpoint = proxy.frontend_endpoints()[0].to_string();
+    /// use std::time::Duration;
+    /// use xbus::ConnectionEvent;
+    ///
+    /// let publisher = xbus::PublisherAsync::connect(&endpoint).await?;
+    /// publisher.publish_raw(b"Temperature.lab1.", br#"{"celsius": 21.5}"#).await?;
+    /// assert!(publisher.confirm(Duration::from_secs(5)).await?);
+    /// // Had the proxy refused the event, it would say so by now:
+    /// let events = publisher.connection_events();
+    /// while let Some(event) = events.try_next() {
+    ///     assert!(!matches!(event, ConnectionEvent::PublishDenied { .. }));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn confirm(&self, timeout: Duration) -> Result<bool, Error> {
+        self.core.check_open()?;
+        let until = deadline(timeout);
+        let (tx, rx) = oneshot::channel();
+        let wait = async {
+            self.core
+                .push_async_until(Item::Confirm(Ack::Async(tx)), Some(until))
+                .await?;
+            rx.await.map_err(|_| Error::Closed)
+        };
+        match run_until(until, wait).await {
+            Some(Ok(confirmed)) => Ok(confirmed),
             Some(Err(Error::Full { .. })) | None => Err(Error::FlushTimeout(timeout)),
             Some(Err(other)) => Err(other),
         }

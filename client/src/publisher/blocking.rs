@@ -165,13 +165,49 @@ impl PublisherBlocking {
             Err(Error::Full { .. }) => return Err(Error::FlushTimeout(timeout)),
             Err(other) => return Err(other),
         }
-        match deadline {
-            Some(at) => rx.recv_deadline(at).map_err(|e| match e {
-                cb::RecvTimeoutError::Timeout => Error::FlushTimeout(timeout),
-                cb::RecvTimeoutError::Disconnected => Error::Closed,
-            }),
-            None => rx.recv().map_err(|_| Error::Closed),
+        wait_ack(&rx, deadline, timeout).map(|_| ())
+    }
+
+    /// Waits until the proxy has *read* everything queued before this call, not just until
+    /// it was written ([`flush`](Self::flush)): a ZMTP PING follows the events and the
+    /// proxy's PONG comes back after it has handled them. Any
+    /// [`ConnectionEvent::PublishDenied`](crate::ConnectionEvent::PublishDenied) for those
+    /// events is then already in [`connection_events`](Self::connection_events). Costs one
+    /// round trip to the proxy.
+    ///
+    /// Returns `true` when the proxy confirmed; `false` when it cannot: the proxy speaks ZMTP
+    /// 3.0 (no PING; then this is a flush), or the connection broke first (the events in that
+    /// write are lost; see the connection events). While disconnected it waits for the
+    /// reconnection. [`Error::FlushTimeout`] after `timeout` (`Duration::MAX`: as long as it
+    /// takes), [`Error::Closed`] after `close`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let rt = tokio::runtime::Runtime::new()?;
+    /// # let proxy = rt.block_on(xbus_proxy::Proxy::builder().frontend("tcp://127.0.0.1:0".parse()?)
+    /// #     .backend("tcp://127.0.0.1:0".parse()?).build()?.start())?;
+    /// # let endpoint = proxy.frontend_endpoints()[0].to_string();
+    /// use std::time::Duration;
+    ///
+    /// let publisher = xbus::PublisherBlocking::connect(&endpoint)?;
+    /// publisher.publish_raw(b"Temperature.lab1.", br#"{"celsius": 21.5}"#)?;
+    /// assert!(publisher.confirm(Duration::from_secs(5))?);
+    /// let denied = std::iter::from_fn(|| publisher.connection_events().try_next())
+    ///     .any(|event| matches!(event, xbus::ConnectionEvent::PublishDenied { .. }));
+    /// assert!(!denied);
+    /// # Ok(()) }
+    /// ```
+    pub fn confirm(&self, timeout: Duration) -> Result<bool, Error> {
+        let core = &self.inner.core;
+        core.check_open()?;
+        let deadline = deadline_std(timeout);
+        let (tx, rx) = cb::bounded(1);
+        match core.push_blocking_until(Item::Confirm(Ack::Blocking(tx)), deadline) {
+            Ok(()) => {}
+            Err(Error::Full { .. }) => return Err(Error::FlushTimeout(timeout)),
+            Err(other) => return Err(other),
         }
+        wait_ack(&rx, deadline, timeout)
     }
 
     /// Closes the publisher, all clones together: `publish` and `flush` fail with
@@ -218,5 +254,20 @@ impl PublisherBlocking {
     /// How many events are queued and not yet taken by the I/O thread.
     pub fn queued(&self) -> usize {
         self.inner.core.queued()
+    }
+}
+
+/// Waits for a flush's or confirmation's answer until `deadline` (`None`: no limit).
+fn wait_ack(
+    rx: &cb::Receiver<bool>,
+    deadline: Option<std::time::Instant>,
+    timeout: Duration,
+) -> Result<bool, Error> {
+    match deadline {
+        Some(at) => rx.recv_deadline(at).map_err(|e| match e {
+            cb::RecvTimeoutError::Timeout => Error::FlushTimeout(timeout),
+            cb::RecvTimeoutError::Disconnected => Error::Closed,
+        }),
+        None => rx.recv().map_err(|_| Error::Closed),
     }
 }

@@ -42,22 +42,26 @@ pub(crate) enum Item {
     Message(Bytes),
     /// Signal once everything queued before this item has been written.
     Flush(Ack),
+    /// Signal once the proxy has read everything queued before this item: a PING sent after
+    /// it is answered (`true`), or that cannot be known (`false`: no PING in ZMTP 3.0, or the
+    /// connection broke first).
+    Confirm(Ack),
 }
 
-/// How a flush is told it is done.
+/// How a flush or a confirmation is told it is done, and whether the proxy confirmed.
 pub(crate) enum Ack {
-    Blocking(cb::Sender<()>),
-    Async(oneshot::Sender<()>),
+    Blocking(cb::Sender<bool>),
+    Async(oneshot::Sender<bool>),
 }
 
 impl Ack {
-    fn fire(self) {
+    fn fire(self, confirmed: bool) {
         match self {
             Ack::Blocking(tx) => {
-                let _ = tx.try_send(());
+                let _ = tx.try_send(confirmed);
             }
             Ack::Async(tx) => {
-                let _ = tx.send(());
+                let _ = tx.send(confirmed);
             }
         }
     }
@@ -211,12 +215,16 @@ impl PublisherCore {
             rx,
             shared: shared.clone(),
             acks: Vec::new(),
+            unconfirmed: Vec::new(),
             subscription_wait: options.subscription_wait,
             close_deadline: None,
             conn: options.conn.clone(),
             filter_at_source: options.filter_at_source,
             upstream: BTreeMap::new(),
             log: log.clone(),
+            confirms: Vec::new(),
+            next_confirm: 0,
+            pings: false,
         };
         let core = PublisherCore {
             tx,
@@ -445,6 +453,8 @@ struct PubDriver {
     shared: Arc<Shared>,
     /// Flushes waiting for the write buffer they were taken with to be written.
     acks: Vec<Ack>,
+    /// Confirmations on a connection without PING, answered like flushes but `false`.
+    unconfirmed: Vec<Ack>,
     subscription_wait: Duration,
     /// Set once closing: give up on the queue at this instant (`Some(None)`: never).
     close_deadline: Option<Option<Instant>>,
@@ -455,6 +465,12 @@ struct PubDriver {
     upstream: BTreeMap<Bytes, usize>,
     /// Where denial notices from the proxy are reported.
     log: Arc<StateLog>,
+    /// Confirmations waiting for the PONG with their number, oldest first.
+    confirms: Vec<(u64, Ack)>,
+    /// The number of the next confirmation's PING.
+    next_confirm: u64,
+    /// Whether this connection's proxy answers PINGs (ZMTP 3.1).
+    pings: bool,
 }
 
 impl PubDriver {
@@ -526,6 +542,21 @@ impl PubDriver {
                     }
                 }
                 Item::Flush(ack) => self.acks.push(ack),
+                // Without PING, written is all that can be said (`false`, see `fire_acks`).
+                Item::Confirm(ack) if !self.pings => self.unconfirmed.push(ack),
+                Item::Confirm(ack) => {
+                    let number = self.next_confirm;
+                    self.next_confirm += 1;
+                    let ping = Command::Ping {
+                        ttl_deciseconds: 0,
+                        context: Bytes::copy_from_slice(&number.to_be_bytes()),
+                    };
+                    self.confirms.push((number, ack));
+                    if let Err(err) = writer.command(wbuf, &ping) {
+                        result = Err(err);
+                        break;
+                    }
+                }
             }
         }
         if made_room && self.shared.room_waiters.load(Ordering::SeqCst) > 0 {
@@ -552,7 +583,31 @@ impl PubDriver {
 
     fn fire_acks(&mut self) {
         for ack in self.acks.drain(..) {
-            ack.fire();
+            ack.fire(true);
+        }
+        for ack in self.unconfirmed.drain(..) {
+            ack.fire(false);
+        }
+    }
+
+    /// The PONG with `context` arrived: the confirmations up to its number are done.
+    fn pong(&mut self, context: &[u8]) {
+        let Ok(number) = <[u8; 8]>::try_from(context).map(u64::from_be_bytes) else {
+            return; // a heartbeat's
+        };
+        let done = self.confirms.partition_point(|(n, _)| *n <= number);
+        for (_, ack) in self.confirms.drain(..done) {
+            ack.fire(true);
+        }
+    }
+
+    /// The connection ended: confirmations still waiting cannot be given.
+    fn fail_confirms(&mut self) {
+        for (_, ack) in self.confirms.drain(..) {
+            ack.fire(false);
+        }
+        for ack in self.unconfirmed.drain(..) {
+            ack.fire(false);
         }
     }
 
@@ -594,6 +649,10 @@ impl PubDriver {
                     }
                     None
                 }
+                Inbound::Command(Command::Pong { context }) => {
+                    self.pong(&context);
+                    None
+                }
                 Inbound::Command(_) => None,
             };
             match subscription {
@@ -619,6 +678,27 @@ impl PubDriver {
 
 impl Driver for PubDriver {
     async fn session(&mut self, session: Session) -> Result<(), ZmtpError> {
+        self.pings = session.peer.version >= (3, 1);
+        let result = self.run_session(session).await;
+        self.fail_confirms();
+        result
+    }
+
+    fn stop_reconnecting(&mut self) -> bool {
+        if !self.closing() {
+            return false;
+        }
+        let expired = self.expired();
+        if expired {
+            self.give_up(0);
+        }
+        self.rx.is_empty() || expired
+    }
+}
+
+impl PubDriver {
+    /// One connected session: write the queue, read subscriptions, notices and PONGs.
+    async fn run_session(&mut self, session: Session) -> Result<(), ZmtpError> {
         let mut liveness = Liveness::new(self.conn.heartbeat(), session.peer.version);
         self.upstream.clear();
         let (mut rd, mut wr) = tokio::io::split(session.stream);
@@ -737,16 +817,6 @@ impl Driver for PubDriver {
         }
     }
 
-    fn stop_reconnecting(&mut self) -> bool {
-        if !self.closing() {
-            return false;
-        }
-        let expired = self.expired();
-        if expired {
-            self.give_up(0);
-        }
-        self.rx.is_empty() || expired
-    }
 }
 
 impl Drop for PubDriver {
@@ -759,6 +829,7 @@ impl Drop for PubDriver {
             .len()
             .min(self.shared.pending.load(Ordering::SeqCst));
         self.shared.settle(&self.shared.counts.unsent, left);
+        self.fail_confirms();
     }
 }
 
