@@ -190,8 +190,22 @@ impl PrefixRules {
     }
 
     /// Whether a subscriber with these rules may subscribe to `sub`: a pattern by its head, a
-    /// prefix by itself.
+    /// prefix by itself. The proxy's denial notices (`$xbus.denied.`) are open to everyone, so
+    /// a libzmq SUB socket can subscribe to them.
+    ///
+    /// ```
+    /// use xbus_proxy::access::PrefixRules;
+    /// let rules = PrefixRules::new(["Temperature.lab"]).unwrap();
+    /// assert!(rules.allows_subscription(b"Temperature.lab.rack1."));
+    /// assert!(rules.allows_subscription(b"$xbus.match.Temperature.lab.*.x."));
+    /// assert!(!rules.allows_subscription(b"$xbus.match.Temperature.*.x."));
+    /// assert!(!rules.allows_subscription(b"Temperature."));
+    /// assert!(rules.allows_subscription(b"$xbus.denied."));
+    /// ```
     pub fn allows_subscription(&self, sub: &[u8]) -> bool {
+        if sub.starts_with(DENIED_PREFIX) {
+            return true;
+        }
         match Pattern::parse(sub) {
             Some(Ok(p)) => self.covers(p.head()),
             // an invalid pattern is the router's to refuse, with its own rule
@@ -431,6 +445,8 @@ impl Drop for Registration {
     }
 }
 
+/// What every denial notice's topic frame starts with.
+pub const DENIED_PREFIX: &[u8] = b"$xbus.denied.";
 /// The proxy's notice to a subscriber whose subscription was refused: topic frame, then the
 /// prefix as it was sent.
 pub const DENIED_SUBSCRIBE_TOPIC: &[u8] = b"$xbus.denied.subscribe.";

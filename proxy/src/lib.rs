@@ -223,6 +223,20 @@ impl ProxyBuilder {
         self
     }
 
+    /// The proxy's CURVE secret certificate: with it both sides require CURVE (default: none,
+    /// plain text). See [`Config::curve_key_file`].
+    pub fn curve_key_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.curve_key_file = Some(path.into());
+        self
+    }
+
+    /// The access file: admitted keys and their rights (default: none). See
+    /// [`Config::access_file`].
+    pub fn access_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.access_file = Some(path.into());
+        self
+    }
+
     /// Subscribe upstream to everything (`""`) instead of forwarding subscriptions (default
     /// false).
     pub fn subscribe_all(mut self, on: bool) -> Self {

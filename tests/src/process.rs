@@ -136,6 +136,38 @@ impl ProxyProcess {
         self.child.wait().expect("the killed proxy can be reaped");
     }
 
+    /// Sends a signal (`HUP`, `TERM`, …) with `kill`.
+    ///
+    /// # Panics
+    /// If `kill` cannot be run or fails.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits (up to 20 s) until `count` log lines contain `needle`; returns them.
+    ///
+    /// # Panics
+    /// If they do not appear in time.
+    pub fn wait_for_log(&self, needle: &str, count: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let lines = self.log_lines_containing(needle);
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {count} log lines containing {needle:?} within 20 s: {:?}",
+                self.log.lock().expect("log lock")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The log lines written so far that contain `needle`.
     pub fn log_lines_containing(&self, needle: &str) -> Vec<String> {
         let log = self.log.lock().expect("log lock");
