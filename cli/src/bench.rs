@@ -22,7 +22,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use xbus::{PublisherAsync, PublisherOptions, RawSubscriberAsync, SubscriberOptions};
 
-use crate::error::{CliError, Side};
+use crate::error::{access_hint, CliError, Side};
+use crate::keys::CurveArgs;
 
 /// The event NAME benchmark traffic is published under; `xbus sub` without filters skips it.
 pub const BENCH_NAME: &str = "XbusBench";
@@ -149,6 +150,8 @@ pub struct BenchArgs {
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    #[command(flatten)]
+    pub curve: CurveArgs,
 }
 
 /// What one subscriber saw.
@@ -176,15 +179,19 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             "--pubs and --subs must be at least 1".into(),
         ));
     }
+    let curve = args.curve.client("bench")?;
     let epoch = Instant::now();
     let progress = Arc::new(Progress::default());
     let expected_per_sub = args.count * args.pubs as u64;
 
     let mut subscribers = Vec::new();
     for _ in 0..args.subs {
-        let options = SubscriberOptions::new()
+        let mut options = SubscriberOptions::new()
             .queue_capacity(65_536)
             .retry_refused(false);
+        if let Some(curve) = &curve {
+            options = options.curve(curve.clone());
+        }
         let sub = RawSubscriberAsync::connect_with(&args.backend, options)
             .await
             .map_err(|err| CliError::connect(err, Side::BENCH_SUB))?;
@@ -199,15 +206,26 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     }
     let mut publishers = Vec::new();
     for _ in 0..args.pubs {
-        let options = PublisherOptions::new()
+        let mut options = PublisherOptions::new()
             .queue_capacity(65_536)
             .retry_refused(false);
+        if let Some(curve) = &curve {
+            options = options.curve(curve.clone());
+        }
         let publisher = PublisherAsync::connect_with(&args.frontend, options)
             .await
             .map_err(|err| CliError::connect(err, Side::BENCH_PUB))?;
         publishers.push(publisher);
     }
-    warm_up(&publishers, args.subs as u64, &progress, warm_up_payload).await?;
+    warm_up(
+        &publishers,
+        &mut subscribers,
+        args.subs as u64,
+        &progress,
+        warm_up_payload,
+    )
+    .await
+    .map_err(|err| refused(err, curve.as_ref()))?;
 
     let bar = progress_bar(&args, expected_per_sub * args.subs as u64);
     let ticker = tokio::spawn({
@@ -244,13 +262,29 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     for task in subscribers {
         results.push(
             task.await
-                .map_err(|e| CliError::Input(format!("subscriber task failed: {e}")))??,
+                .map_err(|e| CliError::Input(format!("subscriber task failed: {e}")))?
+                .map_err(|err| refused(err, curve.as_ref()))?,
         );
     }
     ticker.abort();
     bar.finish_and_clear();
     report(&args, pub_elapsed, &results);
     Ok(())
+}
+
+/// A refusal by the proxy's access rules, with the hint that fits it; other errors as they are.
+fn refused(err: CliError, curve: Option<&xbus::CurveClient>) -> CliError {
+    match err {
+        CliError::Client(err @ xbus::Error::SubscriptionDenied { .. }) => CliError::Refused {
+            message: err.to_string(),
+            hint: access_hint("subscribe to", curve),
+        },
+        CliError::Refused { message, .. } => CliError::Refused {
+            message,
+            hint: access_hint("publish", curve),
+        },
+        other => other,
+    }
 }
 
 fn progress_bar(args: &BenchArgs, total: u64) -> ProgressBar {
@@ -269,15 +303,46 @@ fn progress_bar(args: &BenchArgs, total: u64) -> ProgressBar {
     bar
 }
 
-/// Sends warm-up messages until every subscriber has received one (or 10 s pass).
+/// Sends warm-up messages until every subscriber has received one (or 10 s pass). Fails at
+/// once when a subscriber fails (the proxy refused its subscription) or the proxy refuses the
+/// publishers' events.
 async fn warm_up(
     publishers: &[PublisherAsync],
+    subscribers: &mut Vec<tokio::task::JoinHandle<Result<SubResult, CliError>>>,
     subs: u64,
     progress: &Progress,
     mut payload: BenchPayload,
 ) -> Result<(), CliError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while progress.warmed_subs.load(Ordering::Relaxed) < subs {
+        if let Some(ended) = subscribers.iter().position(|task| task.is_finished()) {
+            let task = subscribers.remove(ended);
+            match task.await {
+                Ok(Err(err)) => return Err(err),
+                Err(err) => {
+                    return Err(CliError::Input(format!("subscriber task failed: {err}")));
+                }
+                Ok(Ok(_)) => {
+                    return Err(CliError::Input(
+                        "a subscriber stopped during the warm-up: is the proxy forwarding?".into(),
+                    ));
+                }
+            }
+        }
+        for publisher in publishers {
+            while let Some(event) = publisher.connection_events().try_next() {
+                if let xbus::ConnectionEvent::PublishDenied { topic_frame } = event {
+                    return Err(CliError::Refused {
+                        message: format!(
+                            "the proxy refused to forward the benchmark's events (topic frame \
+                             {:?}): this client's key may not publish them",
+                            String::from_utf8_lossy(&topic_frame)
+                        ),
+                        hint: String::new(),
+                    });
+                }
+            }
+        }
         if Instant::now() > deadline {
             return Err(CliError::Input(
                 "subscribers saw no warm-up message within 10 s: is the proxy forwarding?".into(),

@@ -68,6 +68,24 @@ impl Side {
                     self.flag
                 )
             }
+            Some(ConnectFailure::WrongServerKey { .. }) => format!(
+                "the proxy at {endpoint} has another CURVE key: check --curve-server-key (or \
+                 XBUS_CURVE_SERVER_KEY); it must be the public key of the proxy's \
+                 --curve-key-file (its .key file)"
+            ),
+            Some(ConnectFailure::NotAuthorised { client_key, .. }) => format!(
+                "the proxy's access file does not list this client's public key {client_key}: \
+                 ask its operator to add it, or pass the key file they listed with \
+                 --curve-key-file (or XBUS_CURVE_KEY_FILE)"
+            ),
+            Some(ConnectFailure::MechanismMismatch { ours: "NULL", .. }) => format!(
+                "the proxy at {endpoint} requires CURVE: pass its public key with \
+                 --curve-server-key (or set XBUS_CURVE_SERVER_KEY)"
+            ),
+            Some(ConnectFailure::MechanismMismatch { .. }) => format!(
+                "the proxy at {endpoint} does not use CURVE: drop --curve-server-key (and \
+                 XBUS_CURVE_SERVER_KEY), or start the proxy with --curve-key-file"
+            ),
             Some(ConnectFailure::WrongPeer(_) | ConnectFailure::HandshakeTimedOut { .. }) => {
                 format!(
                     "the peer at {endpoint} is not an xbus proxy; pass {} or set {env} for the \
@@ -98,6 +116,14 @@ pub enum CliError {
     /// A client call failed after connecting (exit code 1).
     #[error(transparent)]
     Client(xbus::Error),
+    /// The proxy's access rules refused a subscription or a publish (exit code 1).
+    #[error("{message}\nhint: {hint}")]
+    Refused {
+        /// What was refused.
+        message: String,
+        /// What to check.
+        hint: String,
+    },
     /// `--count` events did not arrive within `--timeout` (exit code 4).
     #[error("received {got} of {want} events within {timeout}")]
     Timeout {
@@ -164,8 +190,24 @@ impl CliError {
         ExitCode::from(match self {
             CliError::Unreachable { .. } => 3,
             CliError::Timeout { .. } => 4,
-            CliError::Client(_) | CliError::Input(_) | CliError::Io(_) => 1,
+            CliError::Client(_)
+            | CliError::Refused { .. }
+            | CliError::Input(_)
+            | CliError::Io(_) => 1,
         })
+    }
+}
+
+/// The hint for a refusal by the proxy's access rules: which key to ask rights for.
+pub fn access_hint(what: &str, curve: Option<&xbus::CurveClient>) -> String {
+    match curve {
+        Some(curve) => format!(
+            "the proxy's access file says what each key may {what}: ask its operator to grant \
+             this client's key {} the right, or use the key file that has it \
+             (--curve-key-file)",
+            curve.public_key()
+        ),
+        None => format!("the proxy's access file says what each key may {what}"),
     }
 }
 

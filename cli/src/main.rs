@@ -3,14 +3,18 @@
 //! - `xbus sub [NAME[.TOPIC]…]`: print events as they pass (any codec, shown as JSON).
 //! - `xbus pub NAME [--topic T] [JSON]`: publish one event, or one per stdin line.
 //! - `xbus bench`: publishers × subscribers load test against a running proxy.
+//! - `xbus keygen [--out PATH_STEM]`: a CURVE key pair, as a ZeroMQ certificate.
 //! - `xbus completions SHELL`, `xbus man`: a shell completion script, the man page.
 //!
-//! Each subcommand lives in its own module; [`error`] maps failures to exit codes.
+//! `sub`, `pub` and `bench` speak CURVE to a proxy that has a key with
+//! `--curve-server-key` (and `--curve-key-file` for a key the proxy's access file lists); see
+//! [`keys`]. Each subcommand lives in its own module; [`error`] maps failures to exit codes.
 
 mod bench;
 mod error;
 mod filter;
 mod format;
+mod keys;
 mod publish;
 mod sub;
 
@@ -28,12 +32,14 @@ use crate::error::CliError;
     name = "xbus",
     version,
     about,
-    after_help = "Exit codes: 0 success; 1 error (bad input, client failure); 2 usage error; \
-                  3 proxy unreachable (not running, or wrong --endpoint); 4 --count not reached \
-                  within --timeout.\n\
+    after_help = "Exit codes: 0 success; 1 error (bad input, client failure, a subscription \
+                  or publish the proxy's access rules refuse); 2 usage error; 3 proxy unreachable \
+                  (not running, wrong --endpoint, or refusing this client's CURVE keys or \
+                  mechanism); 4 --count not reached within --timeout.\n\
                   Environment: XBUS_FRONTEND (where `pub` and `bench` publish, default \
                   tcp://127.0.0.1:5122), XBUS_BACKEND (where `sub` and `bench` subscribe, default \
-                  tcp://127.0.0.1:5123)."
+                  tcp://127.0.0.1:5123), XBUS_CURVE_SERVER_KEY (--curve-server-key), \
+                  XBUS_CURVE_KEY_FILE (--curve-key-file)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,6 +54,12 @@ enum Command {
     Pub(publish::PubArgs),
     /// Measure the bus: N publishers × M subscribers through a running proxy.
     Bench(bench::BenchArgs),
+    /// Make a CURVE key pair: print its secret certificate to stdout (the public key to
+    /// stderr), or with --out write PATH_STEM.key_secret and PATH_STEM.key. For the proxy
+    /// (xbus-proxy --curve-key-file) and for clients (--curve-key-file; the public key goes in
+    /// the proxy's access file). The files are ZeroMQ certificates, as pyzmq's zmq.auth reads
+    /// them.
+    Keygen(keys::KeygenArgs),
     /// Print a completion script for SHELL to stdout, e.g.
     /// `xbus completions bash > ~/.local/share/bash-completion/completions/xbus`.
     Completions {
@@ -59,7 +71,7 @@ enum Command {
     /// xbus-sub(1), the page of one subcommand.
     Man {
         /// The subcommand whose page to print; none: xbus(1).
-        #[arg(value_parser = ["sub", "pub", "bench", "completions"])]
+        #[arg(value_parser = ["sub", "pub", "bench", "keygen", "completions"])]
         subcommand: Option<String>,
     },
 }
@@ -70,12 +82,18 @@ fn page_name(subcommand: &str) -> &'static str {
         "sub" => "xbus-sub",
         "pub" => "xbus-pub",
         "bench" => "xbus-bench",
+        "keygen" => "xbus-keygen",
         _ => "xbus-completions",
     }
 }
 
-/// Writes what `xbus completions` and `xbus man` print; they need no proxy and no runtime.
+/// Runs what needs no proxy and no runtime: `xbus completions`, `xbus man` and `xbus keygen`.
+/// Returns whether `command` was one of them.
 fn print_docs(command: &Command) -> Result<bool, CliError> {
+    if let Command::Keygen(args) = command {
+        keys::keygen(args)?;
+        return Ok(true);
+    }
     let mut stdout = std::io::stdout().lock();
     match command {
         Command::Completions { shell } => {
@@ -126,7 +144,7 @@ fn main() -> ExitCode {
             Command::Pub(args) => publish::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             // Handled by `print_docs` above.
-            Command::Completions { .. } | Command::Man { .. } => Ok(()),
+            Command::Completions { .. } | Command::Man { .. } | Command::Keygen(_) => Ok(()),
         }
     });
     match result {

@@ -5,9 +5,10 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use xbus::{schema, Codec, PublisherAsync, PublisherOptions, Timestamp};
+use xbus::{schema, Codec, ConnectionEvent, PublisherAsync, PublisherOptions, Timestamp};
 
-use crate::error::{CliError, Side};
+use crate::error::{access_hint, CliError, Side};
+use crate::keys::CurveArgs;
 
 /// The field Juice events, and xbus events that follow them, carry their time in.
 const TIME_FIELD: &str = "time";
@@ -44,6 +45,8 @@ pub struct PubArgs {
     /// How long to wait, at exit, for queued events to reach the proxy.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub flush_timeout: Duration,
+    #[command(flatten)]
+    pub curve: CurveArgs,
 }
 
 /// One event given as JSON, checked: a JSON object that encodes in the chosen codec.
@@ -79,10 +82,14 @@ pub async fn run(args: PubArgs) -> Result<(), CliError> {
         None | Some("-") => None,
         Some(text) => Some(parse(text, args.codec)?),
     };
-    let options = PublisherOptions::new()
+    let curve = args.curve.client("pub")?;
+    let mut options = PublisherOptions::new()
         .codec(args.codec)
         .connect_timeout(args.connect_timeout)
         .retry_refused(false);
+    if let Some(curve) = &curve {
+        options = options.curve(curve.clone());
+    }
     let publisher = PublisherAsync::connect_with(&args.endpoint, options)
         .await
         .map_err(|err| CliError::connect(err, Side::PUB))?;
@@ -103,7 +110,27 @@ pub async fn run(args: PubArgs) -> Result<(), CliError> {
             sent += 1;
         }
     }
-    publisher.flush(args.flush_timeout).await?;
+    if curve.is_some() {
+        // The proxy's access rules may drop events: wait until it has read them (its notice
+        // comes first), so a refusal is reported here rather than lost.
+        publisher.confirm(args.flush_timeout).await?;
+        let events = publisher.connection_events();
+        while let Some(event) = events.try_next() {
+            if let ConnectionEvent::PublishDenied { topic_frame } = event {
+                return Err(CliError::Refused {
+                    message: format!(
+                        "the proxy refused to forward {} events (topic frame {:?}): this \
+                         client's key may not publish them",
+                        args.name,
+                        String::from_utf8_lossy(&topic_frame)
+                    ),
+                    hint: access_hint("publish", curve.as_ref()),
+                });
+            }
+        }
+    } else {
+        publisher.flush(args.flush_timeout).await?;
+    }
     eprintln!(
         "xbus pub: published {sent} {} event(s) to {}",
         args.name, args.endpoint

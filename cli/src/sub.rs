@@ -1,6 +1,7 @@
 //! `xbus sub`: subscribe by event NAME and topic (or raw prefix) and print every event that
 //! arrives.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
@@ -8,9 +9,10 @@ use clap::Args;
 use xbus::{ConnectionEvent, RawSubscriberAsync, SubscriberOptions, Timestamp};
 
 use crate::bench::BENCH_NAME;
-use crate::error::{CliError, Side};
+use crate::error::{access_hint, CliError, Side};
 use crate::filter;
 use crate::format::{line, Style};
+use crate::keys::CurveArgs;
 
 /// Arguments of `xbus sub`.
 #[derive(Debug, Args)]
@@ -60,6 +62,8 @@ pub struct SubArgs {
     /// skipping bench traffic). Errors are still printed; stdout carries only events either way.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub curve: CurveArgs,
 }
 
 /// Status lines on stderr, unless `--quiet`. Stdout carries only events.
@@ -109,9 +113,13 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
         .map(|f| filter::subscription(f))
         .collect::<Result<Vec<_>, _>>()
         .map_err(CliError::Input)?;
-    let options = SubscriberOptions::new()
+    let curve = args.curve.client("sub")?;
+    let mut options = SubscriberOptions::new()
         .connect_timeout(args.connect_timeout)
         .retry_refused(false);
+    if let Some(curve) = &curve {
+        options = options.curve(curve.clone());
+    }
     let mut sub = RawSubscriberAsync::connect_with(&args.endpoint, options)
         .await
         .map_err(|err| CliError::connect(err, Side::SUB))?;
@@ -119,7 +127,11 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
     let events = sub.connection_events();
     status.say(format_args!("connected to {}", args.endpoint));
     let everything = subscriptions.is_empty() && args.raw_prefix.is_empty();
+    // What was asked for, to tell when the proxy's access rules refused all of it.
+    let mut wanted: BTreeSet<Vec<u8>> = subscriptions.iter().cloned().collect();
+    wanted.extend(args.raw_prefix.iter().map(|p| p.as_bytes().to_vec()));
     if everything {
+        wanted.insert(Vec::new());
         sub.subscribe_raw(b"");
         if args.all {
             status.say(format_args!("subscribed to every event"));
@@ -153,6 +165,7 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     let mut got = 0u64;
     let mut events_open = true;
+    let mut denied = BTreeSet::new();
     while args.count.is_none_or(|n| got < n) {
         let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
         let event = tokio::select! {
@@ -182,6 +195,23 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
                 got += 1;
             }
             Err(xbus::Error::Timeout(_)) => break,
+            Err(err @ xbus::Error::SubscriptionDenied { .. }) => {
+                if let xbus::Error::SubscriptionDenied { prefix } = &err {
+                    denied.insert(prefix.to_vec());
+                }
+                if wanted.is_subset(&denied) {
+                    let message = if wanted.len() == 1 {
+                        err.to_string()
+                    } else {
+                        format!("the proxy refused every subscription; the last: {err}")
+                    };
+                    return Err(CliError::Refused {
+                        message,
+                        hint: access_hint("subscribe to", curve.as_ref()),
+                    });
+                }
+                eprintln!("xbus sub: {err}");
+            }
             Err(err) if err.is_message_error() => eprintln!("xbus sub: skipped a message: {err}"),
             Err(err) => return Err(err.into()),
         }

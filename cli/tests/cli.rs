@@ -564,7 +564,14 @@ fn completions_and_man_page_describe_every_subcommand() {
         assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
         let script = text(&out.stdout);
         assert!(script.contains(needle), "{shell}: {script}");
-        for sub in ["sub", "pub", "bench", "raw-prefix"] {
+        for sub in [
+            "sub",
+            "pub",
+            "bench",
+            "keygen",
+            "raw-prefix",
+            "curve-server-key",
+        ] {
             assert!(script.contains(sub), "{shell} lacks {sub}");
         }
     }
@@ -586,7 +593,7 @@ fn completions_and_man_page_describe_every_subcommand() {
         "{page}"
     );
     assert!(page.contains(".TH"), "{page}");
-    for sub in ["sub", "pub", "bench", "completions", "Exit codes"] {
+    for sub in ["sub", "pub", "bench", "keygen", "completions", "Exit codes"] {
         assert!(page.contains(sub), "the man page lacks {sub}");
     }
     let out = Command::new(XBUS).args(["man", "sub"]).output().unwrap();
@@ -594,4 +601,8 @@ fn completions_and_man_page_describe_every_subcommand() {
     let page = text(&out.stdout);
     assert!(page.contains(".TH xbus-sub 1"), "{page}");
     assert!(page.contains("raw\\-prefix"), "{page}");
+    assert!(page.contains("curve\\-server\\-key"), "{page}");
+    let out = Command::new(XBUS).args(["man", "keygen"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(".TH xbus-keygen 1"));
 }

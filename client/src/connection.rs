@@ -207,7 +207,12 @@ impl Target {
             };
         };
         let curve_config = curve.config();
-        match run_until(deadline, curve_handshake(&mut staged, &config, &curve_config)).await {
+        match run_until(
+            deadline,
+            curve_handshake(&mut staged, &config, &curve_config),
+        )
+        .await
+        {
             None | Some(Err(ZmtpError::HandshakeTimeout(_))) => {
                 Err(ConnectFailure::HandshakeTimedOut { timeout })
             }

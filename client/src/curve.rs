@@ -14,7 +14,8 @@
 //!   and [`SubscriberOptions::curve`](crate::SubscriberOptions::curve).
 //! - [`CurveKeyPair`], [`CurvePublicKey`]: keys and their Z85 text (40 characters).
 //! - [`load_key_pair`], [`load_public_key`], [`Certificate`]: key files in ZeroMQ's certificate
-//!   format, as `xbus keygen` and pyzmq's `zmq.auth.create_certificates` write them.
+//!   format, as `xbus keygen` and pyzmq's `zmq.auth.create_certificates` write them;
+//!   [`readable_by_others`] to warn about a secret key file others can read.
 //!
 //! What goes wrong is reported by `connect` as [`Error::Connect`](crate::Error::Connect) with
 //! [`ConnectFailure::WrongServerKey`](crate::ConnectFailure::WrongServerKey),
@@ -50,7 +51,8 @@
 //! ```
 
 pub use xbus_zmtp::curve::{
-    load_key_pair, load_public_key, Certificate, CurveKeyPair, CurvePublicKey, KeyFileError,
+    load_key_pair, load_public_key, readable_by_others, Certificate, CurveKeyPair, CurvePublicKey,
+    KeyFileError,
 };
 
 /// How a client speaks CURVE to the proxy: the proxy's public key, and the client's own key

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -95,7 +95,10 @@ impl PyProxy {
     fn wait_subscribed(&self, prefix: &[u8]) {
         let want = format!(
             "SUB 01{}",
-            prefix.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            prefix
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         );
         let deadline = Instant::now() + DEADLINE;
         loop {
@@ -146,22 +149,18 @@ async fn events_flow_through_a_libzmq_curve_proxy() {
     let proxy = PyProxy::start(Some(&server), &[]);
     let curve = CurveClient::new(server.public());
 
-    let mut sub = SubscriberAsync::<Inbox>::connect_with(
-        &proxy.subscribe,
-        sub_options(Some(curve.clone())),
-    )
-    .await
-    .unwrap();
+    let mut sub =
+        SubscriberAsync::<Inbox>::connect_with(&proxy.subscribe, sub_options(Some(curve.clone())))
+            .await
+            .unwrap();
     sub.subscribe::<Tick>(Some("a")).unwrap();
     proxy.wait_subscribed(b"Tick.a.");
 
     // a client key of its own, as an access file would list it
-    let publisher = PublisherAsync::connect_with(
-        &proxy.publish,
-        pub_options(Some(curve.key_pair(keys()))),
-    )
-    .await
-    .unwrap();
+    let publisher =
+        PublisherAsync::connect_with(&proxy.publish, pub_options(Some(curve.key_pair(keys()))))
+            .await
+            .unwrap();
     let mut big = tick("a", 99);
     big.note = "y".repeat(100_000); // long frames, sealed
     publisher.publish(&tick("b", 0)).await.unwrap(); // filtered out by the proxy
@@ -197,7 +196,10 @@ fn sealed_heartbeats_keep_a_quiet_connection_alive() {
     sub.subscribe_all().unwrap();
     proxy.wait_subscribed(b"Tick.");
     let events = sub.connection_events();
-    assert_eq!(events.recv(Some(DEADLINE)).unwrap(), ConnectionEvent::Connected);
+    assert_eq!(
+        events.recv(Some(DEADLINE)).unwrap(),
+        ConnectionEvent::Connected
+    );
 
     // Quiet for many heartbeat timeouts: time passing is what is tested here.
     assert!(matches!(
@@ -243,11 +245,9 @@ async fn a_wrong_server_key_fails_at_once() {
     assert!(text.contains("not the public key of the proxy"), "{text}");
     assert!(text.contains("check the server key"), "{text}");
 
-    let err = PublisherBlocking::connect_with(
-        &proxy.publish,
-        pub_options(Some(CurveClient::new(wrong))),
-    )
-    .unwrap_err();
+    let err =
+        PublisherBlocking::connect_with(&proxy.publish, pub_options(Some(CurveClient::new(wrong))))
+            .unwrap_err();
     assert!(
         matches!(
             err,
@@ -277,7 +277,10 @@ async fn mechanisms_that_differ_are_named() {
         } => assert_eq!((*ours, peer.as_str()), ("NULL", "CURVE")),
         other => panic!("{other}"),
     }
-    assert!(err.to_string().contains("the proxy requires CURVE"), "{err}");
+    assert!(
+        err.to_string().contains("the proxy requires CURVE"),
+        "{err}"
+    );
     let err = PublisherAsync::connect_with(&curve_proxy.publish, pub_options(None))
         .await
         .unwrap_err();
@@ -422,7 +425,10 @@ fn entry(name: &str, key: &CurveKeyPair, publish: &[&str], subscribe: &[&str]) -
 async fn wait_subscriptions(proxy: &ProxyHandle, n: usize) {
     let deadline = Instant::now() + DEADLINE;
     while proxy.stats().subscriptions < n {
-        assert!(Instant::now() < deadline, "no {n} subscriptions at the proxy");
+        assert!(
+            Instant::now() < deadline,
+            "no {n} subscriptions at the proxy"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -433,14 +439,17 @@ async fn wait_subscriptions(proxy: &ProxyHandle, n: usize) {
 async fn a_denied_subscription_is_a_typed_error_never_an_event() {
     let files = Files::new("sub");
     let (server, watcher, feeder) = (keys(), keys(), keys());
-    let access = entry("watcher", &watcher, &[], &["Tick.a"]) + &entry("feeder", &feeder, &[">"], &[]);
+    let access =
+        entry("watcher", &watcher, &[], &["Tick.a"]) + &entry("feeder", &feeder, &[">"], &[]);
     let proxy = xbus_proxy(&files, &server, Some(&access)).await;
     let (fe, be) = endpoints(&proxy);
     let client = |k: &CurveKeyPair| CurveClient::new(server.public()).key_pair(k.clone());
 
     // Decode errors skipped: a denial is reported anyway.
     let options = sub_options(Some(client(&watcher))).on_decode_error(xbus::OnDecodeError::Skip);
-    let mut sub = SubscriberAsync::<Inbox>::connect_with(&be, options).await.unwrap();
+    let mut sub = SubscriberAsync::<Inbox>::connect_with(&be, options)
+        .await
+        .unwrap();
     sub.subscribe::<Alarm>(None).unwrap();
     match sub.get(Some(DEADLINE)).await {
         Err(Error::SubscriptionDenied { prefix }) => assert_eq!(&prefix[..], b"Alarm."),
@@ -498,9 +507,13 @@ async fn a_denied_publish_is_reported_as_a_connection_event() {
     sub.subscribe_raw(b"");
     wait_subscriptions(&proxy, 1).await;
 
-    let publisher = PublisherBlocking::connect_with(&fe, pub_options(Some(client(&feeder)))).unwrap();
+    let publisher =
+        PublisherBlocking::connect_with(&fe, pub_options(Some(client(&feeder)))).unwrap();
     let events = publisher.connection_events();
-    assert_eq!(events.recv(Some(DEADLINE)).unwrap(), ConnectionEvent::Connected);
+    assert_eq!(
+        events.recv(Some(DEADLINE)).unwrap(),
+        ConnectionEvent::Connected
+    );
     publisher.publish(&tick("b", 1)).unwrap();
     publisher.publish(&tick("a", 2)).unwrap();
     // Once the proxy confirms it has read them, its notice is in: no waiting on a guess.
@@ -526,13 +539,20 @@ async fn a_denied_publish_is_reported_as_a_connection_event() {
 async fn the_xbus_proxy_refusals_are_typed() {
     let files = Files::new("refuse");
     let (server, known) = (keys(), keys());
-    let proxy = xbus_proxy(&files, &server, Some(&entry("known", &known, &[">"], &[">"]))).await;
+    let proxy = xbus_proxy(
+        &files,
+        &server,
+        Some(&entry("known", &known, &[">"], &[">"])),
+    )
+    .await;
     let (fe, be) = endpoints(&proxy);
 
     let stranger = keys();
     let err = PublisherAsync::connect_with(
         &fe,
-        pub_options(Some(CurveClient::new(server.public()).key_pair(stranger.clone()))),
+        pub_options(Some(
+            CurveClient::new(server.public()).key_pair(stranger.clone()),
+        )),
     )
     .await
     .unwrap_err();
@@ -548,7 +568,9 @@ async fn the_xbus_proxy_refusals_are_typed() {
     let started = Instant::now();
     let err = RawSubscriberAsync::connect_with(
         &be,
-        sub_options(Some(CurveClient::new(keys().public()).key_pair(known.clone()))),
+        sub_options(Some(
+            CurveClient::new(keys().public()).key_pair(known.clone()),
+        )),
     )
     .await
     .unwrap_err();

@@ -816,7 +816,6 @@ impl PubDriver {
             }
         }
     }
-
 }
 
 impl Drop for PubDriver {

@@ -47,6 +47,7 @@ pub fn tick(source: &str, seq: u64) -> Tick {
     }
 }
 
+#[allow(unused_imports)] // not every test file uses it
 pub use xbus_tests::TestProxy;
 
 /// An endpoint where nothing listens (a port that was free a moment ago).
