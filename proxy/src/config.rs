@@ -349,17 +349,14 @@ fn commented_toml(table: &toml::Table, defaults: &toml::Table) -> String {
         defaults: Option<&toml::Table>,
         docs: &[(&str, &str)],
     ) {
-        for (key, doc) in docs.iter().filter(|(key, _)| !table.contains_key(*key)) {
-            // an optional setting that is not set
-            let _ = writeln!(out, "\n# {doc} Not set by default.\n# {key} = \"PATH\"");
-        }
-        let documented = docs.iter().filter(|(key, _)| table.contains_key(*key));
         let rest = table
             .keys()
             .filter(|key| !docs.iter().any(|(k, _)| k == key))
             .map(|key| (key.as_str(), ""));
-        for (key, doc) in documented.copied().chain(rest) {
+        for (key, doc) in docs.iter().copied().chain(rest) {
             let Some(value) = table.get(key) else {
+                // an optional setting that is not set
+                let _ = writeln!(out, "\n# {doc} Not set by default.\n# {key} = \"PATH\"");
                 continue;
             };
             if value.is_table() {
