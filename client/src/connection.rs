@@ -416,8 +416,9 @@ pub(crate) async fn run<D: Driver>(
             }
         }
     };
-    // After a reconnect the proxy refused for good reasons (our keys), wait at least this long.
-    let mut refused_for_keys = false;
+    // Whether the last reconnect failed in a way a retry is unlikely to fix (our keys, a wrong
+    // peer): then wait at least [`NOT_RETRYABLE_INTERVAL`] before the next.
+    let mut not_retryable = false;
     loop {
         if let Some(connected) = session.take() {
             tracing::debug!(endpoint = %target.name, peer = %connected.peer.socket_type, "connected");
@@ -436,7 +437,7 @@ pub(crate) async fn run<D: Driver>(
             }
         }
         let mut interval = target.options.reconnect_interval();
-        if refused_for_keys {
+        if not_retryable {
             interval = interval.max(NOT_RETRYABLE_INTERVAL);
         }
         let sleep = tokio::time::sleep(interval);
@@ -447,7 +448,7 @@ pub(crate) async fn run<D: Driver>(
             None => return,
             Some(Ok(connected)) => {
                 tracing::info!(endpoint = %target.name, "reconnected to the proxy");
-                refused_for_keys = false;
+                not_retryable = false;
                 session = Some(connected);
             }
             Some(Err(err)) if !err.retryable() => {
@@ -459,11 +460,11 @@ pub(crate) async fn run<D: Driver>(
                     hint = err.hint(),
                     "reconnect refused; retrying"
                 );
-                refused_for_keys = true;
+                not_retryable = true;
             }
             Some(Err(err)) => {
                 tracing::debug!(endpoint = %target.name, error = %err, "reconnect failed");
-                refused_for_keys = false;
+                not_retryable = false;
             }
         }
     }

@@ -640,3 +640,66 @@ async fn encryption_without_an_access_file_admits_fresh_keys() {
         assert_eq!(sub.get(Some(DEADLINE)).await.unwrap(), tick("z", seq));
     }
 }
+
+/// The operator removes the key (access file reloaded): the client is disconnected, its
+/// reconnects are refused (and retried); once the key is back, it reconnects by itself and
+/// its subscription is sent again, sealed under a new handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_removed_and_restored_reconnects_by_itself() {
+    let files = Files::new("reload");
+    let (server, watcher, feeder) = (keys(), keys(), keys());
+    let with_watcher =
+        entry("watcher", &watcher, &[], &[">"]) + &entry("feeder", &feeder, &[">"], &[]);
+    let proxy = xbus_proxy(&files, &server, Some(&with_watcher)).await;
+    let (fe, be) = endpoints(&proxy);
+    let client = |k: &CurveKeyPair| CurveClient::new(server.public()).key_pair(k.clone());
+
+    let options = sub_options(Some(client(&watcher))).reconnect_interval(Duration::from_millis(20));
+    let mut sub = SubscriberAsync::<Tick>::connect_with(&be, options)
+        .await
+        .unwrap();
+    let events = sub.connection_events();
+    assert_eq!(
+        tokio::time::timeout(DEADLINE, events.next()).await.unwrap(),
+        Some(ConnectionEvent::Connected)
+    );
+    sub.subscribe_all().unwrap();
+    wait_subscriptions(&proxy, 1).await;
+
+    // Removed: disconnected, and kept out.
+    files.write("access.toml", &entry("feeder", &feeder, &[">"], &[]));
+    assert_eq!(proxy.reload_access().unwrap(), 1);
+    match tokio::time::timeout(DEADLINE, events.next()).await.unwrap() {
+        Some(ConnectionEvent::Disconnected { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!sub.state().is_connected());
+    // Its reconnects are refused at the handshake (and retried, at most once a second).
+    let deadline = Instant::now() + DEADLINE;
+    while proxy
+        .stats()
+        .refused
+        .get("curve_client_not_admitted")
+        .copied()
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(Instant::now() < deadline, "{:?}", proxy.stats().refused);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!sub.state().is_connected());
+
+    // Restored: back by itself, subscription and all.
+    files.write("access.toml", &with_watcher);
+    proxy.reload_access().unwrap();
+    match tokio::time::timeout(DEADLINE, events.next()).await.unwrap() {
+        Some(ConnectionEvent::Reconnected { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    wait_subscriptions(&proxy, 1).await;
+    let publisher = PublisherAsync::connect_with(&fe, pub_options(Some(client(&feeder))))
+        .await
+        .unwrap();
+    publisher.publish(&tick("back", 1)).await.unwrap();
+    assert_eq!(sub.get(Some(DEADLINE)).await.unwrap(), tick("back", 1));
+}
