@@ -668,7 +668,7 @@ async fn a_key_removed_and_restored_reconnects_by_itself() {
 
     // Removed: disconnected, and kept out.
     files.write("access.toml", &entry("feeder", &feeder, &[">"], &[]));
-    assert_eq!(proxy.reload_access().unwrap(), 1);
+    assert_eq!(proxy.reload_access().unwrap().disconnected, 1);
     match tokio::time::timeout(DEADLINE, events.next()).await.unwrap() {
         Some(ConnectionEvent::Disconnected { .. }) => {}
         other => panic!("{other:?}"),

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use xbus_zmtp::curve::CurvePublicKey;
@@ -329,11 +330,59 @@ impl AccessTable {
     }
 }
 
-/// A connection as the access control sees it, so a reload can end it.
+/// One connection's rights, replaced in place when a reload changes them (for a subscriber,
+/// whose connection a reload must not end: libzmq SUB sockets do not subscribe again after a
+/// reconnect).
+#[derive(Debug)]
+pub(crate) struct RightsCell {
+    current: Mutex<Arc<Rights>>,
+    changed: Notify,
+}
+
+impl RightsCell {
+    pub(crate) fn new(rights: Arc<Rights>) -> RightsCell {
+        RightsCell {
+            current: Mutex::new(rights),
+            changed: Notify::new(),
+        }
+    }
+
+    /// The rights in force.
+    pub(crate) fn get(&self) -> Arc<Rights> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, rights: Arc<Rights>) {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = rights;
+        self.changed.notify_one();
+    }
+
+    /// Completes after the rights were replaced (at once if that happened since the last
+    /// call). Cancel-safe.
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+}
+
+/// What a reload does to a connection whose key's rights changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnChange {
+    /// Replace its rights in place (subscribers: their subscriptions are re-checked).
+    Update,
+    /// End it (publishers: they reconnect and hear the subscriptions narrowed to the new
+    /// rights).
+    Disconnect,
+}
+
+/// A connection as the access control sees it, so a reload can update or end it.
 #[derive(Debug)]
 struct Live {
     key: CurvePublicKey,
-    rights: Arc<Rights>,
+    rights: Arc<RightsCell>,
+    on_change: OnChange,
     peer: String,
     token: CancellationToken,
 }
@@ -376,7 +425,8 @@ impl Access {
         self: &Arc<Self>,
         id: u64,
         key: CurvePublicKey,
-        rights: Arc<Rights>,
+        rights: Arc<RightsCell>,
+        on_change: OnChange,
         peer: &str,
         token: CancellationToken,
     ) -> Registration {
@@ -385,6 +435,7 @@ impl Access {
             Live {
                 key,
                 rights,
+                on_change,
                 peer: peer.to_owned(),
                 token,
             },
@@ -400,36 +451,61 @@ impl Access {
     }
 
     /// Reads the access file again. A file that cannot be used leaves the rules as they were.
-    /// Connections of keys no longer admitted are ended, and so are those whose rights changed
-    /// (their clients reconnect and subscribe again under the new rules). Returns how many
-    /// connections were ended.
-    pub(crate) fn reload(&self) -> Result<usize, AccessError> {
+    /// Connections of keys no longer admitted are ended. Connections whose rights changed are
+    /// updated in place (subscribers) or ended (publishers, which reconnect under the new
+    /// rights). Returns how many connections were ended or updated.
+    pub(crate) fn reload(&self) -> Result<Reloaded, AccessError> {
         let Some(path) = &self.file else {
-            return Ok(0);
+            return Ok(Reloaded::default());
         };
         let table = Arc::new(AccessTable::load(path)?);
         *self.table.write().unwrap_or_else(PoisonError::into_inner) = Some(table.clone());
-        let mut ended = 0;
+        let mut done = Reloaded::default();
         for (id, live) in self.lock().iter() {
+            let old = live.rights.get();
             match table.rights(&live.key) {
                 None => {
-                    warn!(peer = %live.peer, id, key = %live.key, name = %live.rights.name,
+                    warn!(peer = %live.peer, id, key = %live.key, name = %old.name,
                         "access file reloaded: key no longer admitted; disconnecting");
                     live.token.cancel();
-                    ended += 1;
+                    done.disconnected += 1;
                 }
-                Some(r) if *r != *live.rights => {
-                    info!(peer = %live.peer, id, key = %live.key, name = %r.name,
-                        "access file reloaded: rights changed; disconnecting so the client reconnects under them");
-                    live.token.cancel();
-                    ended += 1;
-                }
+                Some(new) if *new != *old => match live.on_change {
+                    OnChange::Update => {
+                        info!(peer = %live.peer, id, key = %live.key, name = %new.name,
+                            "access file reloaded: rights changed; subscriptions checked again");
+                        live.rights.set(new);
+                        done.updated += 1;
+                    }
+                    OnChange::Disconnect => {
+                        info!(peer = %live.peer, id, key = %live.key, name = %new.name,
+                            "access file reloaded: rights changed; disconnecting so the publisher reconnects under them");
+                        live.token.cancel();
+                        done.disconnected += 1;
+                    }
+                },
                 Some(_) => {}
             }
         }
-        info!(path = %path.display(), keys = table.len(), disconnected = ended, "access file reloaded");
-        Ok(ended)
+        info!(
+            path = %path.display(),
+            keys = table.len(),
+            disconnected = done.disconnected,
+            updated = done.updated,
+            "access file reloaded"
+        );
+        Ok(done)
     }
+}
+
+/// What a reload of the access file did to the connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Connections ended: their key is no longer admitted, or a publisher's rights changed.
+    pub disconnected: usize,
+    /// Subscribers whose rights changed: their subscriptions were checked again, and those now
+    /// outside their rights withdrawn (each with a denial notice).
+    pub updated: usize,
 }
 
 /// Unregisters a connection from [`Access`] when dropped.

@@ -369,14 +369,15 @@ impl ProxyHandle {
     }
 
     /// Reads the access file again (what SIGHUP does in the binary): connections of keys no
-    /// longer admitted are ended, and so are connections whose rights changed (clients
-    /// reconnect under the new rules); the others are untouched. A file that cannot be used
-    /// leaves the rules in force as they were. Returns how many connections were ended; `Ok(0)`
-    /// when the proxy has no access file.
-    pub fn reload_access(&self) -> Result<usize, Error> {
+    /// longer admitted are ended; a subscriber whose rights changed keeps its connection and
+    /// loses the subscriptions its new rights refuse (each with a denial notice); a publisher
+    /// whose rights changed is disconnected, and reconnects under them. The others are
+    /// untouched. A file that cannot be used leaves the rules in force as they were. Without
+    /// an access file, nothing happens.
+    pub fn reload_access(&self) -> Result<access::Reloaded, Error> {
         match &self.ctx.security {
             Some(s) => Ok(s.access.reload()?),
-            None => Ok(0),
+            None => Ok(access::Reloaded::default()),
         }
     }
 

@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use xbus_zmtp::{Decoder, Inbound, Liveness, Stream};
 
-use crate::access::{notice, ForwardFilter, PrefixRules, DENIED_PUBLISH_TOPIC};
+use crate::access::{
+    notice, ForwardFilter, OnChange, PrefixRules, RightsCell, DENIED_PUBLISH_TOPIC,
+};
 use crate::context::Ctx;
 use crate::peer::PublisherShared;
 use crate::protocol::{handle_common_command, prepare_read, send_ping, PartialWatch, READ_RESERVE};
@@ -46,8 +48,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
         Some(c) => {
             info!(peer = %peer, id, socket_type = %info.socket_type, key = %c.key, name = %c.rights.name, "publisher connected (CURVE)");
             let registration = ctx.security.as_ref().map(|s| {
+                let cell = Arc::new(RightsCell::new(c.rights.clone()));
                 s.access
-                    .register(id, c.key, c.rights.clone(), &peer, token.clone())
+                    .register(id, c.key, cell, OnChange::Disconnect, &peer, token.clone())
             });
             let restricted = !c.rights.publish.is_all();
             let filter = restricted.then(|| ForwardFilter::new(c.rights.clone()));

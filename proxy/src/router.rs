@@ -254,6 +254,16 @@ impl Router {
         Slot(slot)
     }
 
+    /// The prefixes the subscriber in `slot` holds (for re-checking them against new rights).
+    pub(crate) fn prefixes_of(&self, slot: Slot) -> Vec<Bytes> {
+        self.read()
+            .subscribers
+            .get(slot.0 as usize)
+            .and_then(Option::as_ref)
+            .map(|e| e.prefixes.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Applies a subscribe or cancel from the subscriber in `slot`.
     pub(crate) fn subscription(&self, slot: Slot, sub: Subscription) -> Result<(), Error> {
         let mut guard = self.write();

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use xbus_zmtp::{Command, Decoder, Inbound, Liveness, Stream, Subscription, ZmtpError};
 
-use crate::access::{notice, PrefixRules, DENIED_SUBSCRIBE_TOPIC};
+use crate::access::{notice, OnChange, RightsCell, DENIED_SUBSCRIBE_TOPIC};
 use crate::context::Ctx;
 use crate::peer::SubscriberShared;
 use crate::protocol::{
@@ -58,15 +58,21 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
         }
         Some(c) => {
             info!(peer = %peer, id, socket_type = %hs_peer.socket_type, key = %c.key, name = %c.rights.name, "subscriber connected (CURVE)");
+            let cell = Arc::new(RightsCell::new(c.rights));
             let registration = ctx.security.as_ref().map(|s| {
-                s.access
-                    .register(id, c.key, c.rights.clone(), &peer, token.clone())
+                s.access.register(
+                    id,
+                    c.key,
+                    cell.clone(),
+                    OnChange::Update,
+                    &peer,
+                    token.clone(),
+                )
             });
-            let restricted = !c.rights.subscribe.is_all();
             (
                 Some(c.opener),
                 Outbound::new(None, Some(c.sealer)),
-                restricted.then_some(c.rights),
+                Some(cell),
                 registration,
             )
         }
@@ -105,7 +111,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
                 slot,
                 token: &token,
                 opener: opener.as_mut(),
-                subscribe: rights.as_ref().map(|r| &r.subscribe),
+                rights: rights.as_deref(),
             };
             read_loop(&ctx, &mut rd, buffer, conn, live).await
         }
@@ -156,8 +162,8 @@ struct Conn<'a> {
     token: &'a CancellationToken,
     /// CURVE: opens the peer's boxes.
     opener: Option<&'a mut Opener>,
-    /// With an access file: what it may subscribe to.
-    subscribe: Option<&'a PrefixRules>,
+    /// CURVE: what its key may do (replaced when a reload changes it).
+    rights: Option<&'a RightsCell>,
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
@@ -201,8 +207,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
             };
             if let Some(sub) = sub {
                 check_len(ctx, &sub)?;
-                if let (Subscription::Subscribe(prefix), Some(rules)) = (&sub, conn.subscribe) {
-                    if !rules.allows_subscription(prefix) {
+                if let (Subscription::Subscribe(prefix), Some(cell)) = (&sub, conn.rights) {
+                    if !cell.get().subscribe.allows_subscription(prefix) {
                         deny(ctx, shared, prefix);
                         continue;
                     }
@@ -238,10 +244,36 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 }
                 r = partial.check() => r?,
+                _ = rights_changed(conn.rights) => withdraw(ctx, &conn)?,
             }
         }
         live.heard();
     }
+}
+
+/// Completes when the subscriber's rights were replaced by a reload (never without CURVE).
+async fn rights_changed(rights: Option<&RightsCell>) {
+    match rights {
+        Some(cell) => cell.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// After a reload changed the subscriber's rights: cancels the subscriptions they no longer
+/// allow, each with a denial notice.
+fn withdraw(ctx: &Ctx, conn: &Conn<'_>) -> Result<(), Error> {
+    let Some(cell) = conn.rights else {
+        return Ok(());
+    };
+    let rules = cell.get();
+    for prefix in ctx.router.prefixes_of(conn.slot) {
+        if !rules.subscribe.allows_subscription(&prefix) {
+            deny(ctx, conn.shared, &prefix);
+            ctx.router
+                .subscription(conn.slot, Subscription::Cancel(prefix))?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a subscription outside the subscriber's rights: counted, logged, and the subscriber
