@@ -14,6 +14,11 @@
 #   PROXY_CMD/PROXY_NAME, PROXY2_CMD/PROXY2_NAME, PROXY3_CMD/PROXY3_NAME: more proxies, any command
 #     line with {PUB_PORT} {SUB_PORT} {PUB_EP} {SUB_EP} placeholders (relative paths: repository root)
 #   HOSTILE [0]  1 adds "xbus_hostile": xbus with bench/hostile_mix.py attacking it
+#   CURVE [0]  1 = CURVE on both sides of every proxy: one server key pair per run (pubsub_load
+#     keygen), written as a ZeroMQ certificate for xbus (--curve-key-file) and passed to libzmq_proxy
+#     (--curve-secret/--curve-public); every peer is a CURVE client with its own fresh key pair; in
+#     "direct" the binding publisher is the CURVE server. Custom slots may use {CURVE_KEY_FILE}
+#     {CURVE_SECRET} {CURVE_PUBLIC} (empty without CURVE=1).
 #   BENCH_WORK [/tmp/xbus-bench]  OUT [$BENCH_WORK/results/<timestamp>]  BASE_PORT [17000]
 #   RUN_TIMEOUT [120] seconds, hard cap for each process of a throughput/latency run
 set -euo pipefail
@@ -36,6 +41,7 @@ HOL_RATE=${HOL_RATE:-50000}
 HOL_N=${HOL_N:-1000000}
 STALL_MS=${STALL_MS:-25000}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
+CURVE=${CURVE:-0}
 PORT=${BASE_PORT:-17000}
 SCENARIOS=${*:-${SCENARIOS:-thr1 fan4 filter10 lat hol}}
 PROXIES=${PROXIES:-direct libzmq libzmq_nohwm xbus}
@@ -48,6 +54,7 @@ OUT=${OUT:-$BENCH_WORK/results/$(date +%Y%m%d-%H%M%S)}
 for v in REPS N SIZE LAT_RATE LAT_N HOL_RATE HOL_N STALL_MS RUN_TIMEOUT PORT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
+[[ $CURVE =~ ^[01]$ ]] || die "CURVE must be 0 or 1, got '$CURVE'"
 for sc in $SCENARIOS; do
   case $sc in thr1 | fan4 | filter10 | lat | hol) ;; *) die "unknown scenario '$sc' (thr1 fan4 filter10 lat hol)" ;; esac
 done
@@ -55,6 +62,30 @@ done
 bash "$here/build.sh"
 XBUS_BIN=${XBUS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/xbus-proxy}
 [ -x "$XBUS_BIN" ] || die "no xbus-proxy at $XBUS_BIN"
+
+# CURVE=1: one server key pair for the whole run. Z85 text holds shell characters ($ & ( ) < > ...):
+# it is quoted (printf %q) wherever it goes into a command line that bash -c reads.
+CURVE_PUBLIC="" CURVE_SECRET="" CURVE_KEY_FILE=""
+if [ "$CURVE" = 1 ]; then
+  mkdir -p "$OUT"
+  keys=$("$LOAD" keygen) || die "pubsub_load keygen failed (libzmq without CURVE?)"
+  read -r CURVE_PUBLIC CURVE_SECRET <<<"$keys"
+  [ ${#CURVE_PUBLIC} = 40 ] && [ ${#CURVE_SECRET} = 40 ] || die "pubsub_load keygen printed '$keys'"
+  # ZeroMQ's certificate format (CZMQ zcert; pyzmq's zmq.auth reads it), readable by us only
+  CURVE_KEY_FILE=$OUT/curve_server.key_secret
+  (
+    umask 077
+    printf '#   ****  Generated on %s by bench/run.sh  ****\n' "$(date -Is)"
+    printf '#   ZeroMQ CURVE **Secret** Certificate\n'
+    printf '#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n\n'
+    printf 'metadata\ncurve\n    public-key = "%s"\n    secret-key = "%s"\n' "$CURVE_PUBLIC" "$CURVE_SECRET"
+  ) >"$CURVE_KEY_FILE"
+  chmod 600 "$CURVE_KEY_FILE"
+  XBUS_ARGS="$XBUS_ARGS --curve-key-file $(printf %q "$CURVE_KEY_FILE")"
+  LIBZMQ_CURVE=" --curve-secret $(printf %q "$CURVE_SECRET") --curve-public $(printf %q "$CURVE_PUBLIC")"
+else
+  LIBZMQ_CURVE=""
+fi
 
 # Custom slots are appended to PROXIES; a slot's name wins over a built-in of the same name.
 declare -A CUSTOM=()
@@ -76,8 +107,8 @@ proxy_template() {
   if [ -n "${CUSTOM[$1]:-}" ]; then echo "${CUSTOM[$1]}"; return; fi
   case $1 in
     direct) echo "" ;;
-    libzmq) echo "$BIN/libzmq_proxy {PUB_EP} {SUB_EP}" ;;        # default HWM 1000: drops
-    libzmq_nohwm) echo "$BIN/libzmq_proxy {PUB_EP} {SUB_EP} 0" ;; # unlimited queues
+    libzmq) echo "$BIN/libzmq_proxy {PUB_EP} {SUB_EP}$LIBZMQ_CURVE" ;;        # default HWM 1000: drops
+    libzmq_nohwm) echo "$BIN/libzmq_proxy {PUB_EP} {SUB_EP} 0$LIBZMQ_CURVE" ;; # unlimited queues
     xbus) echo "$XBUS_CMD" ;;
     *) return 1 ;;
   esac
@@ -118,6 +149,9 @@ start_proxy() {
   cmd=${cmd//\{SUB_PORT\}/$SUB_PORT}
   cmd=${cmd//\{PUB_EP\}/$PUB_EP}
   cmd=${cmd//\{SUB_EP\}/$SUB_EP}
+  cmd=${cmd//\{CURVE_KEY_FILE\}/$(printf %q "$CURVE_KEY_FILE")}
+  cmd=${cmd//\{CURVE_SECRET\}/$(printf %q "$CURVE_SECRET")}
+  cmd=${cmd//\{CURVE_PUBLIC\}/$(printf %q "$CURVE_PUBLIC")}
   echo "$cmd" >"$2/proxy.cmd"
   /usr/bin/time -v -o "$2/proxy.time" timeout -s TERM -k 5 "$3" bash -c "exec $cmd" \
     >"$2/proxy.out" 2>"$2/proxy.err" &
@@ -166,20 +200,27 @@ run_one() {
   # direct: the publisher binds an XPUB on the PUB port and subscribers connect to it
   local sub_ep=$SUB_EP pub_attach=(--connect "$PUB_EP")
   [ "$px" = direct ] && sub_ep=$PUB_EP pub_attach=(--bind "$PUB_EP")
+  # CURVE=1: every peer is a CURVE client of the proxy; in direct, the publisher is the server
+  local -a curve=() pub_curve=()
+  if [ "$CURVE" = 1 ]; then
+    curve=(--curve-server-key "$CURVE_PUBLIC")
+    pub_curve=("${curve[@]}")
+    [ "$px" = direct ] && pub_curve=(--curve-server --curve-secret "$CURVE_SECRET")
+  fi
 
   local -a spids=()
   local i=0 s stall=""
   if [ "$sc" = hol ]; then
     # a subscriber that stops reading for STALL_MS (small socket buffers, so the proxy holds the backlog)
     timeout -s KILL "$cap" "$LOAD" stall --connect "$sub_ep" --sub Bench. --hwm 100 --rcvbuf 65536 \
-      --stall-ms "$STALL_MS" >"$dir/stall.out" 2>"$dir/stall.err" &
+      --stall-ms "$STALL_MS" ${curve[@]+"${curve[@]}"} >"$dir/stall.out" 2>"$dir/stall.err" &
     stall=$!
     PIDS+=("$stall")
     sleep 0.3
   fi
   for s in "${subs[@]}"; do
     timeout -s KILL "$cap" "$LOAD" sub --connect "$sub_ep" --sub "$s" -n "$n" -k "$k" $lat \
-      --idle-ms "$idle" --timeout-ms $((cap * 1000 - 5000)) --label "s$i" \
+      --idle-ms "$idle" --timeout-ms $((cap * 1000 - 5000)) --label "s$i" ${curve[@]+"${curve[@]}"} \
       >"$dir/sub$i.out" 2>"$dir/sub$i.err" &
     spids+=($!)
     PIDS+=($!)
@@ -188,7 +229,7 @@ run_one() {
   sleep 0.5
   timeout -s KILL "$cap" "$LOAD" pub "${pub_attach[@]}" --xpub --wait-subs 1 --warmup-ms 500 \
     --linger-ms $(((cap - 10) * 1000)) -n "$n" -s "$SIZE" -k "$k" --rate "$rate" \
-    >"$dir/pub.out" 2>"$dir/pub.err" &
+    ${pub_curve[@]+"${pub_curve[@]}"} >"$dir/pub.out" 2>"$dir/pub.err" &
   local pub=$!
   PIDS+=("$pub")
   wait "$pub" || echo "publisher exited with $?" >>"$dir/error" # in the background: INT acts at once
@@ -204,9 +245,10 @@ mkdir -p "$OUT"
   echo "xbus=$(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" diff --quiet 2>/dev/null || echo -dirty) bin=$XBUS_BIN"
   echo "libzmq=$(dpkg-query -W -f='${Version}' libzmq5 2>/dev/null || echo unknown)"
   echo "scenarios=$SCENARIOS proxies=$PROXIES reps=$REPS N=$N SIZE=$SIZE LAT_RATE=$LAT_RATE LAT_N=$LAT_N HOL_RATE=$HOL_RATE HOL_N=$HOL_N STALL_MS=$STALL_MS"
+  if [ "$CURVE" = 1 ]; then echo "curve=1 server_public_key=$CURVE_PUBLIC key_file=$CURVE_KEY_FILE"; fi
   for name in "${!CUSTOM[@]}"; do echo "$name: ${CUSTOM[$name]}"; done
 } >"$OUT/meta.txt"
-log "bench: scenarios=[$SCENARIOS] proxies=[$PROXIES] reps=$REPS N=$N out=$OUT"
+log "bench: scenarios=[$SCENARIOS] proxies=[$PROXIES] reps=$REPS N=$N$([ "$CURVE" = 1 ] && echo " CURVE=1") out=$OUT"
 
 read -r -a plist <<<"$PROXIES"
 for sc in $SCENARIOS; do
@@ -219,5 +261,8 @@ for sc in $SCENARIOS; do
     done
   done
 done
-SIZE=$SIZE python3 "$here/summarize.py" "$OUT" "$PROXIES" | tee "$OUT/summary.md"
+{
+  if [ "$CURVE" = 1 ]; then echo "CURVE on both sides of every proxy (server public key \`$CURVE_PUBLIC\`)."; echo; fi
+  SIZE=$SIZE python3 "$here/summarize.py" "$OUT" "$PROXIES"
+} | tee "$OUT/summary.md"
 log "bench: raw output and summary.md in $OUT"

@@ -12,6 +12,15 @@
  *                     [--latency] [--label L] [--progress-ms MS]
  *   pubsub_load stall (--connect EP) [--sub PREFIX]... [--hwm H] [--rcvbuf BYTES]
  *                     [--stall-ms MS]       (connects, subscribes, never reads)
+ *   pubsub_load keygen                     (prints "PUBLIC SECRET", a new CURVE key pair in Z85)
+ *
+ * CURVE (every mode; keys are 40-character Z85 text):
+ *   --curve-server-key KEY   be a CURVE client of the server whose public key is KEY, with a
+ *                            fresh key pair (zmq_curve_keypair) unless --curve-secret is given
+ *   --curve-secret KEY [--curve-public KEY]   our own key pair (the public key is derived from
+ *                            the secret one; --curve-public, when given, must match it)
+ *   --curve-server           be the CURVE server instead (needs --curve-secret), e.g. a
+ *                            publisher that binds in the no-proxy baseline
  *
  * Message = 2 frames: frame0 = topic (e.g. "Bench.t0007."), frame1 = payload.
  * Payload header (little endian, 32 bytes), rest is filler:
@@ -78,6 +87,10 @@ struct opts {
     int rcvbuf;
     int stall_ms;
     int progress_ms;
+    const char *curve_server_key;
+    const char *curve_secret;
+    const char *curve_public;
+    int curve_server;
 };
 
 static void usage(void) {
@@ -88,7 +101,10 @@ static void usage(void) {
             "          --wait-subs M (xpub only, 1) --wait-timeout-ms MS (10000) --linger-ms MS (60000)\n"
             "  sub:    --sub PREFIX (repeatable, default \"\") --idle-ms MS (2000) --timeout-ms MS (60000)\n"
             "          --latency --label L --progress-ms MS (0=off)\n"
-            "  stall:  --sub PREFIX --hwm H --rcvbuf BYTES --stall-ms MS (10000)\n");
+            "  stall:  --sub PREFIX --hwm H --rcvbuf BYTES --stall-ms MS (10000)\n"
+            "  CURVE:  --curve-server-key Z85 [--curve-secret Z85 [--curve-public Z85]]  (client)\n"
+            "          --curve-server --curve-secret Z85 [--curve-public Z85]             (server)\n"
+            "  pubsub_load keygen: prints \"PUBLIC SECRET\" (Z85)\n");
     exit(1);
 }
 
@@ -118,6 +134,8 @@ static void parse(int argc, char **argv, struct opts *o) {
         {"linger-ms", 1, 0, 'L'}, {"sub", 1, 0, 'S'},         {"idle-ms", 1, 0, 'i'},
         {"timeout-ms", 1, 0, 't'}, {"latency", 0, 0, 'l'},    {"label", 1, 0, 'a'},
         {"rcvbuf", 1, 0, 'R'},    {"stall-ms", 1, 0, 'z'},    {"progress-ms", 1, 0, 'p'},
+        {"curve-server-key", 1, 0, 'K'}, {"curve-secret", 1, 0, 'Y'}, {"curve-public", 1, 0, 'P'},
+        {"curve-server", 0, 0, 'V'},
         {0, 0, 0, 0}};
     int c;
     optind = 2;
@@ -146,16 +164,77 @@ static void parse(int argc, char **argv, struct opts *o) {
         case 'R': o->rcvbuf = atoi(optarg); break;
         case 'z': o->stall_ms = atoi(optarg); break;
         case 'p': o->progress_ms = atoi(optarg); break;
+        case 'K': o->curve_server_key = optarg; break;
+        case 'Y': o->curve_secret = optarg; break;
+        case 'P': o->curve_public = optarg; break;
+        case 'V': o->curve_server = 1; break;
         default: usage();
         }
     }
     if (!o->connect_ep && !o->bind_ep) usage();
+    if (o->curve_server && (o->curve_server_key || !o->curve_secret)) {
+        fprintf(stderr, "pubsub_load: --curve-server needs --curve-secret and excludes --curve-server-key\n");
+        exit(1);
+    }
+    if ((o->curve_secret || o->curve_public) && !o->curve_server && !o->curve_server_key) {
+        fprintf(stderr, "pubsub_load: --curve-secret/--curve-public need --curve-server-key (client) or --curve-server\n");
+        exit(1);
+    }
+    if (o->curve_public && !o->curve_secret) {
+        fprintf(stderr, "pubsub_load: --curve-public needs --curve-secret\n");
+        exit(1);
+    }
     if (o->size < HDR) o->size = HDR;
     if (o->k < 1) o->k = 1;
     if (o->nsubs == 0) o->subs[o->nsubs++] = "";
 }
 
+static void check_key(const char *what, const char *key) {
+    uint8_t raw[32];
+    if (strlen(key) != 40 || !zmq_z85_decode(raw, key)) {
+        fprintf(stderr, "pubsub_load: %s: not a 40-character Z85 key\n", what);
+        exit(1);
+    }
+}
+
+/* CURVE options, set before bind/connect. Nothing without any --curve-* flag. */
+static void apply_curve(void *s, const struct opts *o) {
+    if (!o->curve_server_key && !o->curve_server) return;
+    if (!zmq_has("curve")) {
+        fprintf(stderr, "pubsub_load: this libzmq was built without CURVE\n");
+        exit(2);
+    }
+    char pub[41], sec[41];
+    if (o->curve_secret) {
+        check_key("--curve-secret", o->curve_secret);
+        memcpy(sec, o->curve_secret, 41);
+        if (zmq_curve_public(pub, sec) != 0) die("zmq_curve_public");
+        if (o->curve_public && strcmp(o->curve_public, pub) != 0) {
+            fprintf(stderr, "pubsub_load: --curve-public does not match --curve-secret (its public key is %s)\n", pub);
+            exit(1);
+        }
+    } else if (zmq_curve_keypair(pub, sec) != 0) {
+        die("zmq_curve_keypair");
+    }
+    if (o->curve_server) {
+        int one = 1;
+        if (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+            zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40) != 0)
+            die("zmq_setsockopt CURVE server");
+        fprintf(stderr, "pubsub_load %s: CURVE server, public key %s\n", o->mode, pub);
+    } else {
+        check_key("--curve-server-key", o->curve_server_key);
+        if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, o->curve_server_key, 40) != 0 ||
+            zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40) != 0 ||
+            zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40) != 0)
+            die("zmq_setsockopt CURVE client");
+        fprintf(stderr, "pubsub_load %s: CURVE client, public key %s, server key %s\n", o->mode, pub,
+                o->curve_server_key);
+    }
+}
+
 static void attach(void *s, const struct opts *o) {
+    apply_curve(s, o);
     if (o->bind_ep) {
         if (zmq_bind(s, o->bind_ep) != 0) die("zmq_bind");
     } else {
@@ -370,9 +449,21 @@ static int run_stall(const struct opts *o) {
     return 0;
 }
 
+static int run_keygen(void) {
+    char pub[41], sec[41];
+    if (!zmq_has("curve")) {
+        fprintf(stderr, "pubsub_load: this libzmq was built without CURVE\n");
+        return 2;
+    }
+    if (zmq_curve_keypair(pub, sec) != 0) die("zmq_curve_keypair");
+    printf("%s %s\n", pub, sec);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     struct opts o;
     signal(SIGPIPE, SIG_IGN);
+    if (argc == 2 && !strcmp(argv[1], "keygen")) return run_keygen();
     parse(argc, argv, &o);
     if (!strcmp(o.mode, "pub")) return run_pub(&o);
     if (!strcmp(o.mode, "sub")) return run_sub(&o);
