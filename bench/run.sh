@@ -19,6 +19,9 @@
 #     (--curve-secret/--curve-public); every peer is a CURVE client with its own fresh key pair; in
 #     "direct" the binding publisher is the CURVE server. Custom slots may use {CURVE_KEY_FILE}
 #     {CURVE_SECRET} {CURVE_PUBLIC} (empty without CURVE=1).
+#   CURVE_ACCESS [0]  with CURVE=1: every peer uses one client key pair instead, and xbus gets an
+#     access file admitting it with publish and subscribe rights on "Bench" only (so every
+#     message and subscription is checked), to measure what permission checks cost.
 #   BENCH_WORK [/tmp/xbus-bench]  OUT [$BENCH_WORK/results/<timestamp>]  BASE_PORT [17000]
 #   RUN_TIMEOUT [120] seconds, hard cap for each process of a throughput/latency run
 set -euo pipefail
@@ -42,6 +45,7 @@ HOL_N=${HOL_N:-1000000}
 STALL_MS=${STALL_MS:-25000}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 CURVE=${CURVE:-0}
+CURVE_ACCESS=${CURVE_ACCESS:-0}
 PORT=${BASE_PORT:-17000}
 SCENARIOS=${*:-${SCENARIOS:-thr1 fan4 filter10 lat hol}}
 PROXIES=${PROXIES:-direct libzmq libzmq_nohwm xbus}
@@ -82,6 +86,13 @@ if [ "$CURVE" = 1 ]; then
   ) >"$CURVE_KEY_FILE"
   chmod 600 "$CURVE_KEY_FILE"
   XBUS_ARGS="$XBUS_ARGS --curve-key-file $(printf %q "$CURVE_KEY_FILE")"
+  if [ "$CURVE_ACCESS" = 1 ]; then
+    keys=$("$LOAD" keygen) || die "pubsub_load keygen failed"
+    read -r CLIENT_PUBLIC CLIENT_SECRET <<<"$keys"
+    printf '[[key]]\nname = "bench"\npublic-key = "%s"\npublish = ["Bench"]\nsubscribe = ["Bench"]\n' \
+      "$CLIENT_PUBLIC" >"$OUT/access.toml"
+    XBUS_ARGS="$XBUS_ARGS --access-file $(printf %q "$OUT/access.toml")"
+  fi
   LIBZMQ_CURVE=" --curve-secret $(printf %q "$CURVE_SECRET") --curve-public $(printf %q "$CURVE_PUBLIC")"
 else
   LIBZMQ_CURVE=""
@@ -204,6 +215,7 @@ run_one() {
   local -a curve=() pub_curve=()
   if [ "$CURVE" = 1 ]; then
     curve=(--curve-server-key "$CURVE_PUBLIC")
+    [ "$CURVE_ACCESS" = 1 ] && curve+=(--curve-secret "$CLIENT_SECRET")
     pub_curve=("${curve[@]}")
     [ "$px" = direct ] && pub_curve=(--curve-server --curve-secret "$CURVE_SECRET")
   fi
