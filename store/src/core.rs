@@ -1,0 +1,668 @@
+//! The store's logic, written once over [`Engine`]: appending with the last-value table and
+//! the counters, latest/history/replay queries, trimming. Both engines run exactly this code
+//! on exactly the same key layout.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::engine::{Batch, Engine, KvIter, Reader, Space};
+use crate::epoch::Epoch;
+use crate::error::{Result, StoreError};
+use crate::query::{
+    matches, normalize_prefixes, HistoryPage, HistoryQuery, LatestPage, LatestQuery, Order,
+    Retention, StoreOptions, StoreStats, TrimReport,
+};
+use crate::record::{self, Record, MAX_TOPIC_LEN};
+
+/// The on-disk format this version writes and reads.
+const FORMAT: u64 = 1;
+const META_FORMAT: &[u8] = b"format";
+const META_EPOCH: &[u8] = b"epoch";
+const META_STATE: &[u8] = b"state";
+const META_RESERVED: &[u8] = b"reserved";
+
+/// Records deleted per write batch while trimming.
+const TRIM_CHUNK: usize = 8192;
+/// A history query under prefixes walks the per-topic index (merging the topics' sequences)
+/// when the prefixes select at most this many topics, and at most 1/8 of all topics;
+/// otherwise it scans the records in sequence order and filters them.
+const MERGE_MAX_TOPICS: usize = 256;
+
+/// The writer's counters, persisted with every batch under [`META_STATE`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct State {
+    last_seq: u64,
+    last_time: u64,
+    records: u64,
+    bytes: u64,
+    topics: u64,
+}
+
+impl State {
+    fn encode(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        for (chunk, v) in out.chunks_exact_mut(8).zip([
+            self.last_seq,
+            self.last_time,
+            self.records,
+            self.bytes,
+            self.topics,
+        ]) {
+            chunk.copy_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() != 40 {
+            return Err(StoreError::Corrupt("the stored counters are not 40 bytes"));
+        }
+        let mut v = bytes.chunks_exact(8).map(record::value_u64);
+        let mut next = || v.next().unwrap_or(Err(StoreError::Corrupt("counters")));
+        Ok(State {
+            last_seq: next()?,
+            last_time: next()?,
+            records: next()?,
+            bytes: next()?,
+            topics: next()?,
+        })
+    }
+}
+
+/// What only the writer touches.
+struct Writer {
+    state: State,
+    reserved: u64,
+    last_sync: Instant,
+    dirty: bool,
+    batch: Batch,
+}
+
+/// A store over one engine.
+pub(crate) struct Core<E: Engine> {
+    engine: E,
+    epoch: Epoch,
+    options: StoreOptions,
+    writer: Mutex<Writer>,
+    // Readable without the writer's lock.
+    last_seq: AtomicU64,
+    reserved: AtomicU64,
+    topics: AtomicU64,
+}
+
+impl<E: Engine> Core<E> {
+    /// Opens the store `engine` holds, creating its epoch and counters if it is new.
+    pub(crate) fn open(engine: E, path: &Path, options: StoreOptions) -> Result<Self> {
+        let reader = engine.reader()?;
+        let format = reader.get(Space::Meta, META_FORMAT)?;
+        let (epoch, state, reserved) = match format {
+            None => {
+                if reader
+                    .range(Space::Events, Bound::Unbounded, Bound::Unbounded, false)?
+                    .next()
+                    .is_some()
+                {
+                    return Err(format_error(path, "records but no epoch: not a store"));
+                }
+                drop(reader);
+                let epoch = Epoch::random()?;
+                let mut batch = Batch::default();
+                batch.put(Space::Meta, META_FORMAT, &FORMAT.to_be_bytes());
+                batch.put(Space::Meta, META_EPOCH, &epoch.to_bytes());
+                batch.put(Space::Meta, META_STATE, &State::default().encode());
+                batch.put(Space::Meta, META_RESERVED, &0u64.to_be_bytes());
+                engine.write(&batch)?;
+                engine.sync()?;
+                (epoch, State::default(), 0)
+            }
+            Some(format) => {
+                let format = record::value_u64(&format)?;
+                if format != FORMAT {
+                    return Err(format_error(
+                        path,
+                        &format!("format {format}; this version reads format {FORMAT}"),
+                    ));
+                }
+                let epoch = reader
+                    .get(Space::Meta, META_EPOCH)?
+                    .ok_or_else(|| format_error(path, "no epoch"))?;
+                let state = reader
+                    .get(Space::Meta, META_STATE)?
+                    .ok_or_else(|| format_error(path, "no counters"))?;
+                let reserved = match reader.get(Space::Meta, META_RESERVED)? {
+                    Some(v) => record::value_u64(&v)?,
+                    None => 0,
+                };
+                let opened = (Epoch::from_bytes(&epoch)?, State::decode(&state)?, reserved);
+                drop(reader);
+                opened
+            }
+        };
+        Ok(Core {
+            engine,
+            epoch,
+            options,
+            last_seq: AtomicU64::new(state.last_seq),
+            reserved: AtomicU64::new(reserved),
+            topics: AtomicU64::new(state.topics),
+            writer: Mutex::new(Writer {
+                state,
+                reserved,
+                last_sync: Instant::now(),
+                dirty: false,
+                batch: Batch::default(),
+            }),
+        })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // The writer's state changes only after a successful write, so a panic elsewhere
+        // cannot leave it half-updated: a poisoned lock is safe to take over.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub(crate) fn last_seq(&self) -> Option<u64> {
+        match self.last_seq.load(Ordering::Acquire) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        let last = self.last_seq.load(Ordering::Acquire);
+        let reserved = self.reserved.load(Ordering::Acquire);
+        last.max(reserved).saturating_add(1)
+    }
+
+    pub(crate) fn reserve_seq(&self, through: u64) -> Result<()> {
+        let mut w = self.writer();
+        if through <= w.reserved {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        batch.put(Space::Meta, META_RESERVED, &through.to_be_bytes());
+        self.engine.write(&batch)?;
+        self.engine.sync()?;
+        w.reserved = through;
+        w.last_sync = Instant::now();
+        w.dirty = false;
+        self.reserved.store(through, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn append(&self, records: &[Record]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut guard = self.writer();
+        let w = &mut *guard;
+        let mut state = w.state;
+
+        // Refuse the whole batch before writing anything.
+        let mut last = state.last_seq;
+        for r in records {
+            if r.seq <= last {
+                return Err(StoreError::SeqNotIncreasing { seq: r.seq, last });
+            }
+            if r.topic.len() > MAX_TOPIC_LEN {
+                return Err(StoreError::TopicTooLong {
+                    seq: r.seq,
+                    len: r.topic.len(),
+                    max: MAX_TOPIC_LEN,
+                });
+            }
+            last = r.seq;
+        }
+
+        // Each topic's last record in this batch, and which topics are new to the store.
+        let mut last_of_topic: HashMap<&[u8], u64> = HashMap::with_capacity(records.len());
+        for r in records {
+            last_of_topic.insert(&r.topic, r.seq);
+        }
+        {
+            let reader = self.engine.reader()?;
+            for topic in last_of_topic.keys() {
+                if reader.get(Space::Latest, topic)?.is_none() {
+                    state.topics += 1;
+                }
+            }
+        }
+
+        let batch = &mut w.batch;
+        batch.clear();
+        for r in records {
+            state.last_time = state.last_time.max(r.time_us);
+            batch.put_record(r.seq, state.last_time, &r.topic, &r.payload);
+            state.records += 1;
+            state.bytes += r.stored_len();
+        }
+        for (topic, seq) in &last_of_topic {
+            batch.put(Space::Latest, topic, &seq.to_be_bytes());
+        }
+        state.last_seq = last;
+        batch.put(Space::Meta, META_STATE, &state.encode());
+        self.engine.write(batch)?;
+
+        w.state = state;
+        w.dirty = true;
+        self.last_seq.store(state.last_seq, Ordering::Release);
+        self.topics.store(state.topics, Ordering::Release);
+
+        if let Some(interval) = self.options.sync_interval {
+            if w.last_sync.elapsed() >= interval {
+                self.engine.sync()?;
+                w.last_sync = Instant::now();
+                w.dirty = false;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        let mut w = self.writer();
+        self.engine.sync()?;
+        w.last_sync = Instant::now();
+        w.dirty = false;
+        Ok(())
+    }
+
+    /// The first (or last, `rev`) record: its sequence number and receive time.
+    fn edge(reader: &E::Reader<'_>, rev: bool) -> Result<Option<(u64, u64)>> {
+        match reader
+            .range(Space::Events, Bound::Unbounded, Bound::Unbounded, rev)?
+            .next()
+        {
+            None => Ok(None),
+            Some(item) => {
+                let (key, value) = item?;
+                Ok(Some((record::key_seq(&key)?, record::value_time(&value)?)))
+            }
+        }
+    }
+
+    pub(crate) fn first_seq(&self) -> Result<Option<u64>> {
+        let reader = self.engine.reader()?;
+        Ok(Self::edge(&reader, false)?.map(|(seq, _)| seq))
+    }
+
+    pub(crate) fn stats(&self) -> Result<StoreStats> {
+        let state = self.writer().state;
+        let reader = self.engine.reader()?;
+        Ok(StoreStats {
+            engine: E::NAME,
+            records: state.records,
+            topics: state.topics,
+            logical_bytes: state.bytes,
+            disk_bytes: self.engine.disk_bytes()?,
+            first: Self::edge(&reader, false)?,
+            last: Self::edge(&reader, true)?,
+        })
+    }
+
+    pub(crate) fn latest(&self, query: &LatestQuery) -> Result<LatestPage> {
+        if query.limit == 0 {
+            return Err(StoreError::InvalidQuery("limit must be at least 1"));
+        }
+        let want = query.limit.saturating_add(1);
+        let reader = self.engine.reader()?;
+        let prefixes = normalize_prefixes(&query.prefixes);
+        let ranges: Vec<Bytes> = prefixes.unwrap_or_else(|| vec![Bytes::new()]);
+        let after = query.after_topic.as_deref();
+
+        let mut found: Vec<(Bytes, u64)> = Vec::new();
+        'prefixes: for prefix in &ranges {
+            let lo = match after {
+                Some(a) if a >= &prefix[..] => Bound::Excluded(a),
+                _ => Bound::Included(&prefix[..]),
+            };
+            for item in reader.range(Space::Latest, lo, Bound::Unbounded, false)? {
+                let (topic, seq) = item?;
+                if !topic.starts_with(prefix) {
+                    break;
+                }
+                found.push((Bytes::from(topic), record::value_u64(&seq)?));
+                if found.len() >= want {
+                    break 'prefixes;
+                }
+            }
+        }
+        let more = found.len() > query.limit;
+        found.truncate(query.limit);
+
+        // Read the records in sequence order (neighbours on disk), return them in topic order.
+        let mut order: Vec<usize> = (0..found.len()).collect();
+        order.sort_unstable_by_key(|&i| found.get(i).map(|f| f.1));
+        let mut records: Vec<Option<Record>> = vec![None; found.len()];
+        for i in order {
+            let Some((_, seq)) = found.get(i) else {
+                continue;
+            };
+            let value = reader
+                .get(Space::Events, &record::seq_key(*seq))?
+                .ok_or(StoreError::Corrupt("a last value points to no record"))?;
+            if let Some(slot) = records.get_mut(i) {
+                *slot = Some(record::decode(*seq, value)?);
+            }
+        }
+        let records: Vec<Record> = records.into_iter().flatten().collect();
+        let next = match (more, records.last()) {
+            (true, Some(last)) => Some(LatestQuery {
+                after_topic: Some(last.topic.clone()),
+                ..query.clone()
+            }),
+            _ => None,
+        };
+        Ok(LatestPage { records, next })
+    }
+
+    /// The smallest sequence number whose record was received at or after `time_us`.
+    /// Receive times never decrease with sequence numbers (append clamps them), so this is
+    /// a binary search over the sequence space with one seek a step.
+    fn seq_at_time(reader: &E::Reader<'_>, time_us: u64) -> Result<Option<u64>> {
+        let Some((first, first_time)) = Self::edge(reader, false)? else {
+            return Ok(None);
+        };
+        if first_time >= time_us {
+            return Ok(Some(first));
+        }
+        let Some((last, last_time)) = Self::edge(reader, true)? else {
+            return Ok(None);
+        };
+        if last_time < time_us {
+            return Ok(None);
+        }
+        // Keys below `lo` are older than time_us; none in [hi, answer) is at or after it.
+        let (mut lo, mut hi, mut answer) = (first.saturating_add(1), last, last);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let key = record::seq_key(mid);
+            let probe = reader
+                .range(
+                    Space::Events,
+                    Bound::Included(&key[..]),
+                    Bound::Unbounded,
+                    false,
+                )?
+                .next();
+            let Some(item) = probe else {
+                hi = mid;
+                continue;
+            };
+            let (k, v) = item?;
+            let seq = record::key_seq(&k)?;
+            if seq >= hi {
+                hi = mid;
+            } else if record::value_time(&v)? >= time_us {
+                answer = seq;
+                hi = mid;
+            } else {
+                lo = seq.saturating_add(1);
+            }
+        }
+        Ok(Some(answer))
+    }
+
+    pub(crate) fn history(&self, query: &HistoryQuery) -> Result<HistoryPage> {
+        if query.limit == 0 {
+            return Err(StoreError::InvalidQuery("limit must be at least 1"));
+        }
+        let empty = || HistoryPage {
+            records: Vec::new(),
+            next: None,
+        };
+        let reader = self.engine.reader()?;
+        let mut lo = query.min_seq.unwrap_or(0);
+        let mut hi = query.max_seq.unwrap_or(u64::MAX);
+        if let Some(since) = query.since_us {
+            match Self::seq_at_time(&reader, since)? {
+                Some(seq) => lo = lo.max(seq),
+                None => return Ok(empty()),
+            }
+        }
+        if let Some(until) = query.until_us {
+            if let Some(seq) = Self::seq_at_time(&reader, until)? {
+                match seq.checked_sub(1) {
+                    Some(before) => hi = hi.min(before),
+                    None => return Ok(empty()),
+                }
+            }
+        }
+        if lo > hi {
+            return Ok(empty());
+        }
+        let want = query.limit.saturating_add(1);
+        let rev = query.order == Order::NewestFirst;
+        let prefixes = normalize_prefixes(&query.prefixes);
+
+        let mut records = match &prefixes {
+            Some(ps) => match self.selective_topics(&reader, ps)? {
+                Some(topics) => Self::merge(&reader, &topics, lo, hi, rev, want)?,
+                None => Self::scan(&reader, Some(ps), lo, hi, rev, want)?,
+            },
+            None => Self::scan(&reader, None, lo, hi, rev, want)?,
+        };
+        let more = records.len() > query.limit;
+        records.truncate(query.limit);
+        let next = match (more, records.last()) {
+            (true, Some(last)) => query.continue_after(last.seq),
+            _ => None,
+        };
+        Ok(HistoryPage { records, next })
+    }
+
+    /// The topics under `prefixes` if they are few enough for an index merge.
+    fn selective_topics(
+        &self,
+        reader: &E::Reader<'_>,
+        prefixes: &[Bytes],
+    ) -> Result<Option<Vec<Vec<u8>>>> {
+        let total = self.topics.load(Ordering::Acquire);
+        let cap = MERGE_MAX_TOPICS.min(usize::try_from(total / 8).unwrap_or(usize::MAX));
+        let mut topics = Vec::new();
+        for prefix in prefixes {
+            for item in reader.range(
+                Space::Latest,
+                Bound::Included(prefix),
+                Bound::Unbounded,
+                false,
+            )? {
+                let (topic, _) = item?;
+                if !topic.starts_with(prefix) {
+                    break;
+                }
+                if topics.len() >= cap {
+                    return Ok(None);
+                }
+                topics.push(topic);
+            }
+        }
+        Ok(Some(topics))
+    }
+
+    /// Records in `lo..=hi` under `prefixes`, walking `events` in order.
+    fn scan(
+        reader: &E::Reader<'_>,
+        prefixes: Option<&[Bytes]>,
+        lo: u64,
+        hi: u64,
+        rev: bool,
+        want: usize,
+    ) -> Result<Vec<Record>> {
+        let (lo, hi) = (record::seq_key(lo), record::seq_key(hi));
+        let mut out = Vec::new();
+        for item in reader.range(
+            Space::Events,
+            Bound::Included(&lo),
+            Bound::Included(&hi),
+            rev,
+        )? {
+            let (key, value) = item?;
+            if !matches(prefixes, record::value_topic(&value)?) {
+                continue;
+            }
+            out.push(record::decode(record::key_seq(&key)?, value)?);
+            if out.len() >= want {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records in `lo..=hi` of `topics`, merging the topics' index ranges by sequence number.
+    fn merge(
+        reader: &E::Reader<'_>,
+        topics: &[Vec<u8>],
+        lo: u64,
+        hi: u64,
+        rev: bool,
+        want: usize,
+    ) -> Result<Vec<Record>> {
+        let mut iters: Vec<KvIter<'_>> = Vec::with_capacity(topics.len());
+        // Min-heap by sequence number (oldest first) or max-heap (newest first), as
+        // (key for ordering, iterator index, sequence number).
+        let mut heap: BinaryHeap<(Reverse<u64>, usize, u64)> = BinaryHeap::new();
+        let order = |seq: u64| {
+            if rev {
+                Reverse(u64::MAX - seq)
+            } else {
+                Reverse(seq)
+            }
+        };
+        let (mut from, mut to) = (Vec::new(), Vec::new());
+        for topic in topics {
+            record::topic_key(&mut from, topic, lo);
+            record::topic_key(&mut to, topic, hi);
+            let mut it = reader.range(
+                Space::ByTopic,
+                Bound::Included(&from),
+                Bound::Included(&to),
+                rev,
+            )?;
+            if let Some(item) = it.next() {
+                let seq = record::topic_key_seq(&item?.0)?;
+                heap.push((order(seq), iters.len(), seq));
+            }
+            iters.push(it);
+        }
+        let mut out = Vec::new();
+        while let Some((_, i, seq)) = heap.pop() {
+            let value = reader
+                .get(Space::Events, &record::seq_key(seq))?
+                .ok_or(StoreError::Corrupt("an index entry points to no record"))?;
+            out.push(record::decode(seq, value)?);
+            if out.len() >= want {
+                break;
+            }
+            if let Some(item) = iters.get_mut(i).and_then(|it| it.next()) {
+                let next = record::topic_key_seq(&item?.0)?;
+                heap.push((order(next), i, next));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn trim(&self, retention: &Retention, now_us: u64) -> Result<TrimReport> {
+        let mut report = TrimReport::default();
+        if retention.is_unlimited() {
+            report.first_seq = self.first_seq()?;
+            return Ok(report);
+        }
+        let cutoff = retention
+            .max_age
+            .map(|age| now_us.saturating_sub(u64::try_from(age.as_micros()).unwrap_or(u64::MAX)));
+        let mut guard = self.writer();
+        let w = &mut *guard;
+        loop {
+            let mut state = w.state;
+            let batch = &mut w.batch;
+            batch.clear();
+            let mut deleted = 0usize;
+            let mut done = true;
+            {
+                let reader = self.engine.reader()?;
+                // Each topic's newest deleted record in this chunk.
+                let mut newest: HashMap<Vec<u8>, u64> = HashMap::new();
+                for item in
+                    reader.range(Space::Events, Bound::Unbounded, Bound::Unbounded, false)?
+                {
+                    let (key, value) = item?;
+                    let too_old =
+                        cutoff.is_some_and(|c| record::value_time(&value).is_ok_and(|t| t < c));
+                    let too_big = retention.max_bytes.is_some_and(|max| state.bytes > max);
+                    if !too_old && !too_big {
+                        break;
+                    }
+                    if deleted >= TRIM_CHUNK {
+                        done = false;
+                        break;
+                    }
+                    let seq = record::key_seq(&key)?;
+                    let topic = record::value_topic(&value)?;
+                    let len = record::stored_len(topic.len(), value.len() - 12 - topic.len());
+                    batch.delete_record(seq, topic);
+                    newest.insert(topic.to_vec(), seq);
+                    state.records = state.records.saturating_sub(1);
+                    state.bytes = state.bytes.saturating_sub(len);
+                    report.records += 1;
+                    report.bytes += len;
+                    deleted += 1;
+                }
+                for (topic, seq) in &newest {
+                    let last = reader.get(Space::Latest, topic)?;
+                    if last.as_deref() == Some(&seq.to_be_bytes()[..]) {
+                        batch.delete(Space::Latest, topic);
+                        state.topics = state.topics.saturating_sub(1);
+                        report.topics += 1;
+                    }
+                }
+            }
+            if deleted > 0 {
+                batch.put(Space::Meta, META_STATE, &state.encode());
+                self.engine.write(batch)?;
+                w.state = state;
+                w.dirty = true;
+                self.topics.store(state.topics, Ordering::Release);
+            }
+            if done {
+                break;
+            }
+        }
+        drop(guard);
+        report.first_seq = self.first_seq()?;
+        Ok(report)
+    }
+
+    /// Syncs what was appended since the last sync (on close).
+    pub(crate) fn close(&self) -> Result<()> {
+        let dirty = self.writer().dirty;
+        if dirty {
+            self.sync()?;
+        }
+        Ok(())
+    }
+}
+
+impl<E: Engine> Drop for Core<E> {
+    fn drop(&mut self) {
+        // Best effort: an error here has nobody to go to; the data is crash-safe anyway.
+        let _ = self.close();
+    }
+}
+
+fn format_error(path: &Path, reason: &str) -> StoreError {
+    StoreError::Format {
+        path: PathBuf::from(path),
+        reason: reason.to_string(),
+    }
+}

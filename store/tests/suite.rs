@@ -1,0 +1,462 @@
+//! The same tests against every engine: each test is a function generic over the store,
+//! instantiated once per engine by `for_each_engine!`.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+#[cfg(feature = "fjall")]
+use xbus_store::FjallStore;
+#[cfg(feature = "redb")]
+use xbus_store::RedbStore;
+use xbus_store::{
+    EventStore, HistoryQuery, LatestQuery, Order, Record, Retention, StoreError, StoreOptions,
+    MAX_TOPIC_LEN,
+};
+
+trait Open: EventStore + Sized {
+    fn open_dir(dir: &Path) -> Self;
+}
+
+#[cfg(feature = "redb")]
+impl Open for RedbStore {
+    fn open_dir(dir: &Path) -> Self {
+        RedbStore::open_with(dir, small()).unwrap()
+    }
+}
+
+#[cfg(feature = "fjall")]
+impl Open for FjallStore {
+    fn open_dir(dir: &Path) -> Self {
+        FjallStore::open_with(dir, small()).unwrap()
+    }
+}
+
+fn small() -> StoreOptions {
+    StoreOptions {
+        cache_bytes: 4 << 20,
+        ..StoreOptions::default()
+    }
+}
+
+fn rec(seq: u64, topic: &str, payload: &str) -> Record {
+    Record::new(
+        seq,
+        1_000 + seq * 10,
+        topic.to_string(),
+        payload.to_string(),
+    )
+}
+
+fn seqs(records: &[Record]) -> Vec<u64> {
+    records.iter().map(|r| r.seq).collect()
+}
+
+fn all() -> Vec<Bytes> {
+    vec![Bytes::new()]
+}
+
+/// Topics a.x, a.y, b.x; seqs 1..=9 round-robin.
+fn sample() -> Vec<Record> {
+    let topics = ["a.x", "a.y", "b.x"];
+    (1..=9)
+        .map(|s| rec(s, topics[(s as usize - 1) % 3], &format!("p{s}")))
+        .collect()
+}
+
+fn append_and_query<S: Open>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = S::open_dir(dir.path());
+    assert_eq!(store.last_seq(), None);
+    assert_eq!(store.first_seq().unwrap(), None);
+    assert_eq!(store.next_seq(), 1);
+    store.append(&sample()[..4]).unwrap();
+    store.append(&sample()[4..]).unwrap();
+    assert_eq!(store.last_seq(), Some(9));
+    assert_eq!(store.first_seq().unwrap(), Some(1));
+
+    // latest: one record per topic, topic order.
+    let latest = store.latest(&LatestQuery::new(all())).unwrap();
+    assert_eq!(seqs(&latest.records), [7, 8, 9]);
+    assert_eq!(latest.records[0], rec(7, "a.x", "p7"));
+    assert!(latest.next.is_none());
+    let latest = store.latest(&LatestQuery::new(["a."])).unwrap();
+    assert_eq!(seqs(&latest.records), [7, 8]);
+    let latest = store
+        .latest(&LatestQuery::new(["b.", "a.y", "zzz"]))
+        .unwrap();
+    assert_eq!(seqs(&latest.records), [8, 9]);
+    assert!(store
+        .latest(&LatestQuery::new(["c."]))
+        .unwrap()
+        .records
+        .is_empty());
+
+    // history under a prefix, both orders; overlapping prefixes count once.
+    let h = store.history(&HistoryQuery::new(["a.", "a.x"])).unwrap();
+    assert_eq!(seqs(&h.records), [1, 2, 4, 5, 7, 8]);
+    let h = store
+        .history(&HistoryQuery::new(["a.x"]).order(Order::NewestFirst))
+        .unwrap();
+    assert_eq!(seqs(&h.records), [7, 4, 1]);
+    let h = store
+        .history(&HistoryQuery::new(all()).min_seq_max(3, 5))
+        .unwrap();
+    assert_eq!(seqs(&h.records), [3, 4, 5]);
+
+    // replay: everything after a sequence number.
+    let r = store.replay(6, &all(), 100).unwrap();
+    assert_eq!(seqs(&r.records), [7, 8, 9]);
+    assert!(r.next.is_none());
+    let r = store.replay(0, &[Bytes::from("b.")], 100).unwrap();
+    assert_eq!(seqs(&r.records), [3, 6, 9]);
+    assert!(store.replay(9, &all(), 100).unwrap().records.is_empty());
+
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.records, stats.topics), (9, 3));
+    assert_eq!(stats.first, Some((1, 1_010)));
+    assert_eq!(stats.last, Some((9, 1_090)));
+    let expected: u64 = sample().iter().map(Record::stored_len).sum();
+    assert_eq!(stats.logical_bytes, expected);
+    assert!(stats.disk_bytes > 0);
+}
+
+trait SeqRange {
+    fn min_seq_max(self, min: u64, max: u64) -> Self;
+}
+
+impl SeqRange for HistoryQuery {
+    fn min_seq_max(self, min: u64, max: u64) -> Self {
+        self.after_seq(min - 1).max_seq(max)
+    }
+}
+
+fn paging<S: Open>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = S::open_dir(dir.path());
+    // 40 topics so that one topic's history goes through the per-topic index.
+    let records: Vec<Record> = (1..=400)
+        .map(|s| rec(s, &format!("t.{:02}", s % 40), "x"))
+        .collect();
+    store.append(&records).unwrap();
+
+    for (prefixes, order) in [
+        (all(), Order::OldestFirst),
+        (all(), Order::NewestFirst),
+        (vec![Bytes::from("t.07")], Order::OldestFirst),
+        (vec![Bytes::from("t.07")], Order::NewestFirst),
+        (
+            vec![Bytes::from("t.1"), Bytes::from("t.3")],
+            Order::NewestFirst,
+        ),
+        (vec![Bytes::from("t.")], Order::OldestFirst),
+    ] {
+        let mut expected: Vec<u64> = records
+            .iter()
+            .filter(|r| prefixes.iter().any(|p| r.topic.starts_with(p)))
+            .map(|r| r.seq)
+            .collect();
+        if order == Order::NewestFirst {
+            expected.reverse();
+        }
+        let mut got = Vec::new();
+        let mut query = Some(HistoryQuery::new(prefixes.clone()).order(order).limit(7));
+        let mut pages = 0;
+        while let Some(q) = query {
+            let page = store.history(&q).unwrap();
+            assert!(page.records.len() <= 7);
+            got.extend(seqs(&page.records));
+            query = page.next;
+            pages += 1;
+        }
+        assert_eq!(got, expected, "{prefixes:?} {order:?}");
+        assert_eq!(pages, expected.len().div_ceil(7), "no empty last page");
+    }
+
+    // latest, a page at a time.
+    let mut topics = Vec::new();
+    let mut query = Some(LatestQuery::new(["t.0", "t.2"]).limit(3));
+    while let Some(q) = query {
+        let page = store.latest(&q).unwrap();
+        topics.extend(page.records.iter().map(|r| r.topic.clone()));
+        query = page.next;
+    }
+    let expected: Vec<Bytes> = (0..10)
+        .map(|i| format!("t.0{i}"))
+        .chain((20..30).map(|i| format!("t.{i}")))
+        .map(Bytes::from)
+        .collect();
+    assert_eq!(topics, expected);
+    assert!(matches!(
+        store.latest(&LatestQuery::new(all()).limit(0)),
+        Err(StoreError::InvalidQuery(_))
+    ));
+    assert!(store.history(&HistoryQuery::new(all()).limit(0)).is_err());
+}
+
+fn time_ranges<S: Open>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = S::open_dir(dir.path());
+    // Times 1_010, 1_020, ...; seqs with gaps (only odd ones recorded).
+    let records: Vec<Record> = (1..=99)
+        .step_by(2)
+        .map(|s| rec(s, if s % 3 == 0 { "A." } else { "B." }, "x"))
+        .collect();
+    store.append(&records).unwrap();
+    let h = store
+        .history(&HistoryQuery::new(all()).since_us(1_055).until_us(1_110))
+        .unwrap();
+    assert_eq!(seqs(&h.records), [7, 9]);
+    let h = store
+        .history(
+            &HistoryQuery::new(["A."])
+                .since_us(1_000)
+                .until_us(1_400)
+                .order(Order::NewestFirst),
+        )
+        .unwrap();
+    assert_eq!(seqs(&h.records), [39, 33, 27, 21, 15, 9, 3]);
+    assert!(store
+        .history(&HistoryQuery::new(all()).since_us(5_000))
+        .unwrap()
+        .records
+        .is_empty());
+    assert!(store
+        .history(&HistoryQuery::new(all()).until_us(1_010))
+        .unwrap()
+        .records
+        .is_empty());
+    let h = store
+        .history(&HistoryQuery::new(all()).since_us(1_980).after_seq(98))
+        .unwrap();
+    assert_eq!(seqs(&h.records), [99]);
+
+    // A clock that steps back: the record keeps its predecessor's time.
+    store.append(&[Record::new(100, 5, "A.", "late")]).unwrap();
+    let h = store
+        .history(&HistoryQuery::new(all()).after_seq(99))
+        .unwrap();
+    assert_eq!(h.records[0].time_us, 1_990);
+}
+
+fn refusals<S: Open>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = S::open_dir(dir.path());
+    assert!(matches!(
+        store.append(&[rec(0, "a", "x")]),
+        Err(StoreError::SeqNotIncreasing { seq: 0, last: 0 })
+    ));
+    store.append(&[rec(5, "a", "x")]).unwrap();
+    // A bad record anywhere in a batch refuses the whole batch.
+    assert!(matches!(
+        store.append(&[rec(6, "a", "x"), rec(6, "a", "y")]),
+        Err(StoreError::SeqNotIncreasing { seq: 6, last: 6 })
+    ));
+    let long = "t".repeat(MAX_TOPIC_LEN + 1);
+    assert!(matches!(
+        store.append(&[rec(7, "a", "x"), rec(8, &long, "y")]),
+        Err(StoreError::TopicTooLong { seq: 8, .. })
+    ));
+    assert_eq!(store.last_seq(), Some(5));
+    assert_eq!(seqs(&store.replay(0, &all(), 10).unwrap().records), [5]);
+    store.append(&[]).unwrap();
+    store.append(&[rec(6, "a", "x")]).unwrap();
+}
+
+fn trim<S: Open>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = S::open_dir(dir.path());
+    // "old." is written once at the start; "hot." all along.
+    let mut records = vec![rec(1, "old.", "x")];
+    records.extend((2..=20_000).map(|s| rec(s, "hot.", "payload")));
+    store.append(&records).unwrap();
+    let total = store.stats().unwrap().logical_bytes;
+
+    // By age: times are 1_000 + 10 * seq; keep the last 990 µs (100 records).
+    let now = 1_000 + 10 * 20_000;
+    let report = store
+        .trim(
+            &Retention {
+                max_age: Some(Duration::from_micros(990)),
+                max_bytes: None,
+            },
+            now,
+        )
+        .unwrap();
+    assert_eq!(report.records, 19_900);
+    assert_eq!(report.topics, 1, "old. lost its only record");
+    assert_eq!(report.first_seq, Some(19_901));
+    assert_eq!(store.first_seq().unwrap(), Some(19_901));
+    let latest = store.latest(&LatestQuery::new(all())).unwrap();
+    assert_eq!(seqs(&latest.records), [20_000]);
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.records, stats.topics), (100, 1));
+    assert_eq!(stats.logical_bytes, total - report.bytes);
+    assert!(store
+        .history(&HistoryQuery::new(["old."]))
+        .unwrap()
+        .records
+        .is_empty());
+
+    // By size: at most 10 records' worth.
+    let one = rec(1, "hot.", "payload").stored_len();
+    let report = store
+        .trim(
+            &Retention {
+                max_age: None,
+                max_bytes: Some(10 * one),
+            },
+            now,
+        )
+        .unwrap();
+    assert_eq!(report.records, 90);
+    assert_eq!(report.topics, 0);
+    assert_eq!(store.stats().unwrap().logical_bytes, 10 * one);
+    assert_eq!(
+        seqs(&store.replay(0, &all(), 100).unwrap().records),
+        (19_991..=20_000).collect::<Vec<_>>()
+    );
+    // Nothing more to trim; an unlimited retention trims nothing.
+    assert_eq!(store.trim(&Retention::default(), now).unwrap().records, 0);
+    // Trimming everything keeps the sequence going.
+    let report = store
+        .trim(
+            &Retention {
+                max_age: None,
+                max_bytes: Some(0),
+            },
+            now,
+        )
+        .unwrap();
+    assert_eq!(
+        (report.records, report.topics, report.first_seq),
+        (10, 1, None)
+    );
+    assert_eq!(store.last_seq(), Some(20_000));
+    assert!(store
+        .latest(&LatestQuery::new(all()))
+        .unwrap()
+        .records
+        .is_empty());
+    assert!(store.append(&[rec(20_000, "a", "x")]).is_err());
+    store.append(&[rec(20_001, "a", "x")]).unwrap();
+}
+
+fn reopen<S: Open>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = S::open_dir(dir.path());
+    let epoch = store.epoch();
+    store.append(&sample()).unwrap();
+    store.reserve_seq(1_000).unwrap();
+    assert_eq!(store.next_seq(), 1_001);
+    drop(store);
+
+    let store = S::open_dir(dir.path());
+    assert_eq!(store.epoch(), epoch);
+    assert_eq!(store.last_seq(), Some(9));
+    assert_eq!(store.next_seq(), 1_001);
+    assert_eq!(store.stats().unwrap().topics, 3);
+    assert_eq!(store.replay(0, &all(), 100).unwrap().records, sample());
+    assert!(store.append(&[rec(9, "a", "x")]).is_err());
+    store.append(&[rec(1_001, "a.x", "after")]).unwrap();
+    assert_eq!(store.next_seq(), 1_002);
+    let latest = store.latest(&LatestQuery::new(["a.x"])).unwrap();
+    assert_eq!(seqs(&latest.records), [1_001]);
+    drop(store);
+
+    // A new directory is a new history.
+    let other = tempfile::tempdir().unwrap();
+    assert_ne!(S::open_dir(other.path()).epoch(), epoch);
+    assert_eq!(S::open_dir(dir.path()).epoch(), epoch);
+}
+
+/// Replay returns exactly the appended records, in order, whatever the batches; and a
+/// prefix-filtered replay or history equals filtering the appended records.
+fn replay_property<S: Open>() {
+    let config = ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    };
+    let topics = ["a.", "a.b.", "a.c", "b.", "b.x.", "c"];
+    let record = (
+        1u64..5,
+        0usize..topics.len(),
+        proptest::collection::vec(any::<u8>(), 0..40),
+    );
+    let batches = proptest::collection::vec(proptest::collection::vec(record, 0..30), 1..8);
+    proptest!(config, |(batches in batches, prefix in 0usize..topics.len(), page in 1usize..50)| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = S::open_dir(dir.path());
+        let mut seq = 0;
+        let mut appended = Vec::new();
+        for batch in batches {
+            let records: Vec<Record> = batch
+                .into_iter()
+                .map(|(gap, t, payload)| {
+                    seq += gap;
+                    Record::new(seq, seq * 3, topics[t], payload)
+                })
+                .collect();
+            store.append(&records).unwrap();
+            appended.extend(records);
+        }
+        // Everything, a page at a time.
+        let mut got = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.replay(after, &all(), page).unwrap();
+            got.extend(page.records.iter().cloned());
+            match page.next {
+                Some(next) => after = next.min_seq.unwrap() - 1,
+                None => break,
+            }
+        }
+        prop_assert_eq!(&got, &appended);
+        // Under one prefix, from the middle.
+        let p = Bytes::from(topics[prefix]);
+        let from = seq / 2;
+        let expected: Vec<Record> = appended
+            .iter()
+            .filter(|r| r.seq > from && r.topic.starts_with(&p))
+            .cloned()
+            .collect();
+        let got = store.replay(from, std::slice::from_ref(&p), 10_000).unwrap().records;
+        prop_assert_eq!(&got, &expected);
+        let mut newest = store
+            .history(&HistoryQuery::new([p.clone()]).after_seq(from).order(Order::NewestFirst).limit(10_000))
+            .unwrap()
+            .records;
+        newest.reverse();
+        prop_assert_eq!(&newest, &expected);
+        // latest agrees with the last record of each topic.
+        for r in store.latest(&LatestQuery::new([p.clone()])).unwrap().records {
+            let last = appended.iter().rev().find(|a| a.topic == r.topic).unwrap();
+            prop_assert_eq!(&r, last);
+        }
+    });
+}
+
+macro_rules! for_each_engine {
+    ($($test:ident),* $(,)?) => {
+        #[cfg(feature = "redb")]
+        mod redb {
+            $(#[test] fn $test() { super::$test::<xbus_store::RedbStore>() })*
+        }
+        #[cfg(feature = "fjall")]
+        mod fjall {
+            $(#[test] fn $test() { super::$test::<xbus_store::FjallStore>() })*
+        }
+    };
+}
+
+for_each_engine!(
+    append_and_query,
+    paging,
+    time_ranges,
+    refusals,
+    trim,
+    reopen,
+    replay_property,
+);
