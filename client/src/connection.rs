@@ -14,16 +14,12 @@
 //! both mechanisms.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use xbus_zmtp::curve::{curve_handshake, CurveDecoder, CurveSealer};
-use xbus_zmtp::greeting::{GREETING_LEN, SIGNATURE_AND_MAJOR_LEN};
 use xbus_zmtp::{
     handshake, Command, Decoder, Endpoint, HandshakeConfig, Inbound, Message, PeerInfo, SocketType,
     Stream, ZmtpError,
@@ -187,29 +183,25 @@ impl Target {
         };
         // The deadline bounds the handshake; the engine's own timeout must not cut in first.
         let config = HandshakeConfig::new(self.socket_type).timeout(Duration::MAX);
-        let mut staged = StagedGreeting::new(&mut stream);
         let Some(curve) = &self.options.curve else {
-            return match run_until(deadline, handshake(&mut staged, &config)).await {
+            return match run_until(deadline, handshake(&mut stream, &config)).await {
                 None | Some(Err(ZmtpError::HandshakeTimeout(_))) => {
                     Err(ConnectFailure::HandshakeTimedOut { timeout })
                 }
                 Some(Err(err)) => Err(ConnectFailure::from_zmtp(err)),
-                Some(Ok(mut hs)) => {
-                    staged.unread_into(&mut hs.buffer);
-                    Ok(Session {
-                        stream,
-                        buffer: hs.buffer,
-                        peer: hs.peer,
-                        reader: Reader::Plain(Decoder::default()),
-                        writer: Writer::new(None),
-                    })
-                }
+                Some(Ok(hs)) => Ok(Session {
+                    stream,
+                    buffer: hs.buffer,
+                    peer: hs.peer,
+                    reader: Reader::Plain(Decoder::default()),
+                    writer: Writer::new(None),
+                }),
             };
         };
         let curve_config = curve.config();
         match run_until(
             deadline,
-            curve_handshake(&mut staged, &config, &curve_config),
+            curve_handshake(&mut stream, &config, &curve_config),
         )
         .await
         {
@@ -221,16 +213,13 @@ impl Target {
                 curve.server_key(),
                 curve.public_key(),
             )),
-            Some(Ok(mut hs)) => {
-                staged.unread_into(&mut hs.buffer);
-                Ok(Session {
-                    stream,
-                    buffer: hs.buffer,
-                    peer: hs.peer,
-                    reader: Reader::Curve(Box::new(hs.decoder)),
-                    writer: Writer::new(Some(hs.sealer)),
-                })
-            }
+            Some(Ok(hs)) => Ok(Session {
+                stream,
+                buffer: hs.buffer,
+                peer: hs.peer,
+                reader: Reader::Curve(Box::new(hs.decoder)),
+                writer: Writer::new(Some(hs.sealer)),
+            }),
         }
     }
 
@@ -279,110 +268,6 @@ impl Target {
             previous = Some(failure);
             sleep_until(retry_at).await;
         }
-    }
-}
-
-/// The client's side of the handshake sends its greeting in two steps, as libzmq does: the
-/// signature and major version first, the rest (with the security mechanism) once the peer's
-/// whole greeting has arrived. A libzmq server that receives a greeting naming another
-/// mechanism closes the connection at once, before its own greeting has gone out; staged, the
-/// client has read the server's mechanism first and can say what differs
-/// ([`ConnectFailure::MechanismMismatch`]) instead of "closed during the handshake".
-///
-/// Wraps the stream for the handshake only. While the rest of the greeting waits, the peer's
-/// bytes are read into `stash` and handed to the handshake's reads first.
-struct StagedGreeting<'a, S> {
-    inner: &'a mut S,
-    /// Bytes of our greeting written so far, counted up to the first stage (plus one once
-    /// that stage is flushed).
-    sent: usize,
-    /// Bytes read from the peer while our greeting waited, not yet read by the handshake.
-    stash: BytesMut,
-    /// Whether the rest of our greeting may go: the peer's greeting is in (or the peer is not
-    /// a ZMTP 3 peer, or it closed: the handshake's reads say so).
-    open: bool,
-}
-
-impl<'a, S> StagedGreeting<'a, S> {
-    fn new(inner: &'a mut S) -> StagedGreeting<'a, S> {
-        StagedGreeting {
-            inner,
-            sent: 0,
-            stash: BytesMut::new(),
-            open: false,
-        }
-    }
-
-    /// Appends peer bytes the handshake did not read to `buffer` (after what it read).
-    fn unread_into(self, buffer: &mut BytesMut) {
-        buffer.extend_from_slice(&self.stash);
-    }
-
-    /// Whether `peer` (the start of the peer's bytes) is enough to send the rest of ours.
-    fn peer_greeting_in(peer: &[u8]) -> bool {
-        peer.len() >= GREETING_LEN
-            || peer.first().is_some_and(|b| *b != 0xff)
-            || peer
-                .get(SIGNATURE_AND_MAJOR_LEN - 1)
-                .is_some_and(|major| *major < 3)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for StagedGreeting<'_, S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        if this.sent < SIGNATURE_AND_MAJOR_LEN {
-            let first = buf.len().min(SIGNATURE_AND_MAJOR_LEN - this.sent);
-            let n = ready!(Pin::new(&mut *this.inner).poll_write(cx, &buf[..first]))?;
-            this.sent += n;
-            return Poll::Ready(Ok(n));
-        }
-        while !this.open {
-            if this.sent == SIGNATURE_AND_MAJOR_LEN {
-                // What we wrote must reach the peer before we wait for its answer.
-                ready!(Pin::new(&mut *this.inner).poll_flush(cx))?;
-                this.sent += 1;
-            }
-            let mut chunk = [0u8; GREETING_LEN];
-            let mut read = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut *this.inner).poll_read(cx, &mut read))?;
-            if read.filled().is_empty() {
-                // Closed: the handshake's next read reports it; what we write is moot.
-                this.open = true;
-                return Poll::Ready(Ok(buf.len()));
-            }
-            this.stash.extend_from_slice(read.filled());
-            this.open = Self::peer_greeting_in(&this.stash);
-        }
-        Pin::new(&mut *this.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for StagedGreeting<'_, S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if !this.stash.is_empty() {
-            let n = this.stash.len().min(buf.remaining());
-            buf.put_slice(&this.stash.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut *this.inner).poll_read(cx, buf)
     }
 }
 

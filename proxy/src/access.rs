@@ -530,6 +530,38 @@ pub const DENIED_SUBSCRIBE_TOPIC: &[u8] = b"$xbus.denied.subscribe.";
 /// topic frame.
 pub const DENIED_PUBLISH_TOPIC: &[u8] = b"$xbus.denied.publish.";
 
+/// Keeps one peer's denial log lines bounded: the first few are logged, then at most one a
+/// second, saying how many were not.
+#[derive(Debug, Default)]
+pub(crate) struct LogBudget {
+    logged: u32,
+    last: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// Lines logged before the one-a-second limit applies.
+    const FREE: u32 = 10;
+
+    /// `Some(n)` when this denial may be logged, `n` being how many were not logged since the
+    /// last line; `None` when it is only counted.
+    pub(crate) fn allow(&mut self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        let free = self.logged < Self::FREE;
+        if free
+            || self
+                .last
+                .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
+        {
+            self.logged = self.logged.saturating_add(1);
+            self.last = Some(now);
+            return Some(std::mem::take(&mut self.suppressed));
+        }
+        self.suppressed += 1;
+        None
+    }
+}
+
 /// A two-frame notice message, encoded.
 pub(crate) fn notice(topic: &[u8], detail: &[u8]) -> Bytes {
     let mut out = BytesMut::new();
@@ -617,6 +649,124 @@ impl ForwardFilter {
                     Subscription::Cancel(t).encode(out);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn updates(filter: &mut ForwardFilter, subs: &[Subscription]) -> Vec<Subscription> {
+        let mut wire = BytesMut::new();
+        for s in subs {
+            s.encode(&mut wire);
+        }
+        let mut out = BytesMut::new();
+        filter.rewrite(&wire, &mut out);
+        let mut got = Vec::new();
+        let mut decoder = xbus_zmtp::Decoder::default();
+        while let Some(xbus_zmtp::Inbound::Message(m)) = decoder.decode(&mut out).unwrap() {
+            got.push(Subscription::from_message(&m).unwrap());
+        }
+        got
+    }
+
+    fn sub(p: &'static str) -> Subscription {
+        Subscription::Subscribe(Bytes::from_static(p.as_bytes()))
+    }
+
+    fn cancel(p: &'static str) -> Subscription {
+        Subscription::Cancel(Bytes::from_static(p.as_bytes()))
+    }
+
+    #[test]
+    fn forwarded_subscriptions_are_narrowed_and_counted() {
+        let rights = Rights {
+            name: "t".into(),
+            publish: PrefixRules::new(["Temperature", "Humidity.lab"]).unwrap(),
+            subscribe: PrefixRules::default(),
+            admin: false,
+        };
+        let mut f = ForwardFilter::new(Arc::new(rights));
+        // the welcome passes; inside the rights passes as is; outside disappears
+        assert_eq!(
+            updates(
+                &mut f,
+                &[sub("$xbus."), sub("Temperature.a."), sub("Status.")]
+            ),
+            vec![sub("$xbus."), sub("Temperature.a.")]
+        );
+        // two broad subscriptions narrow to the same rules: each rule subscribed once
+        assert_eq!(
+            updates(&mut f, &[sub(""), sub("Hum")]),
+            vec![sub("Humidity.lab."), sub("Temperature.")]
+        );
+        assert_eq!(updates(&mut f, &[cancel("")]), vec![cancel("Temperature.")]);
+        assert_eq!(
+            updates(&mut f, &[cancel("Hum")]),
+            vec![cancel("Humidity.lab.")]
+        );
+        // a pattern is judged by its head
+        assert_eq!(
+            updates(
+                &mut f,
+                &[sub("$xbus.match.Temperature.*.x."), sub("$xbus.match.*.x.")]
+            ),
+            vec![
+                sub("$xbus.match.Temperature.*.x."),
+                sub("Humidity.lab."),
+                sub("Temperature.")
+            ]
+        );
+        // cancels of what was never forwarded change nothing
+        assert!(updates(&mut f, &[cancel("Status."), cancel("Nope.")]).is_empty());
+    }
+
+    #[test]
+    fn multipart_notices_and_commands_pass_unchanged() {
+        let mut f = ForwardFilter::new(Arc::new(Rights {
+            name: "t".into(),
+            publish: PrefixRules::new(["A"]).unwrap(),
+            subscribe: PrefixRules::default(),
+            admin: false,
+        }));
+        let mut wire = BytesMut::new();
+        // a notice whose second frame looks like a subscription must not be rewritten
+        xbus_zmtp::encode_message(&mut wire, &[DENIED_PUBLISH_TOPIC, b"\x01B."]);
+        xbus_zmtp::Command::Ping {
+            ttl_deciseconds: 0,
+            context: Bytes::new(),
+        }
+        .encode(&mut wire);
+        let mut out = BytesMut::new();
+        f.rewrite(&wire, &mut out);
+        assert_eq!(out, wire);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn denial_logs_are_bounded() {
+        let mut budget = LogBudget::default();
+        let logged = (0..1000).filter(|_| budget.allow().is_some()).count();
+        assert_eq!(logged, LogBudget::FREE as usize);
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        assert_eq!(budget.allow(), Some(1000 - LogBudget::FREE as u64));
+        assert_eq!(budget.allow(), None);
+    }
+
+    #[test]
+    fn bad_access_files_name_the_entry() {
+        let key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+        for (text, needle) in [
+            ("[[key]]\nname = \"a\"\npublic-key = \"short\"\n", "entry \"a\": public-key"),
+            (&*format!("[[key]]\nname = \"b\"\npublic-key = \"{key}\"\npublish = [\"A..B\"]\n"), "empty segment"),
+            (&*format!("[[key]]\nname = \"c\"\npublic-key = \"{key}\"\nsubscribe = [\"\"]\n"), "write \">\""),
+            (&*format!("[[key]]\nname = \"d\"\npublic-key = \"{key}\"\n[[key]]\nname = \"e\"\npublic-key = \"{key}\"\n"), "listed twice"),
+            ("[[key]]\nname = \"f\"\npublic-key = \"x\"\npublsh = []\n", "unknown field"),
+        ] {
+            let err = AccessTable::parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err} (wanted {needle})");
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use xbus_zmtp::{Command, Decoder, Inbound, Liveness, Stream, Subscription, ZmtpError};
 
-use crate::access::{notice, OnChange, RightsCell, DENIED_SUBSCRIBE_TOPIC};
+use crate::access::{notice, LogBudget, OnChange, RightsCell, DENIED_SUBSCRIBE_TOPIC};
 use crate::context::Ctx;
 use crate::peer::SubscriberShared;
 use crate::protocol::{
@@ -176,6 +176,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let shared = conn.shared;
     let mut decoder = Decoder::new(ctx.subscriber_limits());
     let mut partial = PartialWatch::new(ctx.config.partial_message_timeout);
+    // denial log lines, bounded per connection
+    let mut budget = LogBudget::default();
     // messages the writer had delivered at the last heartbeat tick
     let mut delivered_seen = shared.delivered_messages.load(Relaxed);
     loop {
@@ -209,7 +211,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 check_len(ctx, &sub)?;
                 if let (Subscription::Subscribe(prefix), Some(cell)) = (&sub, conn.rights) {
                     if !cell.get().subscribe.allows_subscription(prefix) {
-                        deny(ctx, shared, prefix);
+                        deny(ctx, shared, prefix, &mut budget);
                         continue;
                     }
                 }
@@ -244,7 +246,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 }
                 r = partial.check() => r?,
-                _ = rights_changed(conn.rights) => withdraw(ctx, &conn)?,
+                _ = rights_changed(conn.rights) => withdraw(ctx, &conn, &mut budget)?,
             }
         }
         live.heard();
@@ -261,14 +263,14 @@ async fn rights_changed(rights: Option<&RightsCell>) {
 
 /// After a reload changed the subscriber's rights: cancels the subscriptions they no longer
 /// allow, each with a denial notice.
-fn withdraw(ctx: &Ctx, conn: &Conn<'_>) -> Result<(), Error> {
+fn withdraw(ctx: &Ctx, conn: &Conn<'_>, budget: &mut LogBudget) -> Result<(), Error> {
     let Some(cell) = conn.rights else {
         return Ok(());
     };
     let rules = cell.get();
     for prefix in ctx.router.prefixes_of(conn.slot) {
         if !rules.subscribe.allows_subscription(&prefix) {
-            deny(ctx, conn.shared, &prefix);
+            deny(ctx, conn.shared, &prefix, budget);
             ctx.router
                 .subscription(conn.slot, Subscription::Cancel(prefix))?;
         }
@@ -278,14 +280,17 @@ fn withdraw(ctx: &Ctx, conn: &Conn<'_>) -> Result<(), Error> {
 
 /// Refuses a subscription outside the subscriber's rights: counted, logged, and the subscriber
 /// is sent a `$xbus.denied.subscribe.` notice carrying the prefix.
-fn deny(ctx: &Ctx, shared: &SubscriberShared, prefix: &[u8]) {
+fn deny(ctx: &Ctx, shared: &SubscriberShared, prefix: &[u8], budget: &mut LogBudget) {
     ctx.stats.denied("subscribe", 1);
-    warn!(
-        peer = %shared.peer,
-        id = shared.id,
-        prefix = %xbus_zmtp::error::printable(prefix, 256),
-        "subscription denied: outside the key's subscribe rights"
-    );
+    if let Some(not_logged) = budget.allow() {
+        warn!(
+            peer = %shared.peer,
+            id = shared.id,
+            prefix = %xbus_zmtp::error::printable(prefix, 256),
+            not_logged,
+            "subscription denied: outside the key's subscribe rights"
+        );
+    }
     shared
         .queue
         .push_control(notice(DENIED_SUBSCRIBE_TOPIC, prefix));

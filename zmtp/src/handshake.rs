@@ -105,8 +105,11 @@ pub(crate) async fn read_more<S: AsyncRead + Unpin>(
     Ok(())
 }
 
-/// Sends `ours`, then reads and checks the peer's greeting. Returns it with the bytes read
-/// after it.
+/// Exchanges greetings in two stages, as libzmq does: our signature and major version, then,
+/// once the peer's have arrived, the rest (minor version, mechanism, role). A libzmq peer that
+/// dislikes our mechanism hangs up as soon as it has read it; staged, its own greeting has
+/// already been sent by then, so both sides can name the mismatch instead of seeing a bare
+/// close. Returns the peer's greeting with the bytes read after it.
 pub(crate) async fn exchange_greetings<S>(
     stream: &mut S,
     ours: &Greeting,
@@ -114,10 +117,18 @@ pub(crate) async fn exchange_greetings<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    stream.write_all(&ours.encode()).await?;
+    let encoded = ours.encode();
+    let (first, rest) = encoded.split_at(SIGNATURE_AND_MAJOR_LEN);
+    stream.write_all(first).await?;
     stream.flush().await?;
 
     let mut buf = BytesMut::with_capacity(8192);
+    while buf.len() < SIGNATURE_AND_MAJOR_LEN {
+        read_more(stream, &mut buf).await?;
+        Greeting::check_prefix(&buf[..buf.len().min(SIGNATURE_AND_MAJOR_LEN)])?;
+    }
+    stream.write_all(rest).await?;
+    stream.flush().await?;
     while buf.len() < GREETING_LEN {
         read_more(stream, &mut buf).await?;
         Greeting::check_prefix(&buf[..buf.len().min(SIGNATURE_AND_MAJOR_LEN)])?;
