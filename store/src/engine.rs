@@ -60,8 +60,8 @@ pub(crate) trait Engine: Send + Sync + 'static {
         Self: 'a;
     /// A snapshot of the current state.
     fn reader(&self) -> Result<Self::Reader<'_>>;
-    /// Applies a batch atomically, visible to readers and safe from a process crash once this
-    /// returns (in the operating system's buffers at least), not yet from a power loss.
+    /// Applies a batch atomically, visible to readers once this returns; durable only after
+    /// the next [`Engine::sync`].
     fn write(&self, batch: &Batch) -> Result<()>;
     /// Makes everything written so far durable (fsync).
     fn sync(&self) -> Result<()>;

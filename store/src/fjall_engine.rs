@@ -20,6 +20,19 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::engine("fjall", e)
 }
 
+/// A keyspace's memtable (its writes not yet flushed into a table file). fjall's default is
+/// 64 MiB per keyspace; smaller ones bound the store's memory (an active and a flushing
+/// memtable per keyspace: about 60 MiB in all, beside the block cache) and the journal that a
+/// reopen after a crash replays.
+fn memtable_bytes(space: Space) -> u64 {
+    match space {
+        Space::Events => 16 << 20,
+        Space::ByTopic => 8 << 20,
+        Space::Latest => 4 << 20,
+        Space::Meta => 1 << 20,
+    }
+}
+
 /// The fjall engine.
 pub(crate) struct FjallEngine {
     db: Database,
@@ -35,8 +48,11 @@ impl FjallEngine {
         let spaces = Space::ALL
             .iter()
             .map(|s| {
-                db.keyspace(s.name(), KeyspaceCreateOptions::default)
-                    .map_err(err)
+                let memtable = memtable_bytes(*s);
+                db.keyspace(s.name(), || {
+                    KeyspaceCreateOptions::default().max_memtable_size(memtable)
+                })
+                .map_err(err)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(FjallEngine { db, spaces })

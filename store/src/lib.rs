@@ -13,9 +13,11 @@
 //!   scanning records; a per-topic index answers [`EventStore::history`] for a few topics
 //!   without scanning the others.
 //! * [`EventStore::trim`] applies a [`Retention`] (age, size), oldest first.
-//! * Durability: an append is safe from a process crash once it returns; it is safe from a
-//!   power loss after the next sync, at most [`StoreOptions::sync_interval`] later (1 s by
-//!   default). `docs/store.md` states the policy in full.
+//! * Durability: appended records are durable (safe from a power loss) after the next sync,
+//!   at most [`StoreOptions::sync_interval`] later (1 s by default). Before that, fjall has
+//!   already handed them to the operating system, so they survive the process being killed;
+//!   redb has not, so a killed process loses what it appended since its last sync.
+//!   `docs/store.md` states the policy in full.
 //!
 //! # Examples
 //!
@@ -87,9 +89,11 @@ pub trait EventStore: Send + Sync {
     fn epoch(&self) -> Epoch;
 
     /// Appends records (sequence numbers strictly increasing, above [`last_seq`]) in one
-    /// atomic batch. When it returns they are visible to queries and safe from a process
-    /// crash; they are safe from a power loss after the next sync. A refused batch
-    /// ([`StoreError::SeqNotIncreasing`], [`StoreError::TopicTooLong`]) writes nothing.
+    /// atomic batch. When it returns they are visible to queries; they are durable after the
+    /// next sync. In between, whether they survive the process being killed depends on the
+    /// engine (fjall: yes, they are in the operating system's buffers; redb: no). A crash
+    /// never leaves part of a batch. A refused batch ([`StoreError::SeqNotIncreasing`],
+    /// [`StoreError::TopicTooLong`]) writes nothing.
     ///
     /// [`last_seq`]: EventStore::last_seq
     fn append(&self, records: &[Record]) -> Result<()>;
@@ -121,7 +125,8 @@ pub trait EventStore: Send + Sync {
     fn first_seq(&self) -> Result<Option<u64>>;
 
     /// The newest sequence number ever appended to this store (it survives trimming and
-    /// reopening), if any.
+    /// reopening), if any. It moves just after a batch becomes visible, so a concurrent
+    /// query may briefly see records above it.
     fn last_seq(&self) -> Option<u64>;
 
     /// The sequence number a writer continues with after opening the store: one past the
