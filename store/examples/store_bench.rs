@@ -6,6 +6,9 @@
 //! cargo run --release -p xbus-store --example store_bench -- crash --engine redb --dir /var/tmp/sb
 //! ```
 //!
+//! `--last-value record` creates the store with copies of the last records in its last-value
+//! table (the engine is then reported as `redb+lv` / `fjall+lv`).
+//!
 //! `run` prints one line of `key=value` figures; `crash` SIGKILLs a writer mid-stream, reopens
 //! the store and prints what survived. `store/examples/store_bench.sh` runs both engines
 //! several times, interleaved, under `/usr/bin/time -v`, and prints the medians.
@@ -18,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use xbus_store::{
-    Backend, EventStore, HistoryQuery, LatestQuery, Order, Record, Retention, StoreOptions,
+    Backend, EventStore, HistoryQuery, LastValue, LatestQuery, Order, Record, Retention,
+    StoreOptions,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -32,6 +36,7 @@ struct Args {
     payload: usize,
     batch: usize,
     seconds: u64,
+    last_value: LastValue,
 }
 
 fn parse() -> Result<Args, Error> {
@@ -46,6 +51,7 @@ fn parse() -> Result<Args, Error> {
         payload: 100,
         batch: 1_000,
         seconds: 3,
+        last_value: LastValue::Seq,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -57,6 +63,13 @@ fn parse() -> Result<Args, Error> {
             "--payload" => a.payload = value.parse()?,
             "--batch" => a.batch = value.parse()?,
             "--seconds" => a.seconds = value.parse()?,
+            "--last-value" => {
+                a.last_value = match value.as_str() {
+                    "seq" => LastValue::Seq,
+                    "record" => LastValue::Record,
+                    other => return Err(format!("--last-value seq|record, not {other}").into()),
+                }
+            }
             other => return Err(format!("unknown option {other}").into()),
         }
     }
@@ -113,7 +126,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn open(a: &Args) -> Result<Box<dyn EventStore>, Error> {
-    Ok(xbus_store::open(a.engine, &a.dir, StoreOptions::default())?)
+    let options = StoreOptions {
+        last_value: a.last_value,
+        ..StoreOptions::default()
+    };
+    Ok(xbus_store::open(a.engine, &a.dir, options)?)
 }
 
 fn fresh_dir(dir: &Path) -> Result<(), Error> {
@@ -155,7 +172,11 @@ fn run(a: &Args) -> Result<(), Error> {
     let topics = topic_names(a.topics);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let store = open(a)?;
-    let mut out: Vec<(String, String)> = vec![("engine".into(), a.engine.to_string())];
+    let engine = match a.last_value {
+        LastValue::Seq => a.engine.to_string(),
+        LastValue::Record => format!("{}+lv", a.engine),
+    };
+    let mut out: Vec<(String, String)> = vec![("engine".into(), engine)];
     let mut put = |k: &str, v: String| out.push((k.to_string(), v));
 
     // Append: the proxy's recorder, batches of `batch`, syncing every second (the default).

@@ -18,6 +18,7 @@ BATCH=${BATCH:-1000}
 DIR=${DIR:-/var/tmp/xbus-store-bench}
 OUT=${OUT:-target/store_bench}
 ENGINES=${ENGINES:-"redb fjall"}
+LAST_VALUE=${LAST_VALUE:-seq}   # or record: copies of the last records in the last-value table
 
 cargo build --release --locked -p xbus-store --example store_bench
 BIN=target/release/examples/store_bench
@@ -28,7 +29,7 @@ for round in $(seq 1 "$ROUNDS"); do
   for engine in $ENGINES; do
     echo "== round $round: $engine" >&2
     /usr/bin/time -v "$BIN" run --engine "$engine" --dir "$DIR/$engine" --events "$EVENTS" \
-      --topics "$TOPICS" --payload "$PAYLOAD" --batch "$BATCH" \
+      --topics "$TOPICS" --payload "$PAYLOAD" --batch "$BATCH" --last-value "$LAST_VALUE" \
       > "$OUT/run.out" 2> "$OUT/time.err"
     rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$OUT/time.err")
     echo "$(cat "$OUT/run.out") peak_rss_kb=$rss" | tee -a "$OUT/runs.txt"
@@ -36,7 +37,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-for engine in $ENGINES; do
+[ "${CRASH:-1}" = 1 ] && for engine in $ENGINES; do
   "$BIN" crash --engine "$engine" --dir "$DIR/$engine" --topics "$TOPICS" --payload "$PAYLOAD" \
     --batch "$BATCH" --seconds 5 | tee -a "$OUT/crash.txt"
   rm -rf "${DIR:?}/$engine"

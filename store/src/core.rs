@@ -16,8 +16,8 @@ use crate::engine::{Batch, Engine, KvIter, Reader, Space};
 use crate::epoch::Epoch;
 use crate::error::{Result, StoreError};
 use crate::query::{
-    matches, normalize_prefixes, HistoryPage, HistoryQuery, LatestPage, LatestQuery, Order,
-    Retention, StoreOptions, StoreStats, TrimReport,
+    matches, normalize_prefixes, HistoryPage, HistoryQuery, LastValue, LatestPage, LatestQuery,
+    Order, Retention, StoreOptions, StoreStats, TrimReport,
 };
 use crate::record::{self, Record, MAX_TOPIC_LEN};
 
@@ -27,6 +27,7 @@ const META_FORMAT: &[u8] = b"format";
 const META_EPOCH: &[u8] = b"epoch";
 const META_STATE: &[u8] = b"state";
 const META_RESERVED: &[u8] = b"reserved";
+const META_LAST_VALUE: &[u8] = b"last_value";
 
 /// Records deleted per write batch while trimming.
 const TRIM_CHUNK: usize = 8192;
@@ -89,6 +90,7 @@ struct Writer {
 pub(crate) struct Core<E: Engine> {
     engine: E,
     epoch: Epoch,
+    last_value: LastValue,
     options: StoreOptions,
     writer: Mutex<Writer>,
     // Readable without the writer's lock.
@@ -102,7 +104,7 @@ impl<E: Engine> Core<E> {
     pub(crate) fn open(engine: E, path: &Path, options: StoreOptions) -> Result<Self> {
         let reader = engine.reader()?;
         let format = reader.get(Space::Meta, META_FORMAT)?;
-        let (epoch, state, reserved) = match format {
+        let (epoch, state, reserved, last_value) = match format {
             None => {
                 if reader
                     .range(Space::Events, Bound::Unbounded, Bound::Unbounded, false)?
@@ -118,9 +120,10 @@ impl<E: Engine> Core<E> {
                 batch.put(Space::Meta, META_EPOCH, &epoch.to_bytes());
                 batch.put(Space::Meta, META_STATE, &State::default().encode());
                 batch.put(Space::Meta, META_RESERVED, &0u64.to_be_bytes());
+                batch.put(Space::Meta, META_LAST_VALUE, &[options.last_value.code()]);
                 engine.write(&batch)?;
                 engine.sync()?;
-                (epoch, State::default(), 0)
+                (epoch, State::default(), 0, options.last_value)
             }
             Some(format) => {
                 let format = record::value_u64(&format)?;
@@ -140,7 +143,19 @@ impl<E: Engine> Core<E> {
                     Some(v) => record::value_u64(&v)?,
                     None => 0,
                 };
-                let opened = (Epoch::from_bytes(&epoch)?, State::decode(&state)?, reserved);
+                let last_value = match reader.get(Space::Meta, META_LAST_VALUE)? {
+                    Some(v) => v
+                        .first()
+                        .and_then(|c| LastValue::from_code(*c))
+                        .ok_or_else(|| format_error(path, "unknown last-value layout"))?,
+                    None => LastValue::Seq,
+                };
+                let opened = (
+                    Epoch::from_bytes(&epoch)?,
+                    State::decode(&state)?,
+                    reserved,
+                    last_value,
+                );
                 drop(reader);
                 opened
             }
@@ -148,6 +163,7 @@ impl<E: Engine> Core<E> {
         Ok(Core {
             engine,
             epoch,
+            last_value,
             options,
             last_seq: AtomicU64::new(state.last_seq),
             reserved: AtomicU64::new(reserved),
@@ -225,10 +241,10 @@ impl<E: Engine> Core<E> {
             last = r.seq;
         }
 
-        // Each topic's last record in this batch, and which topics are new to the store.
-        let mut last_of_topic: HashMap<&[u8], u64> = HashMap::with_capacity(records.len());
-        for r in records {
-            last_of_topic.insert(&r.topic, r.seq);
+        // Each topic's last record in this batch (by index), and which topics are new.
+        let mut last_of_topic: HashMap<&[u8], usize> = HashMap::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            last_of_topic.insert(&r.topic, i);
         }
         {
             let reader = self.engine.reader()?;
@@ -241,14 +257,26 @@ impl<E: Engine> Core<E> {
 
         let batch = &mut w.batch;
         batch.clear();
+        let mut times = Vec::with_capacity(records.len());
         for r in records {
             state.last_time = state.last_time.max(r.time_us);
+            times.push(state.last_time);
             batch.put_record(r.seq, state.last_time, &r.topic, &r.payload);
             state.records += 1;
             state.bytes += r.stored_len();
         }
-        for (topic, seq) in &last_of_topic {
-            batch.put(Space::Latest, topic, &seq.to_be_bytes());
+        let mut value = Vec::new();
+        for (topic, &i) in &last_of_topic {
+            let (Some(r), Some(&time)) = (records.get(i), times.get(i)) else {
+                continue;
+            };
+            value.clear();
+            value.extend_from_slice(&r.seq.to_be_bytes());
+            if self.last_value == LastValue::Record {
+                value.extend_from_slice(&time.to_be_bytes());
+                value.extend_from_slice(&r.payload);
+            }
+            batch.put(Space::Latest, topic, &value);
         }
         state.last_seq = last;
         batch.put(Space::Meta, META_STATE, &state.encode());
@@ -320,18 +348,19 @@ impl<E: Engine> Core<E> {
         let ranges: Vec<Bytes> = prefixes.unwrap_or_else(|| vec![Bytes::new()]);
         let after = query.after_topic.as_deref();
 
-        let mut found: Vec<(Bytes, u64)> = Vec::new();
+        let mut found: Vec<(Bytes, u64, Bytes)> = Vec::new();
         'prefixes: for prefix in &ranges {
             let lo = match after {
                 Some(a) if a >= &prefix[..] => Bound::Excluded(a),
                 _ => Bound::Included(&prefix[..]),
             };
             for item in reader.range(Space::Latest, lo, Bound::Unbounded, false)? {
-                let (topic, seq) = item?;
+                let (topic, value) = item?;
                 if !topic.starts_with(prefix) {
                     break;
                 }
-                found.push((Bytes::from(topic), record::value_u64(&seq)?));
+                let seq = record::latest_seq(&value)?;
+                found.push((Bytes::from(topic), seq, value));
                 if found.len() >= want {
                     break 'prefixes;
                 }
@@ -340,22 +369,31 @@ impl<E: Engine> Core<E> {
         let more = found.len() > query.limit;
         found.truncate(query.limit);
 
-        // Read the records in sequence order (neighbours on disk), return them in topic order.
-        let mut order: Vec<usize> = (0..found.len()).collect();
-        order.sort_unstable_by_key(|&i| found.get(i).map(|f| f.1));
-        let mut records: Vec<Option<Record>> = vec![None; found.len()];
-        for i in order {
-            let Some((_, seq)) = found.get(i) else {
-                continue;
-            };
-            let value = reader
-                .get(Space::Events, &record::seq_key(*seq))?
-                .ok_or(StoreError::Corrupt("a last value points to no record"))?;
-            if let Some(slot) = records.get_mut(i) {
-                *slot = Some(record::decode(*seq, value)?);
+        let records: Vec<Record> = match self.last_value {
+            LastValue::Record => found
+                .into_iter()
+                .map(|(topic, seq, value)| record::decode_latest(topic, seq, value))
+                .collect::<Result<_>>()?,
+            LastValue::Seq => {
+                // Read the records in sequence order (neighbours on disk), return them in
+                // topic order.
+                let mut order: Vec<usize> = (0..found.len()).collect();
+                order.sort_unstable_by_key(|&i| found.get(i).map(|f| f.1));
+                let mut records: Vec<Option<Record>> = vec![None; found.len()];
+                for i in order {
+                    let Some((_, seq, _)) = found.get(i) else {
+                        continue;
+                    };
+                    let value = reader
+                        .get(Space::Events, &record::seq_key(*seq))?
+                        .ok_or(StoreError::Corrupt("a last value points to no record"))?;
+                    if let Some(slot) = records.get_mut(i) {
+                        *slot = Some(record::decode(*seq, value)?);
+                    }
+                }
+                records.into_iter().flatten().collect()
             }
-        }
-        let records: Vec<Record> = records.into_iter().flatten().collect();
+        };
         let next = match (more, records.last()) {
             (true, Some(last)) => Some(LatestQuery {
                 after_topic: Some(last.topic.clone()),
@@ -620,7 +658,7 @@ impl<E: Engine> Core<E> {
                 }
                 for (topic, seq) in &newest {
                     let last = reader.get(Space::Latest, topic)?;
-                    if last.as_deref() == Some(&seq.to_be_bytes()[..]) {
+                    if last.as_deref().map(record::latest_seq).transpose()? == Some(*seq) {
                         batch.delete(Space::Latest, topic);
                         state.topics = state.topics.saturating_sub(1);
                         report.topics += 1;

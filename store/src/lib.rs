@@ -69,8 +69,8 @@ pub use error::{Result, StoreError};
 #[cfg(feature = "fjall")]
 pub use fjall_engine::FjallStore;
 pub use query::{
-    HistoryPage, HistoryQuery, LatestPage, LatestQuery, Order, Retention, StoreOptions, StoreStats,
-    TrimReport,
+    HistoryPage, HistoryQuery, LastValue, LatestPage, LatestQuery, Order, Retention, StoreOptions,
+    StoreStats, TrimReport,
 };
 pub use record::{Record, MAX_TOPIC_LEN};
 #[cfg(feature = "redb")]

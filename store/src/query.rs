@@ -232,6 +232,36 @@ pub struct StoreStats {
     pub last: Option<(u64, u64)>,
 }
 
+/// What the last-value table holds for each topic: chosen when a store is created and kept
+/// with it (opening an existing store keeps its layout, whatever the options say).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LastValue {
+    /// The sequence number of the topic's newest record (8 bytes): appends write little,
+    /// and [`latest`](crate::EventStore::latest) reads each topic's record from the records.
+    #[default]
+    Seq,
+    /// A copy of the topic's newest record: [`latest`](crate::EventStore::latest) is one
+    /// range scan, and each append writes every topic's last record of the batch twice.
+    Record,
+}
+
+impl LastValue {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            LastValue::Seq => 0,
+            LastValue::Record => 1,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(LastValue::Seq),
+            1 => Some(LastValue::Record),
+            _ => None,
+        }
+    }
+}
+
 /// Options common to every engine.
 ///
 /// ```
@@ -248,6 +278,8 @@ pub struct StoreOptions {
     /// the last sync (default 1 s). `None`: only an explicit
     /// [`sync`](crate::EventStore::sync) does.
     pub sync_interval: Option<Duration>,
+    /// What a new store's last-value table holds (default [`LastValue::Seq`]).
+    pub last_value: LastValue,
 }
 
 impl Default for StoreOptions {
@@ -255,6 +287,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_bytes: 64 << 20,
             sync_interval: Some(Duration::from_secs(1)),
+            last_value: LastValue::default(),
         }
     }
 }

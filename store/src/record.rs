@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `events` | seq (u64, big-endian) | time_us (u64 BE) ‖ topic length (u32 BE) ‖ topic ‖ payload |
 //! | `by_topic` | topic length (u16 BE) ‖ topic ‖ seq (u64 BE) | empty |
-//! | `latest` | topic | seq (u64 BE) of the topic's last record |
+//! | `latest` | topic | seq (u64 BE) of the topic's last record; with [`LastValue::Record`](crate::LastValue::Record), then its time_us (u64 BE) and payload |
 //! | `meta` | a name | the epoch, the format version, the writer's counters |
 //!
 //! Big-endian integers sort numerically as bytes, so a range over `events` is a range of
@@ -175,6 +175,30 @@ pub(crate) fn topic_key_seq(key: &[u8]) -> Result<u64> {
             "a by_topic key is shorter than 8 bytes",
         ))?;
     key_seq(tail)
+}
+
+/// The sequence number at the start of a `latest` value.
+pub(crate) fn latest_seq(value: &[u8]) -> Result<u64> {
+    value
+        .get(..8)
+        .ok_or(StoreError::Corrupt("a last value is shorter than 8 bytes"))
+        .and_then(value_u64)
+}
+
+/// A record from a `latest` value that holds a copy of it: seq ‖ time_us ‖ payload.
+pub(crate) fn decode_latest(topic: Bytes, seq: u64, value: Bytes) -> Result<Record> {
+    let time_us = value
+        .get(8..16)
+        .ok_or(StoreError::Corrupt(
+            "a last value is shorter than its header",
+        ))
+        .and_then(value_u64)?;
+    Ok(Record {
+        seq,
+        time_us,
+        topic,
+        payload: value.slice(16..),
+    })
 }
 
 /// A `u64` stored big-endian as a value (the `latest` keyspace, counters).

@@ -12,16 +12,13 @@ use xbus_store::FjallStore;
 #[cfg(feature = "redb")]
 use xbus_store::RedbStore;
 use xbus_store::{
-    EventStore, HistoryQuery, LatestQuery, Order, Record, Retention, StoreError, StoreOptions,
-    MAX_TOPIC_LEN,
+    EventStore, HistoryQuery, LastValue, LatestQuery, Order, Record, Retention, StoreError,
+    StoreOptions, MAX_TOPIC_LEN,
 };
 
 trait Open: EventStore + Sized {
     const NAME: &'static str;
     fn open_with(dir: &Path, options: StoreOptions) -> Self;
-    fn open_dir(dir: &Path) -> Self {
-        Self::open_with(dir, small())
-    }
 }
 
 #[cfg(feature = "redb")]
@@ -38,6 +35,22 @@ impl Open for FjallStore {
     fn open_with(dir: &Path, options: StoreOptions) -> Self {
         FjallStore::open_with(dir, options).unwrap()
     }
+}
+
+/// Opens a store with the last-value layout `LV` (0: `Seq`, 1: `Record`).
+fn open<S: Open, const LV: u8>(dir: &Path) -> S {
+    let last_value = if LV == 0 {
+        LastValue::Seq
+    } else {
+        LastValue::Record
+    };
+    S::open_with(
+        dir,
+        StoreOptions {
+            last_value,
+            ..small()
+        },
+    )
 }
 
 fn small() -> StoreOptions {
@@ -72,9 +85,9 @@ fn sample() -> Vec<Record> {
         .collect()
 }
 
-fn append_and_query<S: Open>() {
+fn append_and_query<S: Open, const LV: u8>() {
     let dir = tempfile::tempdir().unwrap();
-    let store = S::open_dir(dir.path());
+    let store = open::<S, LV>(dir.path());
     assert_eq!(store.last_seq(), None);
     assert_eq!(store.first_seq().unwrap(), None);
     assert_eq!(store.next_seq(), 1);
@@ -139,9 +152,9 @@ impl SeqRange for HistoryQuery {
     }
 }
 
-fn paging<S: Open>() {
+fn paging<S: Open, const LV: u8>() {
     let dir = tempfile::tempdir().unwrap();
-    let store = S::open_dir(dir.path());
+    let store = open::<S, LV>(dir.path());
     // 40 topics so that one topic's history goes through the per-topic index.
     let records: Vec<Record> = (1..=400)
         .map(|s| rec(s, &format!("t.{:02}", s % 40), "x"))
@@ -202,9 +215,9 @@ fn paging<S: Open>() {
     assert!(store.history(&HistoryQuery::new(all()).limit(0)).is_err());
 }
 
-fn time_ranges<S: Open>() {
+fn time_ranges<S: Open, const LV: u8>() {
     let dir = tempfile::tempdir().unwrap();
-    let store = S::open_dir(dir.path());
+    let store = open::<S, LV>(dir.path());
     // Times 1_010, 1_020, ...; seqs with gaps (only odd ones recorded).
     let records: Vec<Record> = (1..=99)
         .step_by(2)
@@ -247,9 +260,9 @@ fn time_ranges<S: Open>() {
     assert_eq!(h.records[0].time_us, 1_990);
 }
 
-fn refusals<S: Open>() {
+fn refusals<S: Open, const LV: u8>() {
     let dir = tempfile::tempdir().unwrap();
-    let store = S::open_dir(dir.path());
+    let store = open::<S, LV>(dir.path());
     assert!(matches!(
         store.append(&[rec(0, "a", "x")]),
         Err(StoreError::SeqNotIncreasing { seq: 0, last: 0 })
@@ -271,9 +284,9 @@ fn refusals<S: Open>() {
     store.append(&[rec(6, "a", "x")]).unwrap();
 }
 
-fn trim<S: Open>() {
+fn trim<S: Open, const LV: u8>() {
     let dir = tempfile::tempdir().unwrap();
-    let store = S::open_dir(dir.path());
+    let store = open::<S, LV>(dir.path());
     // "old." is written once at the start; "hot." all along.
     let mut records = vec![rec(1, "old.", "x")];
     records.extend((2..=20_000).map(|s| rec(s, "hot.", "payload")));
@@ -350,16 +363,16 @@ fn trim<S: Open>() {
     store.append(&[rec(20_001, "a", "x")]).unwrap();
 }
 
-fn reopen<S: Open>() {
+fn reopen<S: Open, const LV: u8>() {
     let dir = tempfile::tempdir().unwrap();
-    let store = S::open_dir(dir.path());
+    let store = open::<S, LV>(dir.path());
     let epoch = store.epoch();
     store.append(&sample()).unwrap();
     store.reserve_seq(1_000).unwrap();
     assert_eq!(store.next_seq(), 1_001);
     drop(store);
 
-    let store = S::open_dir(dir.path());
+    let store = open::<S, LV>(dir.path());
     assert_eq!(store.epoch(), epoch);
     assert_eq!(store.last_seq(), Some(9));
     assert_eq!(store.next_seq(), 1_001);
@@ -374,13 +387,13 @@ fn reopen<S: Open>() {
 
     // A new directory is a new history.
     let other = tempfile::tempdir().unwrap();
-    assert_ne!(S::open_dir(other.path()).epoch(), epoch);
-    assert_eq!(S::open_dir(dir.path()).epoch(), epoch);
+    assert_ne!(open::<S, LV>(other.path()).epoch(), epoch);
+    assert_eq!(open::<S, LV>(dir.path()).epoch(), epoch);
 }
 
 /// Replay returns exactly the appended records, in order, whatever the batches; and a
 /// prefix-filtered replay or history equals filtering the appended records.
-fn replay_property<S: Open>() {
+fn replay_property<S: Open, const LV: u8>() {
     let config = ProptestConfig {
         cases: 24,
         ..ProptestConfig::default()
@@ -394,7 +407,7 @@ fn replay_property<S: Open>() {
     let batches = proptest::collection::vec(proptest::collection::vec(record, 0..30), 1..8);
     proptest!(config, |(batches in batches, prefix in 0usize..topics.len(), page in 1usize..50)| {
         let dir = tempfile::tempdir().unwrap();
-        let store = S::open_dir(dir.path());
+        let store = open::<S, LV>(dir.path());
         let mut seq = 0;
         let mut appended = Vec::new();
         for batch in batches {
@@ -446,9 +459,9 @@ fn replay_property<S: Open>() {
 
 /// Queries running while the writer appends see a consistent prefix of the records: a
 /// replay is gap-free up to some sequence number, and latest never points past it.
-fn concurrent_reads<S: Open + 'static>() {
+fn concurrent_reads<S: Open + 'static, const LV: u8>() {
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(S::open_dir(dir.path()));
+    let store = std::sync::Arc::new(open::<S, LV>(dir.path()));
     let writer = {
         let store = store.clone();
         std::thread::spawn(move || {
@@ -513,7 +526,7 @@ fn crash_child_process() {
 /// SIGKILL a writer mid-stream: the store reopens without repair, keeps its epoch, holds
 /// every record up to the last sync (fjall: up to the last append), whole batches only, and
 /// the sequence continues.
-fn crash_recovery<S: Open>() {
+fn crash_recovery<S: Open, const LV: u8>() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -547,7 +560,7 @@ fn crash_recovery<S: Open>() {
     child.wait().unwrap();
     assert!(synced > 0);
 
-    let store = S::open_dir(dir.path());
+    let store = open::<S, LV>(dir.path());
     assert_eq!(store.epoch().to_string(), epoch);
     let last = store.last_seq().unwrap();
     assert!(last >= synced, "{last} < synced {synced}");
@@ -569,11 +582,20 @@ macro_rules! for_each_engine {
     ($($test:ident),* $(,)?) => {
         #[cfg(feature = "redb")]
         mod redb {
-            $(#[test] fn $test() { super::$test::<xbus_store::RedbStore>() })*
+            $(#[test] fn $test() { super::$test::<xbus_store::RedbStore, 0>() })*
         }
         #[cfg(feature = "fjall")]
         mod fjall {
-            $(#[test] fn $test() { super::$test::<xbus_store::FjallStore>() })*
+            $(#[test] fn $test() { super::$test::<xbus_store::FjallStore, 0>() })*
+        }
+        /// The same with copies of the last records in the last-value table.
+        #[cfg(feature = "redb")]
+        mod redb_record {
+            $(#[test] fn $test() { super::$test::<xbus_store::RedbStore, 1>() })*
+        }
+        #[cfg(feature = "fjall")]
+        mod fjall_record {
+            $(#[test] fn $test() { super::$test::<xbus_store::FjallStore, 1>() })*
         }
     };
 }
