@@ -22,13 +22,14 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 
 /// A keyspace's memtable (its writes not yet flushed into a table file). fjall's default is
 /// 64 MiB per keyspace; smaller ones bound the store's memory (an active and a flushing
-/// memtable per keyspace: about 60 MiB in all, beside the block cache) and the journal that a
-/// reopen after a crash replays.
+/// memtable per keyspace: about 50 MiB in all, beside the block cache) and the journal that a
+/// reopen after a crash replays. The last-value table's is the smallest: it is rewritten with
+/// every batch, and a query has to skip every version its memtable still holds.
 fn memtable_bytes(space: Space) -> u64 {
     match space {
         Space::Events => 16 << 20,
         Space::ByTopic => 8 << 20,
-        Space::Latest => 4 << 20,
+        Space::Latest => 1 << 20,
         Space::Meta => 1 << 20,
     }
 }

@@ -405,7 +405,7 @@ fn replay_property<S: Open, const LV: u8>() {
         proptest::collection::vec(any::<u8>(), 0..40),
     );
     let batches = proptest::collection::vec(proptest::collection::vec(record, 0..30), 1..8);
-    proptest!(config, |(batches in batches, prefix in 0usize..topics.len(), page in 1usize..50)| {
+    proptest!(config, |(batches in batches, prefix in 0usize..topics.len(), page in 1usize..50, t1 in 0u64..1_500, t2 in 0u64..1_500)| {
         let dir = tempfile::tempdir().unwrap();
         let store = open::<S, LV>(dir.path());
         let mut seq = 0;
@@ -449,6 +449,17 @@ fn replay_property<S: Open, const LV: u8>() {
             .records;
         newest.reverse();
         prop_assert_eq!(&newest, &expected);
+        // A time range (times are 3 * seq), under the prefix, both orders.
+        let in_time: Vec<Record> = appended
+            .iter()
+            .filter(|r| r.time_us >= t1 && r.time_us < t2 && r.topic.starts_with(&p))
+            .cloned()
+            .collect();
+        let q = HistoryQuery::new([p.clone()]).since_us(t1).until_us(t2).limit(10_000);
+        prop_assert_eq!(&store.history(&q).unwrap().records, &in_time);
+        let mut newest = store.history(&q.order(Order::NewestFirst)).unwrap().records;
+        newest.reverse();
+        prop_assert_eq!(&newest, &in_time);
         // latest agrees with the last record of each topic.
         for r in store.latest(&LatestQuery::new([p.clone()])).unwrap().records {
             let last = appended.iter().rev().find(|a| a.topic == r.topic).unwrap();
