@@ -329,6 +329,8 @@ fn run(a: &Args) -> Result<(), Error> {
         "reopen_ms",
         format!("{:.1}", t.elapsed().as_secs_f64() * 1e3),
     );
+    let disk = store.stats()?.disk_bytes as f64 / (seq - 1) as f64;
+    put("disk_reopen_b_per_ev", format!("{disk:.1}"));
     assert_eq!(store.epoch(), epoch);
     assert_eq!(store.last_seq(), Some(seq - 1));
     let t = Instant::now();
