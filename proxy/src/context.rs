@@ -53,6 +53,21 @@ pub(crate) struct Ctx {
     pub(crate) started: Instant,
     /// CURVE keys and access rules, when the proxy requires CURVE.
     pub(crate) security: Option<Security>,
+    /// This run's epoch: sequence numbers are comparable only within one epoch.
+    pub(crate) epoch: u64,
+}
+
+/// A random epoch id: the standard library's per-process random hash keys, mixed with the
+/// clock (it names a run of sequence numbers; it is no secret).
+fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 impl Ctx {
@@ -78,6 +93,7 @@ impl Ctx {
             next_id: AtomicU64::new(1),
             started: Instant::now(),
             security,
+            epoch: new_epoch(),
         }
     }
 

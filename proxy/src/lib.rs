@@ -381,6 +381,12 @@ impl ProxyHandle {
         }
     }
 
+    /// This run's epoch: the id of its numbering of messages (sequence numbers are comparable
+    /// only within one epoch). Subscribers learn it from the `X-Xbus-Epoch` READY property.
+    pub fn epoch(&self) -> u64 {
+        self.ctx.epoch
+    }
+
     /// The proxy's CURVE public key, when it requires CURVE.
     pub fn curve_public_key(&self) -> Option<xbus_zmtp::curve::CurvePublicKey> {
         self.ctx.security.as_ref().map(|s| s.public_key())

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tracing::{error, warn};
+use xbus_zmtp::extensions::{epoch_text, EPOCH};
 use xbus_zmtp::{HandshakeConfig, Listener, SocketType, Stream};
 
 use crate::context::{Ctx, Side};
@@ -70,9 +71,9 @@ async fn handle(ctx: Arc<Ctx>, mut stream: Stream, peer: String, side: Side) {
         Side::Frontend => {
             HandshakeConfig::new(SocketType::XSub).accept(&[SocketType::Pub, SocketType::XPub])
         }
-        Side::Backend => {
-            HandshakeConfig::new(SocketType::XPub).accept(&[SocketType::Sub, SocketType::XSub])
-        }
+        Side::Backend => HandshakeConfig::new(SocketType::XPub)
+            .accept(&[SocketType::Sub, SocketType::XSub])
+            .property(EPOCH, epoch_text(ctx.epoch)),
     }
     .timeout(ctx.config.handshake_timeout);
     let max_frame = match side {

@@ -26,6 +26,9 @@ pub(crate) struct SubscriberShared {
     pub(crate) id: u64,
     pub(crate) peer: String,
     pub(crate) socket_type: SocketType,
+    /// Whether it asked for delivery metadata (`X-Xbus-Meta`): sequence numbers, receive
+    /// times, gap notices and subscription acknowledgements.
+    pub(crate) wants_meta: bool,
     /// Its outbound messages.
     pub(crate) queue: Queue,
     pub(crate) delivered_messages: AtomicU64,

@@ -25,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use crate::scan::Span;
+use xbus_zmtp::extensions::Notice;
 
 /// Queue length (items) from which small items are copied into compact chunks.
 pub const COMPACT_AFTER: usize = 64;
@@ -55,6 +56,16 @@ struct Inner {
     tail_messages: u32,
     messages: usize,
     bytes: usize,
+    /// Messages dropped since the last gap notice (subscribers with metadata only).
+    gap: Option<Gap>,
+}
+
+/// Dropped messages not reported yet: `count` of them, sequence numbers `first..=last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gap {
+    first: u64,
+    last: u64,
+    count: u64,
 }
 
 impl Inner {
@@ -101,6 +112,38 @@ impl Inner {
         }
         self.push_unchecked(msg, 1);
         true
+    }
+
+    /// Queues a notice frame (no message) in order.
+    fn push_notice(&mut self, notice: &Notice) {
+        self.push_unchecked(notice.to_bytes(), 0);
+    }
+
+    /// Queues the pending gap notice, if any, before what comes next.
+    fn flush_gap(&mut self) {
+        if let Some(g) = self.gap.take() {
+            self.push_notice(&Notice::Gap {
+                first_seq: g.first,
+                last_seq: g.last,
+                count: g.count,
+            });
+        }
+    }
+
+    fn note_drop(&mut self, seq: u64) {
+        match &mut self.gap {
+            Some(g) => {
+                g.last = seq;
+                g.count += 1;
+            }
+            None => {
+                self.gap = Some(Gap {
+                    first: seq,
+                    last: seq,
+                    count: 1,
+                })
+            }
+        }
     }
 }
 
@@ -214,6 +257,66 @@ impl Queue {
         dropped
     }
 
+    /// Like [`Queue::push_runs`], for a subscriber that asked for delivery metadata: each run is
+    /// preceded by an `XMETA` notice giving its messages' sequence numbers (`seq_base` + their
+    /// index in `spans`) and receive time, and messages dropped at the HWM are reported, in
+    /// order, by an `XGAP` notice before the next message queued (or when the writer finds the
+    /// queue empty). Returns how many were dropped.
+    pub(crate) fn push_runs_meta(
+        &self,
+        chunk: &Bytes,
+        runs: &[Run],
+        spans: &[Span],
+        seq_base: u64,
+        time_us: u64,
+    ) -> usize {
+        let mut dropped = 0;
+        let wake = {
+            let mut q = self.lock();
+            let wake = q.messages == 0;
+            for r in runs {
+                let len = r.end - r.start;
+                let first_seq = seq_base + r.first as u64;
+                if q.fits(r.count as usize, len, self.hwm_messages, self.hwm_bytes) {
+                    q.flush_gap();
+                    q.push_notice(&Notice::Meta {
+                        first_seq,
+                        count: r.count,
+                        time_us,
+                    });
+                    q.push_unchecked(chunk.slice(r.start..r.end), r.count);
+                    continue;
+                }
+                for (i, s) in spans[r.first..r.first + r.count as usize]
+                    .iter()
+                    .enumerate()
+                {
+                    let seq = first_seq + i as u64;
+                    if q.fits(1, s.end - s.start, self.hwm_messages, self.hwm_bytes) {
+                        q.flush_gap();
+                        q.push_notice(&Notice::Meta {
+                            first_seq: seq,
+                            count: 1,
+                            time_us,
+                        });
+                        q.push_unchecked(chunk.slice(s.start..s.end), 1);
+                    } else {
+                        q.note_drop(seq);
+                        dropped += 1;
+                    }
+                }
+            }
+            wake && q.messages > 0
+        };
+        if wake {
+            self.notify.notify_one();
+        }
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        dropped
+    }
+
     /// Queues a control frame (PONG, PING) that must not be lost to the HWM, *ahead* of every
     /// queued message, so a peer with a long backlog still hears a PING (and its PONG) within
     /// the heartbeat timeout. Refused only when the queue already holds twice its byte limit, a
@@ -255,6 +358,20 @@ impl Queue {
         out.extend(q.items.drain(..n));
         q.messages -= messages;
         q.bytes -= bytes;
+        if q.items.is_empty() && q.tail.is_empty() {
+            // drops nothing came after: report them now, after everything queued before them
+            if let Some(g) = q.gap.take() {
+                out.push(Item {
+                    bytes: Notice::Gap {
+                        first_seq: g.first,
+                        last_seq: g.last,
+                        count: g.count,
+                    }
+                    .to_bytes(),
+                    messages: 0,
+                });
+            }
+        }
     }
 
     /// Waits until something may have been queued since the last drain found the queue empty.
@@ -289,6 +406,110 @@ mod tests {
         let mut items = Vec::new();
         q.drain_into(&mut items, usize::MAX);
         items.iter().flat_map(|i| i.bytes.to_vec()).collect()
+    }
+
+    /// Five one-frame messages in one chunk, and their spans.
+    fn five() -> (Bytes, Vec<Span>) {
+        let mut buf = BytesMut::new();
+        for i in 0..5u8 {
+            xbus_zmtp::encode_message(&mut buf, &[&[b'A', b'.', b'0' + i]]);
+        }
+        let mut spans = Vec::new();
+        let limits = xbus_zmtp::Limits::default();
+        let (end, _) = crate::scan::scan(&buf, limits, &mut spans);
+        assert_eq!(end, buf.len());
+        (buf.freeze(), spans)
+    }
+
+    /// What a subscriber with metadata reads: notices and message topics, in order.
+    fn read_all(q: &Queue, max: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut items = Vec::new();
+        q.drain_into(&mut items, max);
+        let mut wire: BytesMut = items
+            .iter()
+            .flat_map(|i| i.bytes.to_vec())
+            .collect::<Vec<_>>()[..]
+            .into();
+        let mut d = xbus_zmtp::Decoder::default();
+        while let Some(item) = d.decode(&mut wire).unwrap() {
+            out.push(match item {
+                xbus_zmtp::Inbound::Command(c) => format!("{:?}", Notice::parse(&c).unwrap()),
+                xbus_zmtp::Inbound::Message(m) => {
+                    String::from_utf8_lossy(&m.first_frame()).into_owned()
+                }
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn metadata_numbers_runs_and_reports_drops_in_order() {
+        let (chunk, spans) = five();
+        let all = Run {
+            start: 0,
+            end: chunk.len(),
+            count: 5,
+            first: 0,
+        };
+        // room for everything: one notice for the whole run
+        let q = Queue::new(10, 1 << 20);
+        assert_eq!(q.push_runs_meta(&chunk, &[all], &spans, 100, 7), 0);
+        assert_eq!(
+            read_all(&q, usize::MAX),
+            [
+                "Meta { first_seq: 100, count: 5, time_us: 7 }",
+                "A.0",
+                "A.1",
+                "A.2",
+                "A.3",
+                "A.4"
+            ]
+        );
+        // room for two: they are numbered one by one, the rest reported as a gap after them
+        let q = Queue::new(2, 1 << 20);
+        assert_eq!(q.push_runs_meta(&chunk, &[all], &spans, 100, 7), 3);
+        assert_eq!(q.dropped(), 3);
+        assert_eq!(
+            read_all(&q, 3),
+            [
+                "Meta { first_seq: 100, count: 1, time_us: 7 }",
+                "A.0",
+                "Meta { first_seq: 101, count: 1, time_us: 7 }"
+            ]
+        );
+        assert_eq!(
+            read_all(&q, 3),
+            ["A.1", "Gap { first_seq: 102, last_seq: 104, count: 3 }"]
+        );
+        // later drops are reported before the next message that gets through
+        let one = |i: usize| Run {
+            start: spans[i].start,
+            end: spans[i].end,
+            count: 1,
+            first: i,
+        };
+        let q = Queue::new(1, 1 << 20);
+        assert_eq!(
+            q.push_runs_meta(&chunk, &[one(0), one(1), one(2)], &spans, 10, 7),
+            2
+        );
+        assert_eq!(
+            read_all(&q, 1),
+            ["Meta { first_seq: 10, count: 1, time_us: 7 }"]
+        );
+        assert_eq!(q.push_runs_meta(&chunk, &[one(3)], &spans, 10, 8), 1);
+        // once the queue has drained, the drops are reported at once, after what came before
+        assert_eq!(
+            read_all(&q, 1),
+            ["A.0", "Gap { first_seq: 11, last_seq: 13, count: 3 }"]
+        );
+        assert_eq!(q.push_runs_meta(&chunk, &[one(4)], &spans, 10, 9), 0);
+        assert_eq!(
+            read_all(&q, usize::MAX),
+            ["Meta { first_seq: 14, count: 1, time_us: 9 }", "A.4"]
+        );
+        assert!(read_all(&q, usize::MAX).is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! publisher's view never misses or reorders an update.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Bytes, BytesMut};
@@ -83,6 +83,15 @@ pub(crate) struct Router {
     limits: RouterLimits,
     /// False in subscribe-all mode: publishers only ever hear `""`.
     forward: bool,
+    /// The sequence number the next routed message gets.
+    next_seq: AtomicU64,
+}
+
+/// Microseconds since the Unix epoch (0 on a clock set before it).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn encode(sub: &Subscription) -> Bytes {
@@ -158,6 +167,7 @@ impl Router {
             stats,
             limits,
             forward: !subscribe_all,
+            next_seq: AtomicU64::new(1),
         }
     }
 
@@ -171,8 +181,10 @@ impl Router {
 
     /// Routes the messages found in `chunk` (a publisher's read, `spans` from the scanner) to
     /// the matching subscribers' queues. Consecutive messages going to the same subscriber are
-    /// queued as one slice of `chunk`.
+    /// queued as one slice of `chunk`. The messages get consecutive sequence numbers, in
+    /// `spans` order.
     pub(crate) fn route(&self, chunk: &Bytes, spans: &[Span], scratch: &mut RouteScratch) {
+        let seq_base = self.next_seq.fetch_add(spans.len() as u64, Relaxed);
         let st = self.read();
         if st.subscriptions == 0 {
             self.stats.unrouted.fetch_add(spans.len() as u64, Relaxed);
@@ -215,10 +227,18 @@ impl Router {
             }
         }
         let mut dropped = 0;
+        // read once per chunk, and only when a subscriber wants it
+        let mut time_us = None;
         for slot in scratch.touched.drain(..) {
             let runs = &mut scratch.per_slot[slot as usize];
             if let Some(entry) = &st.subscribers[slot as usize] {
-                dropped += entry.shared.queue.push_runs(chunk, runs, spans);
+                let queue = &entry.shared.queue;
+                dropped += if entry.shared.wants_meta {
+                    let time_us = *time_us.get_or_insert_with(now_us);
+                    queue.push_runs_meta(chunk, runs, spans, seq_base, time_us)
+                } else {
+                    queue.push_runs(chunk, runs, spans)
+                };
             }
             runs.clear();
             if runs.capacity() > SCRATCH_KEEP {
@@ -414,6 +434,7 @@ impl Router {
     /// Fills the router-held parts of a snapshot.
     pub(crate) fn fill_snapshot(&self, snap: &mut StatsSnapshot) {
         let st = self.read();
+        snap.last_seq = self.next_seq.load(Relaxed) - 1;
         snap.subscriptions = st.subscriptions;
         snap.subscription_bytes = st.subscription_bytes;
         snap.upstream_subscriptions = st.forwarding.len();
@@ -468,6 +489,7 @@ mod tests {
             id,
             peer: format!("peer{id}"),
             socket_type: SocketType::Sub,
+            wants_meta: false,
             queue: Queue::new(1000, 1 << 20),
             delivered_messages: AtomicU64::new(0),
             delivered_bytes: AtomicU64::new(0),

@@ -79,6 +79,9 @@ pub struct StatsSnapshot {
     /// Connections closed after the handshake because the peer broke a rule, by reason
     /// (`message_too_large`, `too_many_frames`, `truncated`, `max_subscriptions`, …).
     pub faulted: BTreeMap<String, u64>,
+    /// The sequence number of the last message routed (0 before the first); with the epoch
+    /// ([`crate::ProxyHandle::epoch`]) it names a point in the bus's history.
+    pub last_seq: u64,
     /// Denied by the access rules, by what was denied: `publish` (messages dropped because
     /// their topic is outside the publisher's rights) and `subscribe` (subscriptions refused).
     pub denied: BTreeMap<String, u64>,

@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+use xbus_zmtp::extensions::{Notice, WANTS_META};
 use xbus_zmtp::{Command, Decoder, Inbound, Liveness, Stream, Subscription, ZmtpError};
 
 use crate::access::{notice, LogBudget, OnChange, RightsCell, DENIED_SUBSCRIBE_TOPIC};
@@ -39,6 +40,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
         id,
         peer: peer.clone(),
         socket_type: hs_peer.socket_type,
+        wants_meta: xbus_zmtp::command::property(&hs_peer.metadata, WANTS_META)
+            .is_some_and(|v| v.as_ref() == b"1"),
         queue: Queue::new(
             cfg.subscriber_hwm,
             usize::try_from(cfg.subscriber_hwm_bytes).unwrap_or(usize::MAX),
@@ -215,7 +218,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         continue;
                     }
                 }
+                let ok = match &sub {
+                    Subscription::Subscribe(p) if shared.wants_meta => Some(p.clone()),
+                    _ => None,
+                };
                 ctx.router.subscription(conn.slot, sub)?;
+                if let Some(prefix) = ok {
+                    shared
+                        .queue
+                        .push_control(Notice::SubscribeOk(prefix).to_bytes());
+                }
             }
         }
         let sealed_pending = conn.opener.as_ref().is_some_and(|o| o.pending());

@@ -23,6 +23,9 @@ pub struct HandshakeConfig {
     pub timeout: Duration,
     /// Largest READY command accepted from the peer.
     pub max_command_size: u64,
+    /// More READY properties to send, after `Socket-Type` and `Identity` (application
+    /// properties should be named `X-…`; libzmq ignores names it does not know).
+    pub properties: Vec<(String, Bytes)>,
 }
 
 impl HandshakeConfig {
@@ -34,7 +37,30 @@ impl HandshakeConfig {
             accept: None,
             timeout: Duration::from_secs(10),
             max_command_size: 64 * 1024,
+            properties: Vec::new(),
         }
+    }
+
+    /// Sends one more READY property.
+    ///
+    /// ```
+    /// use xbus_zmtp::{Command, HandshakeConfig, SocketType};
+    /// let cfg = HandshakeConfig::new(SocketType::Sub).property("X-Xbus-Meta", "1");
+    /// let Command::Ready(meta) = cfg.ready_command() else { panic!() };
+    /// assert_eq!(xbus_zmtp::command::property(&meta, "x-xbus-meta").unwrap(), &b"1"[..]);
+    /// ```
+    pub fn property(mut self, name: &str, value: impl Into<Bytes>) -> HandshakeConfig {
+        self.properties.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// The READY command we send: socket type, identity, then [`HandshakeConfig::property`]s.
+    pub fn ready_command(&self) -> Command {
+        let mut ready = Command::ready(self.socket_type, self.identity.as_ref());
+        if let Command::Ready(meta) = &mut ready {
+            meta.extend(self.properties.iter().cloned());
+        }
+        ready
     }
 
     /// Accept only these peer socket types.
@@ -151,7 +177,7 @@ where
     }
 
     let mut out = BytesMut::new();
-    Command::ready(config.socket_type, config.identity.as_ref()).encode(&mut out);
+    config.ready_command().encode(&mut out);
     stream.write_all(&out).await?;
     stream.flush().await?;
 

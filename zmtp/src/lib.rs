@@ -13,6 +13,8 @@
 //! - [`subscription`]: subscriptions in both forms (3.0 `\x01prefix` messages, 3.1 commands).
 //! - [`greeting`]: the 64-byte greeting.
 //! - [`handshake`](mod@handshake): greeting + READY exchange over any async stream (NULL mechanism).
+//! - [`extensions`]: xbus's own READY properties and notices (sequence numbers, gaps,
+//!   subscription acknowledgements), for xbus peers that ask.
 //! - [`curve`]: the CURVE security mechanism (CurveZMQ): keys, handshake, sealed messages.
 //! - [`heartbeat`]: liveness: when to PING and when a silent peer is dead (version-aware).
 //! - [`transport`]: endpoints (`tcp://`, `ipc://`), listeners, streams, TCP keepalive.
@@ -36,6 +38,7 @@ pub mod command;
 pub mod curve;
 pub mod decoder;
 pub mod error;
+pub mod extensions;
 pub mod frame;
 pub mod greeting;
 pub mod handshake;

@@ -197,7 +197,7 @@ where
         limit: config.max_command_size.saturating_add(512),
     };
     let mut metadata = Metadata::new();
-    if let Command::Ready(meta) = Command::ready(config.socket_type, config.identity.as_ref()) {
+    if let Command::Ready(meta) = config.ready_command() {
         metadata = meta;
     }
     match &curve.role {
