@@ -78,6 +78,7 @@ fn run(
                         .await
                         .unwrap();
                     sub.subscribe::<Sample>(None).unwrap();
+                    sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
                     ready_tx.send(()).unwrap();
                     while count < total {
                         let ev = sub.get(Some(Duration::from_secs(30))).await.unwrap();
@@ -89,6 +90,7 @@ fn run(
                         .await
                         .unwrap();
                     sub.subscribe::<Sample>(None).unwrap();
+                    sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
                     ready_tx.send(()).unwrap();
                     while count < total {
                         let ev = sub.get(Some(Duration::from_secs(30))).await.unwrap();
@@ -100,12 +102,7 @@ fn run(
             })
         })
     };
-    ready_rx.recv().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while proxy.stats().subscriptions < 1 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    ready_rx.recv().unwrap(); // subscribed, and the proxy has it
     let _ = rt;
 
     let publisher = PublisherBlocking::connect(&publish_ep).unwrap();

@@ -146,6 +146,10 @@ pub(crate) trait Driver: Send {
     /// `Err` means the connection was lost and the loop reconnects.
     fn session(&mut self, session: Session) -> impl Future<Output = Result<(), ZmtpError>> + Send;
 
+    /// Called for each connection before [`Driver::session`], and for the first one before
+    /// `connect` returns, so what it records is there when the caller goes on.
+    fn connected(&mut self, _session: &Session) {}
+
     /// Called between connection attempts: `true` ends the loop (the client is gone).
     fn stop_reconnecting(&mut self) -> bool;
 }
@@ -158,6 +162,8 @@ pub(crate) struct Target {
     pub(crate) name: String,
     pub(crate) socket_type: SocketType,
     pub(crate) options: ConnectionOptions,
+    /// READY properties we send besides the socket type.
+    pub(crate) properties: Vec<(String, Bytes)>,
 }
 
 impl Target {
@@ -171,7 +177,15 @@ impl Target {
             name: endpoint.to_owned(),
             socket_type,
             options,
+            properties: Vec::new(),
         })
+    }
+
+    /// Sends this READY property too.
+    pub(crate) fn property(mut self, name: &str, value: &'static [u8]) -> Target {
+        self.properties
+            .push((name.to_owned(), Bytes::from_static(value)));
+        self
     }
 
     /// One attempt: TCP/IPC connect and handshake, until `deadline` (`None`: no limit).
@@ -182,7 +196,10 @@ impl Target {
             Some(connected) => connected.map_err(|e| ConnectFailure::from_zmtp(e.into()))?,
         };
         // The deadline bounds the handshake; the engine's own timeout must not cut in first.
-        let config = HandshakeConfig::new(self.socket_type).timeout(Duration::MAX);
+        let mut config = HandshakeConfig::new(self.socket_type).timeout(Duration::MAX);
+        for (name, value) in &self.properties {
+            config = config.property(name, value.clone());
+        }
         let Some(curve) = &self.options.curve else {
             return match run_until(deadline, handshake(&mut stream, &config)).await {
                 None | Some(Err(ZmtpError::HandshakeTimeout(_))) => {
@@ -292,6 +309,7 @@ pub(crate) async fn run<D: Driver>(
     } else {
         match target.connect_first().await {
             Ok(session) => {
+                driver.connected(&session);
                 first(Ok(()));
                 Some(session)
             }
@@ -334,6 +352,7 @@ pub(crate) async fn run<D: Driver>(
             Some(Ok(connected)) => {
                 tracing::info!(endpoint = %target.name, "reconnected to the proxy");
                 not_retryable = false;
+                driver.connected(&connected);
                 session = Some(connected);
             }
             Some(Err(err)) if !err.retryable() => {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use xbus_zmtp::curve::{CurveError, CurvePublicKey};
 use xbus_zmtp::ZmtpError;
 
+use crate::meta::Gap;
 use crate::publisher::CloseReport;
 use crate::state::Bounded;
 
@@ -145,6 +146,74 @@ pub enum Error {
     SubscriptionDenied {
         /// The refused prefix of the topic frame, as the subscriber sent it (`""`: everything).
         prefix: Bytes,
+    },
+
+    /// Events may be missing between the previous event and the next: the proxy dropped
+    /// some for this subscriber, or the connection was down (see [`Gap`]). Returned in order
+    /// by `get`, the stream and the iterator; the subscriber keeps working and the next call
+    /// returns the next event. Not a message error
+    /// ([`is_message_error`](Error::is_message_error) is `false`), never skipped by
+    /// [`OnDecodeError::Skip`](crate::OnDecodeError::Skip).
+    ///
+    /// ```
+    /// use xbus::{Epoch, Error, Gap};
+    /// let err = Error::Gap(Gap::Reconnected { epoch: Epoch(3), first_seq: 8, last_seq: 11 });
+    /// assert!(!err.is_message_error());
+    /// assert!(matches!(&err, Error::Gap(gap) if gap.count().is_none()));
+    /// ```
+    #[error("{0}")]
+    Gap(Gap),
+
+    /// The proxy cannot do what was asked: `feature` needs the xbus proxy's delivery
+    /// metadata, and `reason` says why there is none (a libzmq proxy or an older xbus proxy
+    /// at the endpoint, or metadata turned off in the options). Returned at once, never after
+    /// a wait.
+    ///
+    /// ```
+    /// let err = xbus::Error::Unsupported {
+    ///     feature: "subscription acknowledgements",
+    ///     reason: "the proxy sends no epoch",
+    /// };
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "subscription acknowledgements: not available, the proxy sends no epoch"
+    /// );
+    /// ```
+    #[error("{feature}: not available, {reason}")]
+    Unsupported {
+        /// What was asked for.
+        feature: &'static str,
+        /// Why the proxy cannot do it.
+        reason: &'static str,
+    },
+
+    /// `wait_subscribed` ran out of time before the proxy acknowledged every subscription:
+    /// the connection is down (the subscriber is reconnecting), or the proxy is slow.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let err = xbus::Error::SubscribeTimeout {
+    ///     timeout: Duration::from_secs(1),
+    ///     pending: vec!["Alarm.".into()],
+    /// };
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "the proxy did not acknowledge 1 subscription within 1s (\"Alarm.\" first); is the \
+    ///      subscriber connected?"
+    /// );
+    /// ```
+    #[error(
+        "the proxy did not acknowledge {} subscription{} within {timeout:?}{}; is the \
+         subscriber connected?",
+        pending.len(),
+        if pending.len() == 1 { "" } else { "s" },
+        pending.first().map(|p| format!(" ({} first)", shown_prefix(p))).unwrap_or_default()
+    )]
+    SubscribeTimeout {
+        /// The timeout `wait_subscribed` was given.
+        timeout: Duration,
+        /// The subscription prefixes not acknowledged yet.
+        pending: Vec<Bytes>,
     },
 
     /// The client's I/O thread or runtime could not be started.

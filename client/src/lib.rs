@@ -86,7 +86,7 @@
 //! # let subscribe_endpoint = proxy.backend_endpoints()[0].to_string();
 //! let mut sub = SubscriberAsync::<JobFinished>::connect(&subscribe_endpoint).await?;
 //! sub.subscribe::<JobFinished>(Some("w1"))?;
-//! # while proxy.stats().subscriptions < 1 { tokio::time::sleep(Duration::from_millis(5)).await }
+//! sub.wait_subscribed(Duration::from_secs(5)).await?; // the proxy has applied it
 //!
 //! let publisher = PublisherAsync::connect(&publish_endpoint).await?;
 //! publisher.publish(&JobFinished { worker: "w2".into(), job: 6 }).await?; // filtered out
@@ -115,7 +115,7 @@
 //! # let subscribe_endpoint = proxy.backend_endpoints()[0].to_string();
 //! let mut sub = SubscriberBlocking::<JobFinished>::connect(&subscribe_endpoint)?;
 //! sub.subscribe_all()?;
-//! # while proxy.stats().subscriptions < 1 { std::thread::sleep(Duration::from_millis(5)) }
+//! sub.wait_subscribed(Duration::from_secs(5))?;
 //!
 //! let publisher = PublisherBlocking::connect(&publish_endpoint)?;
 //! std::thread::scope(|s| {
@@ -155,6 +155,14 @@
 //!   from the network is cut to 256 bytes in errors and logs.
 //! * **Durations**: every timeout and option accepts `Duration::MAX` (forever) and zero, with
 //!   the meaning its method documents; none panics.
+//! * **Subscription acknowledgements**: `wait_subscribed(timeout)` returns once the proxy has
+//!   applied every subscription made so far, so what is published next is delivered; against
+//!   a proxy that cannot say, it returns [`Error::Unsupported`] at once.
+//! * **Sequence numbers and gaps** ([`meta`]): the xbus proxy numbers every event and notes
+//!   when it read it; `get_with_meta` returns both ([`Received`], [`EventMeta`]). Events the
+//!   subscriber may have missed (dropped at its high-water mark in the proxy, or lost while
+//!   reconnecting, or to a proxy restart) are reported in order as [`Error::Gap`], never
+//!   silently.
 //! * **Untyped use** (tools): see [`raw`].
 //! * **Encryption and access control**: with [`PublisherOptions::curve`] /
 //!   [`SubscriberOptions::curve`] the client speaks CURVE to a proxy that has a key (see
@@ -168,6 +176,8 @@
 //! - [`options`]: the options builders.
 //! - [`curve`]: CURVE settings ([`CurveClient`]) and keys.
 //! - [`error`]: the [`Error`] enum and [`ConnectFailure`].
+//! - [`meta`]: delivery metadata ([`EventMeta`], [`Epoch`], [`Received`]) and gap reports
+//!   ([`Gap`]).
 //! - [`state`]: connection state and events.
 //! - `deadline.rs`: saturating deadlines (`Duration::MAX` means never).
 //! - `publisher/{core,async,blocking}.rs`, `subscriber/{core,async,blocking}.rs`: the cores
@@ -177,6 +187,7 @@
 
 pub mod curve;
 pub mod error;
+pub mod meta;
 pub mod options;
 pub mod raw;
 pub mod state;
@@ -188,11 +199,12 @@ mod subscriber;
 
 pub use curve::CurveClient;
 pub use error::{ConnectFailure, Error};
+pub use meta::{Epoch, EventMeta, Gap, Received};
 pub use options::{OnDecodeError, PublisherOptions, SubscriberOptions, WhenFull};
 pub use publisher::{CloseReport, PublisherAsync, PublisherBlocking};
 pub use raw::{RawEvent, RawSubscriberAsync, RawSubscriberBlocking};
 pub use state::{ConnectionEvent, ConnectionEvents, ConnectionState, DisconnectReason};
-pub use subscriber::{Iter, SubscriberAsync, SubscriberBlocking};
+pub use subscriber::{Iter, IterWithMeta, StreamWithMeta, SubscriberAsync, SubscriberBlocking};
 
 /// The event model: every item of [`xbus_schema`]. Derives used through this path need
 /// `#[event(crate = "xbus::schema")]` (see the [crate docs](crate)).
@@ -222,3 +234,8 @@ fn assert_traits() {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/delivery.md's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/delivery.md")]
+pub struct DeliveryDoctests;

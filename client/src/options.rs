@@ -319,6 +319,7 @@ pub struct SubscriberOptions {
     pub(crate) conn: ConnectionOptions,
     pub(crate) queue_capacity: usize,
     pub(crate) on_decode_error: OnDecodeError,
+    pub(crate) metadata: bool,
 }
 
 impl Default for SubscriberOptions {
@@ -327,6 +328,7 @@ impl Default for SubscriberOptions {
             conn: ConnectionOptions::default(),
             queue_capacity: 65_536,
             on_decode_error: OnDecodeError::Return,
+            metadata: true,
         }
     }
 }
@@ -355,6 +357,31 @@ impl SubscriberOptions {
     #[must_use]
     pub fn on_decode_error(mut self, policy: OnDecodeError) -> Self {
         self.on_decode_error = policy;
+        self
+    }
+
+    /// Ask the proxy for delivery metadata: each event's sequence number and receive time
+    /// ([`EventMeta`](crate::EventMeta), from `get_with_meta`), subscription acknowledgements
+    /// (`wait_subscribed`), and reports of missed events ([`Error::Gap`](crate::Error::Gap)).
+    /// Default: `true`. It costs one 28-byte command per run of consecutive events, not one
+    /// per event. `false` asks for none of it: events come without metadata, no gap is
+    /// reported, and `wait_subscribed` returns
+    /// [`Error::Unsupported`](crate::Error::Unsupported). Proxies that are not xbus proxies
+    /// (libzmq's `zmq_proxy`) never send it, whatever this says.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), xbus::Error> {
+    /// use std::time::Duration;
+    /// let options = xbus::SubscriberOptions::new().delivery_metadata(false).lazy_connect(true);
+    /// let sub = xbus::RawSubscriberAsync::connect_with("tcp://127.0.0.1:5123", options).await?;
+    /// sub.subscribe_raw(b"");
+    /// let err = sub.wait_subscribed(Duration::from_secs(1)).await.unwrap_err();
+    /// assert!(matches!(err, xbus::Error::Unsupported { .. }));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn delivery_metadata(mut self, on: bool) -> Self {
+        self.metadata = on;
         self
     }
 }

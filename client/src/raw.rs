@@ -13,7 +13,7 @@
 //! // `xbus sub KernelStatusChanged`:
 //! let mut sub = xbus::RawSubscriberAsync::connect(&subscribe_endpoint).await?;
 //! sub.subscribe_raw(&xbus::schema::subscription_prefix_for_name("KernelStatusChanged", None)?);
-//! # while proxy.stats().subscriptions < 1 { tokio::time::sleep(std::time::Duration::from_millis(5)).await }
+//! sub.wait_subscribed(std::time::Duration::from_secs(5)).await?;
 //!
 //! // `xbus pub KernelStatusChanged '{"service": "svc1", "status": "idle"}'`:
 //! let publisher = xbus::PublisherAsync::connect(&publish_endpoint).await?;

@@ -23,7 +23,7 @@ async fn filters_match_whole_topic_segments() {
         .await
         .unwrap();
     sub.subscribe::<Tick>(Some("a.b")).unwrap();
-    proxy.wait_subscriptions_async(1).await;
+    sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
     let publisher = PublisherAsync::connect(&proxy.publish).await.unwrap();
     for (seq, source) in ["a.b", "a.c", "a.bb", "a", "a.b.c", "b.a.b", "a.b"]
         .iter()
@@ -62,7 +62,7 @@ async fn filter_targets_one_event_type_and_unsubscribe_stops_it() {
         .unwrap();
     sub.subscribe::<Alarm>(Some("rack1")).unwrap();
     sub.subscribe::<Tick>(None).unwrap();
-    proxy.wait_subscriptions_async(2).await;
+    sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
     let publisher = PublisherAsync::connect(&proxy.publish).await.unwrap();
     publisher
         .publish(&Alarm {
@@ -129,7 +129,7 @@ async fn event_set_decodes_each_member_and_refuses_outsiders() {
             ..
         })
     ));
-    proxy.wait_subscriptions_async(2).await;
+    sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
     let publisher = PublisherAsync::connect(&proxy.publish).await.unwrap();
     publisher.publish(&tick("s", 1)).await.unwrap();
     publisher
@@ -191,7 +191,7 @@ async fn bad_messages_are_errors_and_the_subscriber_keeps_working() {
         .unwrap();
     sub.subscribe::<Tick>(None).unwrap();
     sub.subscribe_raw(b"Alarm."); // a type outside the set, on purpose
-    proxy.wait_subscriptions_async(2).await;
+    sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
     let publisher = PublisherAsync::connect(&proxy.publish).await.unwrap();
     publisher
         .publish_raw(b"Tick.s.", b"\xc1 not a payload")
@@ -238,7 +238,7 @@ fn bad_messages_can_be_skipped_and_counted() {
     let mut sub = SubscriberBlocking::<Tick>::connect_with(&proxy.subscribe, options).unwrap();
     sub.subscribe::<Tick>(None).unwrap();
     sub.subscribe_raw(b"Alarm.");
-    proxy.wait_subscriptions(2);
+    sub.wait_subscribed(Duration::from_secs(10)).unwrap();
     let publisher = PublisherBlocking::connect(&proxy.publish).unwrap();
     publisher.publish_raw(b"Tick.s.", b"\xc1").unwrap();
     publisher
@@ -260,7 +260,7 @@ fn raw_api_round_trip() {
         let mut sub = RawSubscriberAsync::connect(&proxy.subscribe).await.unwrap();
         sub.subscribe_raw(b"");
         sub.subscribe::<Tick>(Some("typed")).unwrap(); // typed subscriptions work on raw subscribers
-        proxy.wait_subscriptions_async(2).await;
+        sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
         let publisher = PublisherAsync::connect(&proxy.publish).await.unwrap();
         let topic = xbus::schema::topic_frame_for_name("Anything", Some("x.y")).unwrap();
         let payload =
@@ -417,7 +417,7 @@ fn lazy_publisher_delivers_once_the_proxy_appears() {
     // that is there first gets everything.
     let mut sub = SubscriberBlocking::<Tick>::connect(&proxy.subscribe).unwrap();
     sub.subscribe_all().unwrap();
-    proxy.wait_subscriptions(1);
+    sub.wait_subscribed(Duration::from_secs(10)).unwrap();
     let _ = publisher.flush(Duration::from_secs(10));
     let got: Vec<u64> = (0..10).map(|_| sub.get(WAIT).unwrap().seq).collect();
     assert_eq!(got, (0..10).collect::<Vec<_>>());
@@ -428,7 +428,7 @@ fn dropping_the_last_publisher_delivers_the_queue() {
     let proxy = TestProxy::start();
     let mut sub = SubscriberBlocking::<Tick>::connect(&proxy.subscribe).unwrap();
     sub.subscribe_all().unwrap();
-    proxy.wait_subscriptions(1);
+    sub.wait_subscribed(Duration::from_secs(10)).unwrap();
     let publisher = PublisherBlocking::connect(&proxy.publish).unwrap();
     let clone = publisher.clone();
     std::thread::spawn(move || {
@@ -452,7 +452,7 @@ async fn proxy_restart_mid_stream_resumes_delivery() {
         .await
         .unwrap();
     sub.subscribe::<Tick>(Some("stream")).unwrap();
-    proxy.wait_subscriptions_async(1).await;
+    sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let publishing = {
@@ -489,14 +489,23 @@ async fn proxy_restart_mid_stream_resumes_delivery() {
         }
     }
     // Delivery resumes on the new proxy: the subscriber re-subscribed, the publisher
-    // reconnected. Events sent while the proxy was down may be lost (at most once).
+    // reconnected. Events sent while the proxy was down may be lost (at most once), and the
+    // subscriber says so once, in order: a gap report for the new proxy run.
     let mut after = Vec::new();
+    let mut restarts = 0;
     while after.len() < 100 {
-        let seq = sub.get(WAIT).await.unwrap().seq;
-        assert!(seq > last, "out of order or duplicated: {seq} after {last}");
-        last = seq;
-        after.push(seq);
+        match sub.get(WAIT).await {
+            Ok(tick) => {
+                let seq = tick.seq;
+                assert!(seq > last, "out of order or duplicated: {seq} after {last}");
+                last = seq;
+                after.push(seq);
+            }
+            Err(xbus::Error::Gap(xbus::Gap::ProxyRestarted { .. })) => restarts += 1,
+            Err(err) => panic!("{err}"),
+        }
     }
+    assert_eq!(restarts, 1);
     // The proxy's counters may trail the traffic a little.
     let deadline = Instant::now() + WAIT.unwrap();
     let settled = |stats: &xbus_proxy::StatsSnapshot| {
@@ -540,7 +549,7 @@ fn filtering_at_the_source_skips_unwanted_events() {
     let proxy = TestProxy::start();
     let mut sub = SubscriberBlocking::<Tick>::connect(&proxy.subscribe).unwrap();
     sub.subscribe::<Tick>(Some("wanted")).unwrap();
-    proxy.wait_subscriptions(1);
+    sub.wait_subscribed(Duration::from_secs(10)).unwrap();
     let publisher = PublisherBlocking::connect_with(
         &proxy.publish,
         PublisherOptions::new().filter_at_source(true),

@@ -122,9 +122,14 @@ fn all_four_clients_report_a_proxy_that_stops_and_comes_back() {
         assert!(state().is_connected(), "{name}: {:?}", state());
     }
     drop(clients);
-    // And the bus works again.
-    proxy.wait_subscriptions(1);
+    // And the bus works again, once the subscriber has subscribed again; it reports the new
+    // proxy run first.
+    sub_blocking.wait_subscribed(WAIT.unwrap()).unwrap();
     pub_blocking.publish(&tick("back", 1)).unwrap();
+    assert!(matches!(
+        sub_blocking.get(WAIT),
+        Err(xbus::Error::Gap(xbus::Gap::ProxyRestarted { .. }))
+    ));
     assert_eq!(sub_blocking.get(WAIT).unwrap().seq, 1);
 
     // Closing ends the stream of events.

@@ -505,7 +505,7 @@ async fn a_denied_publish_is_reported_as_a_connection_event() {
         .await
         .unwrap();
     sub.subscribe_raw(b"");
-    wait_subscriptions(&proxy, 1).await;
+    sub.wait_subscribed(DEADLINE).await.unwrap();
 
     let publisher =
         PublisherBlocking::connect_with(&fe, pub_options(Some(client(&feeder)))).unwrap();
@@ -608,7 +608,7 @@ async fn the_xbus_proxy_refusals_are_typed() {
         .await
         .unwrap();
     sub.subscribe_all().unwrap();
-    wait_subscriptions(&proxy, 1).await;
+    sub.wait_subscribed(DEADLINE).await.unwrap();
     let publisher = PublisherAsync::connect_with(&fe, pub_options(Some(curve)))
         .await
         .unwrap();
@@ -629,7 +629,7 @@ async fn encryption_without_an_access_file_admits_fresh_keys() {
         .await
         .unwrap();
     sub.subscribe_all().unwrap();
-    wait_subscriptions(&proxy, 1).await;
+    sub.wait_subscribed(DEADLINE).await.unwrap();
     let publisher = PublisherAsync::connect_with(&fe, pub_options(Some(curve)))
         .await
         .unwrap();
@@ -664,7 +664,7 @@ async fn a_key_removed_and_restored_reconnects_by_itself() {
         Some(ConnectionEvent::Connected)
     );
     sub.subscribe_all().unwrap();
-    wait_subscriptions(&proxy, 1).await;
+    sub.wait_subscribed(DEADLINE).await.unwrap();
 
     // Removed: disconnected, and kept out.
     files.write("access.toml", &entry("feeder", &feeder, &[">"], &[]));
@@ -696,7 +696,7 @@ async fn a_key_removed_and_restored_reconnects_by_itself() {
         Some(ConnectionEvent::Reconnected { .. }) => {}
         other => panic!("{other:?}"),
     }
-    wait_subscriptions(&proxy, 1).await;
+    sub.wait_subscribed(DEADLINE).await.unwrap();
     let publisher = PublisherAsync::connect_with(&fe, pub_options(Some(client(&feeder))))
         .await
         .unwrap();

@@ -34,7 +34,7 @@ fn get_with_duration_max_waits_for_the_next_event() {
 
     let mut sub = SubscriberBlocking::<Tick>::connect(&proxy.subscribe).unwrap();
     sub.subscribe_all().unwrap();
-    proxy.wait_subscriptions(1);
+    sub.wait_subscribed(Duration::from_secs(10)).unwrap();
     let waiting = std::thread::spawn(move || {
         let got = sub.get(Some(Duration::MAX)).map(|t| t.seq);
         (sub, got)
@@ -49,7 +49,7 @@ fn get_with_duration_max_waits_for_the_next_event() {
             .await
             .unwrap();
         sub.subscribe_all().unwrap();
-        proxy.wait_subscriptions_async(2).await;
+        sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
         let still = tokio::time::timeout(PENDING, sub.get(Some(Duration::MAX))).await;
         assert!(still.is_err(), "nothing was published: get(MAX) must wait");
         let zero = sub.get(Some(Duration::ZERO)).await.unwrap_err();
@@ -174,7 +174,8 @@ fn every_duration_option_accepts_max_and_zero() {
             .unwrap();
     sub_max.subscribe_all().unwrap();
     sub_zero.subscribe_all().unwrap();
-    proxy.wait_subscriptions(2);
+    sub_max.wait_subscribed(Duration::from_secs(10)).unwrap();
+    sub_zero.wait_subscribed(Duration::from_secs(10)).unwrap();
 
     let pub_max = PublisherBlocking::connect_with(
         &proxy.publish,
@@ -293,7 +294,7 @@ fn close_delivers_the_queue_and_reports_it() {
     let proxy = TestProxy::start();
     let mut sub = SubscriberBlocking::<Tick>::connect(&proxy.subscribe).unwrap();
     sub.subscribe_all().unwrap();
-    proxy.wait_subscriptions(1);
+    sub.wait_subscribed(Duration::from_secs(10)).unwrap();
     let publisher = PublisherBlocking::connect(&proxy.publish).unwrap();
     for seq in 0..N {
         publisher.publish(&tick("s", seq)).unwrap();
@@ -452,7 +453,7 @@ async fn hostile_received_messages_make_bounded_errors() {
         .unwrap();
     sub.subscribe_all().unwrap();
     sub.subscribe_raw(b"Huge.");
-    proxy.wait_subscriptions_async(2).await;
+    sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
     let publisher = PublisherAsync::connect(&proxy.publish).await.unwrap();
     // An unknown type with a 4 MiB topic frame.
     let mut topic = b"Huge.".to_vec();

@@ -71,7 +71,7 @@ macro_rules! pairing {
                 .await
                 .unwrap();
             sub.subscribe::<Tick>(Some("src")).unwrap();
-            proxy.wait_subscriptions_async(1).await;
+            sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
             // The blocking publisher runs off the runtime, as in an application.
             let publishing = {
                 let publish = proxy.publish.clone();
@@ -93,7 +93,7 @@ macro_rules! pairing {
                 .await
                 .unwrap();
             sub.subscribe::<Tick>(Some("src")).unwrap();
-            proxy.wait_subscriptions_async(1).await;
+            sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
             publish_async(&proxy.publish, $codec, "src").await;
             let mut got = Vec::new();
             for _ in 0..N {
@@ -108,7 +108,7 @@ macro_rules! pairing {
             let proxy = TestProxy::start();
             let mut sub = SubscriberBlocking::<$set>::connect(&proxy.subscribe).unwrap();
             sub.subscribe::<Tick>(Some("src")).unwrap();
-            proxy.wait_subscriptions(1);
+            sub.wait_subscribed(Duration::from_secs(10)).unwrap();
             publish_blocking(&proxy.publish, $codec, "src");
             let got: Vec<_> = (0..N).map(|_| sub.get(WAIT).unwrap().seen()).collect();
             check(got, "src");
@@ -120,7 +120,7 @@ macro_rules! pairing {
             let proxy = TestProxy::start();
             let mut sub = SubscriberBlocking::<$set>::connect(&proxy.subscribe).unwrap();
             sub.subscribe::<Tick>(Some("src")).unwrap();
-            proxy.wait_subscriptions(1);
+            sub.wait_subscribed(Duration::from_secs(10)).unwrap();
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -208,7 +208,7 @@ fn a_slow_subscriber_pushes_back_and_loses_nothing() {
     let options = SubscriberOptions::new().queue_capacity(16);
     let mut sub = SubscriberBlocking::<Tick>::connect_with(&proxy.subscribe, options).unwrap();
     sub.subscribe_all().unwrap();
-    proxy.wait_subscriptions(1);
+    sub.wait_subscribed(Duration::from_secs(10)).unwrap();
     let publisher = PublisherBlocking::connect(&proxy.publish).unwrap();
     for seq in 0..N {
         publisher.publish(&tick("s", seq)).unwrap();

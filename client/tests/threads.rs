@@ -17,7 +17,7 @@ fn eight_threads_share_one_publisher_and_every_event_arrives_once() {
     let proxy = TestProxy::start();
     let mut sub = SubscriberBlocking::<Tick>::connect(&proxy.subscribe).unwrap();
     sub.subscribe::<Tick>(None).unwrap();
-    proxy.wait_subscriptions(1);
+    sub.wait_subscribed(Duration::from_secs(10)).unwrap();
 
     let started = Instant::now();
     let publisher = PublisherBlocking::connect(&proxy.publish).unwrap();

@@ -32,7 +32,7 @@ fn a_typed_subscriber_gets_exactly_what_its_wildcards_match() {
     let proxy = TestProxy::start();
     let mut sub = SubscriberBlocking::<Tick>::connect(&proxy.subscribe).unwrap();
     sub.subscribe::<Tick>(Some("a.*.c")).unwrap();
-    proxy.wait_subscriptions(1);
+    sub.wait_subscribed(Duration::from_secs(10)).unwrap();
     publish_all(&proxy);
     let mut got = Vec::new();
     while got.last().map(String::as_str) != Some("a.end.c") {

@@ -24,6 +24,39 @@ async fn wait_stats(proxy: &ProxyHandle, what: &str, cond: impl Fn(&StatsSnapsho
     }
 }
 
+/// Waits until `async_service` says it is subscribed (on stderr, within 20 s); the rest of its
+/// stderr is collected by the returned thread.
+async fn subscribed(service: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    use std::io::BufRead;
+    let stderr = service.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line.clone());
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let said = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("async_service: subscribed") => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(said, "async_service did not say it was subscribed");
+    log
+}
+
 async fn finish(child: std::process::Child, name: &str) -> Output {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
@@ -52,7 +85,7 @@ async fn examples_talk_to_each_other_and_to_python_through_the_proxy() {
 
     // The async service: JobFinished from worker-0 and worker-1 only, and every kernel event.
     let expected_service_events = 2 * JOBS + KERNEL_EVENTS;
-    let service = Command::new(env!("CARGO_BIN_EXE_async_service"))
+    let mut service = Command::new(env!("CARGO_BIN_EXE_async_service"))
         .args([
             "--endpoint",
             &backend,
@@ -71,10 +104,8 @@ async fn examples_talk_to_each_other_and_to_python_through_the_proxy() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_stats(&proxy, "async_service's 3 subscriptions", |s| {
-        s.subscriptions >= 3
-    })
-    .await;
+    // It says when the proxy has applied its subscriptions (it waits for the acknowledgements).
+    let service_log = subscribed(&mut service).await;
 
     // The Python service: publishes kernel events, waits for every JobFinished.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/juice_interop.py");
@@ -135,6 +166,8 @@ async fn examples_talk_to_each_other_and_to_python_through_the_proxy() {
 
     let service = finish(service, "async_service").await;
     let out = String::from_utf8_lossy(&service.stdout);
+    let log = service_log.join().unwrap();
+    assert!(!log.contains("may have been missed"), "service log:\n{log}");
     let jobs: Vec<&str> = out
         .lines()
         .filter(|l| l.starts_with("job finished"))

@@ -9,7 +9,7 @@ use crossbeam_channel as cb;
 use xbus_schema::{Event, EventSet};
 
 use super::core::SubscriberCore;
-use crate::{ConnectionEvents, ConnectionState, Error, SubscriberOptions};
+use crate::{ConnectionEvents, ConnectionState, Epoch, Error, Received, SubscriberOptions};
 
 /// Receives events of the set `S` on a plain thread: [`get`](Self::get) with a timeout, or
 /// [`iter`](Self::iter). The same API as [`SubscriberAsync`](crate::SubscriberAsync),
@@ -37,7 +37,7 @@ use crate::{ConnectionEvents, ConnectionState, Error, SubscriberOptions};
 /// // `endpoint` is the proxy's subscriber side, for example "tcp://127.0.0.1:5123".
 /// let mut sub = xbus::SubscriberBlocking::<JobFinished>::connect(&endpoint)?;
 /// sub.subscribe_all()?;
-/// # while proxy.stats().subscriptions < 1 { std::thread::sleep(std::time::Duration::from_millis(5)) }
+/// sub.wait_subscribed(std::time::Duration::from_secs(5))?; // the proxy has it
 /// # for job in 0..10 { publisher.publish(&JobFinished { worker: "w".into(), job })?; }
 /// for event in sub.iter().take(10) {
 ///     println!("{:?}", event?);
@@ -128,17 +128,121 @@ impl<S: EventSet> SubscriberBlocking<S> {
     /// `Duration::ZERO`: only an event already queued). Errors as for
     /// [`SubscriberAsync::get`](crate::SubscriberAsync::get).
     pub fn get(&mut self, timeout: Option<Duration>) -> Result<S, Error> {
+        self.get_with_meta(timeout).map(Received::into_event)
+    }
+
+    /// As [`get`](Self::get), with the event's sequence number, receive time and epoch
+    /// ([`Received::meta`]; `None` from a proxy that sends none). See
+    /// [`SubscriberAsync::get_with_meta`](crate::SubscriberAsync::get_with_meta).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, xbus::Event, Debug, PartialEq)]
+    /// # #[event(crate = "xbus::schema")]
+    /// # struct Tick { n: u64 }
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let rt = tokio::runtime::Runtime::new()?;
+    /// # let proxy = rt.block_on(xbus_proxy::Proxy::builder().frontend("tcp://127.0.0.1:0".parse()?)
+    /// #     .backend("tcp://127.0.0.1:0".parse()?).build()?.start())?;
+    /// # let endpoint = proxy.backend_endpoints()[0].to_string();
+    /// # let publisher = xbus::PublisherBlocking::connect(&proxy.frontend_endpoints()[0].to_string())?;
+    /// let mut sub = xbus::SubscriberBlocking::<Tick>::connect(&endpoint)?;
+    /// sub.subscribe_all()?;
+    /// sub.wait_subscribed(Duration::from_secs(5))?;
+    /// # publisher.publish(&Tick { n: 1 })?;
+    /// let got = sub.get_with_meta(Some(Duration::from_secs(5)))?;
+    /// let meta = got.meta.expect("the xbus proxy numbers every event");
+    /// println!("{:?}: #{} at {:?}", got.event, meta.seq, meta.time);
+    /// # Ok(()) }
+    /// ```
+    pub fn get_with_meta(&mut self, timeout: Option<Duration>) -> Result<Received<S>, Error> {
         self.core.recv_event::<S>(timeout)
     }
 
     /// The next event if one is already queued, without waiting.
     pub fn try_get(&mut self) -> Option<Result<S, Error>> {
+        Some(self.try_get_with_meta()?.map(Received::into_event))
+    }
+
+    /// As [`try_get`](Self::try_get), with the event's metadata.
+    ///
+    /// ```
+    /// let options = xbus::SubscriberOptions::new().lazy_connect(true);
+    /// let mut sub = xbus::RawSubscriberBlocking::connect_with("tcp://127.0.0.1:5123", options)?;
+    /// assert!(sub.try_get_with_meta().is_none());
+    /// # Ok::<_, xbus::Error>(())
+    /// ```
+    pub fn try_get_with_meta(&mut self) -> Option<Result<Received<S>, Error>> {
         self.core.try_event::<S>()
     }
 
-    /// A blocking iterator over `get(None)` results; it ends when the I/O thread stops.
+    /// Blocks until the proxy has applied every subscription made so far, at most `timeout`.
+    /// The same rules and errors as
+    /// [`SubscriberAsync::wait_subscribed`](crate::SubscriberAsync::wait_subscribed).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, xbus::Event, Debug, PartialEq)]
+    /// # #[event(crate = "xbus::schema")]
+    /// # struct Alarm { #[event(topic)] path: String, level: u8 }
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let rt = tokio::runtime::Runtime::new()?;
+    /// # let proxy = rt.block_on(xbus_proxy::Proxy::builder().frontend("tcp://127.0.0.1:0".parse()?)
+    /// #     .backend("tcp://127.0.0.1:0".parse()?).build()?.start())?;
+    /// # let publish_endpoint = proxy.frontend_endpoints()[0].to_string();
+    /// # let subscribe_endpoint = proxy.backend_endpoints()[0].to_string();
+    /// let mut sub = xbus::SubscriberBlocking::<Alarm>::connect(&subscribe_endpoint)?;
+    /// sub.subscribe::<Alarm>(Some("rack1"))?;
+    /// sub.wait_subscribed(Duration::from_secs(5))?;
+    ///
+    /// let publisher = xbus::PublisherBlocking::connect(&publish_endpoint)?;
+    /// publisher.publish(&Alarm { path: "rack1".into(), level: 3 })?;
+    /// assert_eq!(sub.get(Some(Duration::from_secs(5)))?.level, 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_subscribed(&self, timeout: Duration) -> Result<(), Error> {
+        self.core.wait_subscribed_blocking(timeout)
+    }
+
+    /// The epoch of the proxy run this subscriber is connected to (or was, while it
+    /// reconnects); see [`SubscriberAsync::epoch`](crate::SubscriberAsync::epoch).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let rt = tokio::runtime::Runtime::new()?;
+    /// # let proxy = rt.block_on(xbus_proxy::Proxy::builder().frontend("tcp://127.0.0.1:0".parse()?)
+    /// #     .backend("tcp://127.0.0.1:0".parse()?).build()?.start())?;
+    /// # let endpoint = proxy.backend_endpoints()[0].to_string();
+    /// let sub = xbus::RawSubscriberBlocking::connect(&endpoint)?;
+    /// assert!(sub.epoch().is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn epoch(&self) -> Option<Epoch> {
+        self.core.epoch()
+    }
+
+    /// A blocking iterator over `get(None)` results (gap reports included, as
+    /// [`Error::Gap`]); it ends when the I/O thread stops.
     pub fn iter(&mut self) -> Iter<'_, S> {
         Iter { subscriber: self }
+    }
+
+    /// A blocking iterator over `get_with_meta(None)` results (see [`IterWithMeta`] for an
+    /// example).
+    ///
+    /// ```
+    /// let options = xbus::SubscriberOptions::new().lazy_connect(true);
+    /// let mut sub = xbus::RawSubscriberBlocking::connect_with("tcp://127.0.0.1:5123", options)?;
+    /// let mut events = sub.iter_with_meta();
+    /// # let _ = &mut events;
+    /// # Ok::<_, xbus::Error>(())
+    /// ```
+    pub fn iter_with_meta(&mut self) -> IterWithMeta<'_, S> {
+        IterWithMeta { subscriber: self }
     }
 
     /// How many received messages wait for `get`.
@@ -176,6 +280,50 @@ impl<S: EventSet> Iterator for Iter<'_, S> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self.subscriber.get(None) {
+            Err(Error::Closed) => None,
+            other => Some(other),
+        }
+    }
+}
+
+/// Blocking iterator over a [`SubscriberBlocking`]'s events with their metadata: the
+/// `get_with_meta(None)` results, from [`SubscriberBlocking::iter_with_meta`]. It ends when
+/// the I/O thread stops.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize, xbus::Event, Debug, PartialEq)]
+/// # #[event(crate = "xbus::schema")]
+/// # struct Tick { n: u64 }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let rt = tokio::runtime::Runtime::new()?;
+/// # let proxy = rt.block_on(xbus_proxy::Proxy::builder().frontend("tcp://127.0.0.1:0".parse()?)
+/// #     .backend("tcp://127.0.0.1:0".parse()?).build()?.start())?;
+/// # let endpoint = proxy.backend_endpoints()[0].to_string();
+/// # let publisher = xbus::PublisherBlocking::connect(&proxy.frontend_endpoints()[0].to_string())?;
+/// let mut sub = xbus::SubscriberBlocking::<Tick>::connect(&endpoint)?;
+/// sub.subscribe_all()?;
+/// sub.wait_subscribed(std::time::Duration::from_secs(5))?;
+/// # for n in 0..3 { publisher.publish(&Tick { n })?; }
+/// for got in sub.iter_with_meta().take(3) {
+///     match got {
+///         Ok(got) => println!("{:?} {:?}", got.event, got.meta),
+///         Err(xbus::Error::Gap(gap)) => eprintln!("{gap}"), // and go on
+///         Err(err) => return Err(err.into()),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct IterWithMeta<'a, S> {
+    subscriber: &'a mut SubscriberBlocking<S>,
+}
+
+impl<S: EventSet> Iterator for IterWithMeta<'_, S> {
+    type Item = Result<Received<S>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.subscriber.get_with_meta(None) {
             Err(Error::Closed) => None,
             other => Some(other),
         }

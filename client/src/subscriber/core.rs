@@ -8,25 +8,33 @@
 //! proxy, whose per-subscriber high-water mark then drops and counts). The subscription
 //! set lives here too: handles edit it and ring `subs_changed`; the task sends the
 //! difference, and after every reconnect the whole set.
+//!
+//! Delivery metadata (xbus proxies, [`xbus_zmtp::extensions`]): the task asks for it in its
+//! READY, stamps each message with the sequence number and time of the `XMETA` command that
+//! covers it, turns `XGAP` commands and reconnects into [`Gap`] reports queued in order with
+//! the messages, and records each `XSUBOK` (and each denial) against the subscriptions it
+//! sent on the connection, which `wait_subscribed` reads.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel as cb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use xbus_schema::{Event, EventSet};
+use xbus_zmtp::extensions::{parse_epoch, Notice, EPOCH, WANTS_META};
 use xbus_zmtp::heartbeat::{pong_for, Liveness};
 use xbus_zmtp::{Command, Inbound, Message, SocketType, Subscription, ZmtpError};
 
 use crate::connection::{
     self, closed_by_peer, denial, Driver, Reader, Session, Target, Writer, DENIED_SUBSCRIBE,
 };
-use crate::deadline::deadline_std;
+use crate::deadline::{deadline, deadline_std, run_until};
+use crate::meta::{time_from_micros, Epoch, EventMeta, Gap, Received};
 use crate::options::{ConnectionOptions, OnDecodeError, SubscriberOptions};
 use crate::state::StateLog;
 use crate::Error;
@@ -34,13 +42,128 @@ use crate::Error;
 /// Read buffer headroom reserved before each read.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// What the I/O task hands the consumer, in the order it arrived.
+pub(crate) enum Delivery {
+    /// A message, with its metadata when the proxy sent it.
+    Message(Message, Option<EventMeta>),
+    /// The proxy refused this subscription prefix.
+    Denied(Bytes),
+    /// Events may be missing here.
+    Gap(Gap),
+}
+
+/// How the proxy answered a subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Applied,
+    Denied,
+}
+
+/// A subscription prefix on the current connection.
+#[derive(Debug, Default)]
+struct Sent {
+    /// Subscribed (the last thing sent for it was a subscribe, not a cancel).
+    subscribed: bool,
+    /// Subscribes sent and not answered yet.
+    unanswered: u32,
+    /// The last answer.
+    answer: Option<Answer>,
+}
+
+/// The connection, as `wait_subscribed` needs to know it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Not connected (yet, or any more).
+    #[default]
+    Down,
+    /// Connected; `acks` when the proxy acknowledges subscriptions.
+    Up { acks: bool },
+}
+
+/// The subscription state, one lock for the handles and the I/O task.
+#[derive(Default)]
+struct Subs {
+    /// Wanted subscription prefixes, with how many `subscribe` calls hold each.
+    wanted: BTreeMap<Bytes, usize>,
+    /// What the current connection has sent, and heard back, per prefix.
+    sent: BTreeMap<Bytes, Sent>,
+    link: Link,
+    /// The epoch of the current connection's proxy, or the last one's.
+    epoch: Option<Epoch>,
+}
+
+/// Where `wait_subscribed` stands.
+enum Confirmation {
+    /// Every wanted subscription is applied.
+    Done,
+    /// These are not answered yet.
+    Waiting(Vec<Bytes>),
+    /// Every one is answered, and the proxy refused this one.
+    Denied(Bytes),
+    /// The proxy will never answer.
+    Unsupported(&'static str),
+}
+
+impl Subs {
+    fn confirmation(&self, metadata: bool) -> Confirmation {
+        if self.wanted.is_empty() {
+            return Confirmation::Done;
+        }
+        if !metadata {
+            return Confirmation::Unsupported("delivery metadata is turned off in the options");
+        }
+        match self.link {
+            Link::Down => return Confirmation::Waiting(self.wanted.keys().cloned().collect()),
+            Link::Up { acks: false } => {
+                return Confirmation::Unsupported(
+                    "the proxy sends no epoch (it is not an xbus proxy, or an xbus proxy older \
+                     than delivery metadata)",
+                )
+            }
+            Link::Up { acks: true } => {}
+        }
+        let mut waiting = Vec::new();
+        let mut denied = None;
+        for prefix in self.wanted.keys() {
+            match self.sent.get(prefix) {
+                Some(Sent {
+                    subscribed: true,
+                    unanswered: 0,
+                    answer: Some(answer),
+                }) => {
+                    if *answer == Answer::Denied && denied.is_none() {
+                        denied = Some(prefix.clone());
+                    }
+                }
+                _ => waiting.push(prefix.clone()),
+            }
+        }
+        match denied {
+            _ if !waiting.is_empty() => Confirmation::Waiting(waiting),
+            Some(prefix) => Confirmation::Denied(prefix),
+            None => Confirmation::Done,
+        }
+    }
+
+    /// Records the proxy's answer to a subscription.
+    fn answered(&mut self, prefix: &[u8], answer: Answer) {
+        if let Some(sent) = self.sent.get_mut(prefix) {
+            sent.unanswered = sent.unanswered.saturating_sub(1);
+            sent.answer = Some(answer);
+        }
+    }
+}
+
 /// State shared by the handle and the I/O task.
 #[derive(Default)]
 struct Shared {
-    /// Wanted subscription prefixes, with how many `subscribe` calls hold each.
-    subs: Mutex<BTreeMap<Bytes, usize>>,
-    /// Rung when `subs` changes or the handle is dropped.
+    subs: Mutex<Subs>,
+    /// Rung when the wanted subscriptions change or the handle is dropped (for the I/O task).
     subs_changed: Notify,
+    /// Rung when anything `wait_subscribed` reads changes: async waiters.
+    subs_updated: Notify,
+    /// The same, for blocking waiters (with `subs`).
+    subs_updated_cv: Condvar,
     /// The async consumer's waker, while it waits for a message.
     waker: Mutex<Option<Waker>>,
     has_waker: AtomicBool,
@@ -54,9 +177,15 @@ struct Shared {
 }
 
 impl Shared {
-    fn subs(&self) -> MutexGuard<'_, BTreeMap<Bytes, usize>> {
+    fn subs(&self) -> MutexGuard<'_, Subs> {
         // A poisoned lock only means a panic elsewhere while holding it; the map is intact.
         self.subs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes `wait_subscribed` callers (call after releasing `subs`).
+    fn subs_updated(&self) {
+        self.subs_updated.notify_waiters();
+        self.subs_updated_cv.notify_all();
     }
 
     fn wake_consumer(&self) {
@@ -71,10 +200,12 @@ impl Shared {
 
 /// The consumer's side: owned by the subscriber handle.
 pub(crate) struct SubscriberCore {
-    rx: cb::Receiver<Message>,
+    rx: cb::Receiver<Delivery>,
     shared: Arc<Shared>,
     log: Arc<StateLog>,
     on_decode_error: OnDecodeError,
+    /// Whether we ask for delivery metadata.
+    metadata: bool,
     /// A stalled I/O task is woken once the queue is down to this, so it refills the queue in
     /// one go instead of one message per wake-up.
     low_water: usize,
@@ -107,7 +238,10 @@ impl SubscriberCore {
         ),
         Error,
     > {
-        let target = Target::new(endpoint, SocketType::Sub, options.conn.clone())?;
+        let mut target = Target::new(endpoint, SocketType::Sub, options.conn.clone())?;
+        if options.metadata {
+            target = target.property(WANTS_META, b"1");
+        }
         let (tx, rx) = cb::bounded(options.queue_capacity);
         let shared = Arc::new(Shared::default());
         let log = StateLog::new();
@@ -115,13 +249,16 @@ impl SubscriberCore {
             tx,
             shared: shared.clone(),
             conn: options.conn.clone(),
-            stalled: None,
+            metadata: options.metadata,
+            backlog: VecDeque::new(),
+            stamps: Stamps::default(),
         };
         let core = SubscriberCore {
             rx,
             shared,
             log: log.clone(),
             on_decode_error: options.on_decode_error,
+            metadata: options.metadata,
             low_water: options.queue_capacity / 2,
         };
         Ok((core, connection::run(target, driver, log, first)))
@@ -171,28 +308,109 @@ impl SubscriberCore {
         *self
             .shared
             .subs()
+            .wanted
             .entry(Bytes::copy_from_slice(prefix))
             .or_insert(0) += 1;
         self.shared.subs_changed.notify_one();
+        self.shared.subs_updated();
     }
 
     pub(crate) fn unsubscribe_raw(&self, prefix: &[u8]) -> bool {
         let mut subs = self.shared.subs();
-        let Some(count) = subs.get_mut(prefix) else {
+        let Some(count) = subs.wanted.get_mut(prefix) else {
             return false;
         };
         *count -= 1;
         if *count == 0 {
-            subs.remove(prefix);
+            subs.wanted.remove(prefix);
         }
         drop(subs);
         self.shared.subs_changed.notify_one();
+        self.shared.subs_updated();
         true
     }
 
     /// The current subscription prefixes.
     pub(crate) fn subscriptions(&self) -> Vec<Bytes> {
-        self.shared.subs().keys().cloned().collect()
+        self.shared.subs().wanted.keys().cloned().collect()
+    }
+
+    /// The epoch of the current connection's proxy (or the last connection's).
+    pub(crate) fn epoch(&self) -> Option<Epoch> {
+        self.shared.subs().epoch
+    }
+
+    /// What `wait_subscribed` returns now, `None` to keep waiting.
+    fn confirmation(&self, subs: &Subs) -> Option<Result<(), Error>> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Some(Err(Error::Closed));
+        }
+        match subs.confirmation(self.metadata) {
+            Confirmation::Done => Some(Ok(())),
+            Confirmation::Waiting(_) => None,
+            Confirmation::Denied(prefix) => Some(Err(Error::SubscriptionDenied { prefix })),
+            Confirmation::Unsupported(reason) => Some(Err(Error::Unsupported {
+                feature: "subscription acknowledgements",
+                reason,
+            })),
+        }
+    }
+
+    fn subscribe_timeout(&self, timeout: Duration) -> Error {
+        let pending = match self.shared.subs().confirmation(self.metadata) {
+            Confirmation::Waiting(pending) => pending,
+            _ => Vec::new(),
+        };
+        Error::SubscribeTimeout { timeout, pending }
+    }
+
+    /// Waits until the proxy has applied every subscription (async consumers).
+    pub(crate) async fn wait_subscribed(&self, timeout: Duration) -> Result<(), Error> {
+        let wait = async {
+            loop {
+                let updated = self.shared.subs_updated.notified();
+                tokio::pin!(updated);
+                updated.as_mut().enable();
+                if let Some(result) = self.confirmation(&self.shared.subs()) {
+                    return result;
+                }
+                updated.await;
+            }
+        };
+        match run_until(deadline(timeout), wait).await {
+            Some(result) => result,
+            None => Err(self.subscribe_timeout(timeout)),
+        }
+    }
+
+    /// Blocks until the proxy has applied every subscription (blocking consumers).
+    pub(crate) fn wait_subscribed_blocking(&self, timeout: Duration) -> Result<(), Error> {
+        let until = deadline_std(timeout);
+        let mut subs = self.shared.subs();
+        loop {
+            if let Some(result) = self.confirmation(&subs) {
+                return result;
+            }
+            subs = match until {
+                None => self
+                    .shared
+                    .subs_updated_cv
+                    .wait(subs)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(at) => {
+                    let left = at.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        drop(subs);
+                        return Err(self.subscribe_timeout(timeout));
+                    }
+                    self.shared
+                        .subs_updated_cv
+                        .wait_timeout(subs, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
     }
 
     fn took_one(&self) {
@@ -202,19 +420,19 @@ impl SubscriberCore {
         }
     }
 
-    fn try_take(&self) -> Option<Result<Message, Error>> {
+    fn try_take(&self) -> Option<Result<Delivery, Error>> {
         match self.rx.try_recv() {
-            Ok(msg) => {
+            Ok(delivery) => {
                 self.took_one();
-                Some(Ok(msg))
+                Some(Ok(delivery))
             }
             Err(cb::TryRecvError::Empty) => None,
             Err(cb::TryRecvError::Disconnected) => Some(Err(Error::Closed)),
         }
     }
 
-    /// Takes the next message, registering the task's waker when there is none.
-    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+    /// Takes the next delivery, registering the task's waker when there is none.
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<Delivery, Error>> {
         if let Some(result) = self.try_take() {
             return Poll::Ready(result);
         }
@@ -226,15 +444,22 @@ impl SubscriberCore {
         }
     }
 
-    /// Decodes a message into `S`; `None` if it is skipped by the decode-error policy. The
-    /// proxy's notice of a refused subscription becomes [`Error::SubscriptionDenied`], whatever
-    /// the policy.
-    fn decode<S: EventSet>(&self, msg: &Message) -> Option<Result<S, Error>> {
-        if let Some(prefix) = denial(msg, DENIED_SUBSCRIBE) {
-            let err = Error::SubscriptionDenied { prefix };
-            tracing::warn!(error = %err, "subscription refused");
-            return Some(Err(err));
-        }
+    /// Decodes a delivery into `S`; `None` if it is skipped by the decode-error policy. The
+    /// proxy's notice of a refused subscription becomes [`Error::SubscriptionDenied`], and a
+    /// gap [`Error::Gap`], whatever the policy.
+    fn decode<S: EventSet>(&self, delivery: Delivery) -> Option<Result<Received<S>, Error>> {
+        let (msg, meta) = match delivery {
+            Delivery::Message(msg, meta) => (msg, meta),
+            Delivery::Denied(prefix) => {
+                let err = Error::SubscriptionDenied { prefix };
+                tracing::warn!(error = %err, "subscription refused");
+                return Some(Err(err));
+            }
+            Delivery::Gap(gap) => {
+                tracing::debug!(%gap, "events may be missing");
+                return Some(Err(Error::Gap(gap)));
+            }
+        };
         let result = if msg.frame_count() == 2 {
             let mut frames = msg.frames();
             let topic = frames.next().unwrap_or_default();
@@ -251,19 +476,22 @@ impl SubscriberCore {
                 tracing::warn!(error = %err, "skipping a message that does not decode");
                 None
             }
-            (result, _) => Some(result),
+            (result, _) => Some(result.map(|event| Received { event, meta })),
         }
     }
 
     /// Polls for the next event (async consumers).
-    pub(crate) fn poll_event<S: EventSet>(&self, cx: &mut Context<'_>) -> Poll<Result<S, Error>> {
+    pub(crate) fn poll_event<S: EventSet>(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Received<S>, Error>> {
         loop {
-            let msg = match self.poll_take(cx) {
-                Poll::Ready(Ok(msg)) => msg,
+            let delivery = match self.poll_take(cx) {
+                Poll::Ready(Ok(delivery)) => delivery,
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
                 Poll::Pending => return Poll::Pending,
             };
-            if let Some(result) = self.decode(&msg) {
+            if let Some(result) = self.decode(delivery) {
                 return Poll::Ready(result);
             }
         }
@@ -271,10 +499,13 @@ impl SubscriberCore {
 
     /// Blocks for the next event (blocking consumers); `None` (or a timeout too large for
     /// the clock, such as `Duration::MAX`) waits forever.
-    pub(crate) fn recv_event<S: EventSet>(&self, timeout: Option<Duration>) -> Result<S, Error> {
+    pub(crate) fn recv_event<S: EventSet>(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Received<S>, Error> {
         let deadline = timeout.and_then(deadline_std);
         loop {
-            let msg = match deadline {
+            let delivery = match deadline {
                 None => self.rx.recv().map_err(|_| Error::Closed)?,
                 Some(at) => self.rx.recv_deadline(at).map_err(|e| match e {
                     cb::RecvTimeoutError::Timeout => Error::Timeout(timeout.unwrap_or_default()),
@@ -282,18 +513,18 @@ impl SubscriberCore {
                 })?,
             };
             self.took_one();
-            if let Some(result) = self.decode(&msg) {
+            if let Some(result) = self.decode(delivery) {
                 return result;
             }
         }
     }
 
     /// Takes the next event if one is queued (`None` if none).
-    pub(crate) fn try_event<S: EventSet>(&self) -> Option<Result<S, Error>> {
+    pub(crate) fn try_event<S: EventSet>(&self) -> Option<Result<Received<S>, Error>> {
         loop {
             match self.try_take()? {
-                Ok(msg) => {
-                    if let Some(result) = self.decode(&msg) {
+                Ok(delivery) => {
+                    if let Some(result) = self.decode(delivery) {
                         return Some(result);
                     }
                 }
@@ -311,13 +542,97 @@ impl SubscriberCore {
     }
 }
 
+/// Sequence numbers across connections: stamping messages, and telling what a reconnect may
+/// have lost.
+#[derive(Debug, Default)]
+struct Stamps {
+    /// The current connection's epoch, when it numbers messages for us.
+    epoch: Option<Epoch>,
+    /// The current `XMETA` run: the next message's number, how many more it covers, when.
+    next_seq: u64,
+    left: u32,
+    time: Option<SystemTime>,
+    /// The previous connection's epoch (`Some(None)`: it had none); `None` before the first.
+    previous: Option<Option<Epoch>>,
+    /// The last sequence number received (or reported dropped), and its epoch.
+    last_seen: Option<(Epoch, u64)>,
+    /// After a reconnect to the same run: the last number seen before it (0 if none), until
+    /// the first number after it is known.
+    reconnected_after: Option<u64>,
+}
+
+impl Stamps {
+    /// A connection is up, to a proxy run with `epoch`: resets the run and returns the gap
+    /// to report at once (a new run).
+    fn connected(&mut self, epoch: Option<Epoch>) -> Option<Gap> {
+        let previous = self.previous.replace(epoch);
+        self.epoch = epoch;
+        self.left = 0;
+        self.reconnected_after = None;
+        let (previous, epoch) = (previous?, epoch?);
+        let last_in = |run: Epoch| {
+            self.last_seen
+                .and_then(|(seen_in, seq)| (seen_in == run).then_some(seq))
+        };
+        if previous == Some(epoch) {
+            self.reconnected_after = Some(last_in(epoch).unwrap_or(0));
+            return None;
+        }
+        Some(Gap::ProxyRestarted {
+            previous_epoch: previous,
+            last_received: previous.and_then(last_in),
+            epoch,
+        })
+    }
+
+    /// The first number of this connection is known: a gap since the reconnect, if any
+    /// messages passed the proxy in between.
+    fn resumed_at(&mut self, first_seq: u64) -> Option<Gap> {
+        let after = self.reconnected_after.take()?;
+        let epoch = self.epoch?;
+        let first = after.saturating_add(1);
+        (first_seq > first).then(|| Gap::Reconnected {
+            epoch,
+            first_seq: first,
+            last_seq: first_seq - 1,
+        })
+    }
+
+    fn saw(&mut self, epoch: Epoch, seq: u64) {
+        match &mut self.last_seen {
+            Some((seen_in, last)) if *seen_in == epoch => *last = (*last).max(seq),
+            other => *other = Some((epoch, seq)),
+        }
+    }
+
+    /// The metadata of the next message.
+    fn stamp(&mut self) -> Option<EventMeta> {
+        let epoch = self.epoch?;
+        if self.left == 0 {
+            return None;
+        }
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        self.left -= 1;
+        self.saw(epoch, seq);
+        Some(EventMeta {
+            seq,
+            time: self.time.unwrap_or(SystemTime::UNIX_EPOCH),
+            epoch,
+        })
+    }
+}
+
 /// The I/O task's state across connections.
 struct SubDriver {
-    tx: cb::Sender<Message>,
+    tx: cb::Sender<Delivery>,
     shared: Arc<Shared>,
     conn: ConnectionOptions,
-    /// A message that did not fit in the channel, delivered before anything else.
-    stalled: Option<Message>,
+    /// Whether we ask for delivery metadata.
+    metadata: bool,
+    /// What did not fit in the channel, delivered in order before anything else.
+    backlog: VecDeque<Delivery>,
+    stamps: Stamps,
 }
 
 impl Drop for SubDriver {
@@ -325,7 +640,19 @@ impl Drop for SubDriver {
         // The task is ending: the channel disconnects; wake a waiting consumer to see it.
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.wake_consumer();
+        self.shared.subs_updated();
     }
+}
+
+/// Whether the consumer takes what the I/O task hands it.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    /// Taken; go on.
+    Go,
+    /// The channel is full: queued in the backlog; stop decoding until there is room.
+    Full,
+    /// The consumer is gone.
+    Gone,
 }
 
 impl SubDriver {
@@ -333,33 +660,142 @@ impl SubDriver {
         self.shared.closed.load(Ordering::SeqCst)
     }
 
-    /// Appends (through `writer`) the subscribe and cancel messages that turn `sent` into
-    /// the wanted set.
-    fn sync_subscriptions(
-        &self,
-        sent: &mut BTreeSet<Bytes>,
-        writer: &mut Writer,
-        out: &mut BytesMut,
-    ) -> Result<(), ZmtpError> {
-        let wanted = self.shared.subs();
-        for prefix in wanted.keys() {
-            if !sent.contains(prefix) {
+    /// Appends (through `writer`) the subscribe and cancel messages that turn what the
+    /// connection has sent into the wanted set.
+    fn sync_subscriptions(&self, writer: &mut Writer, out: &mut BytesMut) -> Result<(), ZmtpError> {
+        let mut guard = self.shared.subs();
+        let subs = &mut *guard;
+        let mut changed = false;
+        for prefix in subs.wanted.keys() {
+            let sent = subs.sent.entry(prefix.clone()).or_default();
+            if !sent.subscribed {
                 let sub = Subscription::Subscribe(prefix.clone());
                 writer.encode(out, |buf| sub.encode(buf))?;
-                sent.insert(prefix.clone());
+                sent.subscribed = true;
+                sent.unanswered = sent.unanswered.saturating_add(1);
+                changed = true;
             }
         }
-        let gone: Vec<Bytes> = sent
-            .iter()
-            .filter(|prefix| !wanted.contains_key(*prefix))
-            .cloned()
-            .collect();
-        for prefix in gone {
-            sent.remove(&prefix);
-            let cancel = Subscription::Cancel(prefix);
-            writer.encode(out, |buf| cancel.encode(buf))?;
+        for (prefix, sent) in subs.sent.iter_mut() {
+            if sent.subscribed && !subs.wanted.contains_key(prefix) {
+                sent.subscribed = false;
+                sent.answer = None;
+                let cancel = Subscription::Cancel(prefix.clone());
+                writer.encode(out, |buf| cancel.encode(buf))?;
+                changed = true;
+            }
+        }
+        // Forget cancelled prefixes with nothing outstanding.
+        subs.sent.retain(|_, s| s.subscribed || s.unanswered > 0);
+        drop(guard);
+        if changed {
+            self.shared.subs_updated();
         }
         Ok(())
+    }
+
+    /// Records how the proxy answered a subscription.
+    fn answered(&self, prefix: &[u8], answer: Answer) {
+        self.shared.subs().answered(prefix, answer);
+        self.shared.subs_updated();
+    }
+
+    /// A connection is up: record the link, and queue the gap a new proxy run means.
+    fn record_connection(&mut self, session: &Session) {
+        let epoch = xbus_zmtp::command::property(&session.peer.metadata, EPOCH)
+            .and_then(|value| parse_epoch(value))
+            .map(Epoch);
+        {
+            let mut subs = self.shared.subs();
+            subs.link = Link::Up {
+                acks: self.metadata && epoch.is_some(),
+            };
+            subs.epoch = epoch;
+            subs.sent.clear();
+        }
+        self.shared.subs_updated();
+        if self.metadata {
+            if let Some(gap) = self.stamps.connected(epoch) {
+                self.backlog.push_back(Delivery::Gap(gap));
+            }
+        }
+    }
+
+    /// The session ended.
+    fn disconnected(&mut self) {
+        {
+            let mut subs = self.shared.subs();
+            subs.link = Link::Down;
+            subs.sent.clear();
+        }
+        self.shared.subs_updated();
+        self.stamps.left = 0;
+    }
+
+    /// Hands `delivery` to the consumer, or keeps it in the backlog if the channel is full.
+    fn hand(&mut self, delivery: Delivery, delivered: &mut bool) -> Flow {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(delivery);
+            return Flow::Full;
+        }
+        match self.tx.try_send(delivery) {
+            Ok(()) => {
+                *delivered = true;
+                Flow::Go
+            }
+            Err(cb::TrySendError::Full(delivery)) => {
+                self.backlog.push_back(delivery);
+                Flow::Full
+            }
+            Err(cb::TrySendError::Disconnected(_)) => Flow::Gone,
+        }
+    }
+
+    /// Handles an xbus notice; returns what handing any resulting delivery did.
+    fn notice(&mut self, notice: Notice, delivered: &mut bool) -> Flow {
+        let Some(epoch) = self.stamps.epoch.filter(|_| self.metadata) else {
+            return Flow::Go;
+        };
+        match notice {
+            Notice::Meta {
+                first_seq,
+                count,
+                time_us,
+            } => {
+                self.stamps.next_seq = first_seq;
+                self.stamps.left = count;
+                self.stamps.time = Some(time_from_micros(time_us));
+                match self.stamps.resumed_at(first_seq) {
+                    Some(gap) => self.hand(Delivery::Gap(gap), delivered),
+                    None => Flow::Go,
+                }
+            }
+            Notice::Gap {
+                first_seq,
+                last_seq,
+                count,
+            } => {
+                let mut flow = match self.stamps.resumed_at(first_seq) {
+                    Some(gap) => self.hand(Delivery::Gap(gap), delivered),
+                    None => Flow::Go,
+                };
+                self.stamps.saw(epoch, last_seq);
+                let gap = Gap::Dropped {
+                    epoch,
+                    first_seq,
+                    last_seq,
+                    count,
+                };
+                if flow != Flow::Gone {
+                    flow = self.hand(Delivery::Gap(gap), delivered);
+                }
+                flow
+            }
+            Notice::SubscribeOk(prefix) => {
+                self.answered(&prefix, Answer::Applied);
+                Flow::Go
+            }
+        }
     }
 
     /// Hands decoded messages to the consumer until the buffer is empty or the channel is
@@ -372,27 +808,41 @@ impl SubDriver {
         out: &mut BytesMut,
     ) -> Result<bool, ZmtpError> {
         let mut delivered = false;
-        let mut alive = true;
-        loop {
-            let item = match self.stalled.take() {
-                Some(msg) => Inbound::Message(msg),
-                None => match reader.decode(rbuf)? {
-                    Some(item) => item,
-                    None => break,
-                },
+        let mut flow = Flow::Go;
+        // What did not fit before goes first.
+        while let Some(delivery) = self.backlog.pop_front() {
+            match self.tx.try_send(delivery) {
+                Ok(()) => delivered = true,
+                Err(cb::TrySendError::Full(delivery)) => {
+                    self.backlog.push_front(delivery);
+                    flow = Flow::Full;
+                    break;
+                }
+                Err(cb::TrySendError::Disconnected(_)) => {
+                    flow = Flow::Gone;
+                    break;
+                }
+            }
+        }
+        while flow == Flow::Go {
+            let Some(item) = reader.decode(rbuf)? else {
+                break;
             };
-            match item {
-                Inbound::Message(msg) => match self.tx.try_send(msg) {
-                    Ok(()) => delivered = true,
-                    Err(cb::TrySendError::Full(msg)) => {
-                        self.stalled = Some(msg);
-                        break;
-                    }
-                    Err(cb::TrySendError::Disconnected(_)) => {
-                        alive = false;
-                        break;
-                    }
-                },
+            flow = match item {
+                Inbound::Message(msg) => {
+                    let delivery = match denial(&msg, DENIED_SUBSCRIBE) {
+                        // Denial notices are never numbered.
+                        Some(prefix) => {
+                            self.answered(&prefix, Answer::Denied);
+                            Delivery::Denied(prefix)
+                        }
+                        None => {
+                            let meta = self.stamps.stamp();
+                            Delivery::Message(msg, meta)
+                        }
+                    };
+                    self.hand(delivery, &mut delivered)
+                }
                 Inbound::Command(Command::Error(reason)) => {
                     return Err(ZmtpError::PeerError(reason));
                 }
@@ -400,26 +850,31 @@ impl SubDriver {
                     if let Some(pong) = pong_for(&cmd) {
                         writer.command(out, &pong)?;
                     }
+                    Flow::Go
                 }
-                Inbound::Command(_) => {}
-            }
+                Inbound::Command(cmd) => match Notice::parse(&cmd) {
+                    Some(notice) => self.notice(notice, &mut delivered),
+                    None => Flow::Go,
+                },
+            };
         }
         if delivered {
             self.shared.wake_consumer();
         }
-        Ok(alive)
+        Ok(flow != Flow::Gone)
     }
-}
 
-impl Driver for SubDriver {
-    async fn session(&mut self, session: Session) -> Result<(), ZmtpError> {
-        let mut liveness = Liveness::new(self.conn.heartbeat(), session.peer.version);
+    /// One connected session: see [`Driver::session`].
+    async fn run_session(
+        &mut self,
+        session: Session,
+        liveness: &mut Liveness,
+    ) -> Result<(), ZmtpError> {
         let mut stream = session.stream;
         let mut rbuf = session.buffer;
         let (mut reader, mut writer) = (session.reader, session.writer);
-        let mut sent = BTreeSet::new();
         let mut out = BytesMut::new();
-        self.sync_subscriptions(&mut sent, &mut writer, &mut out)?;
+        self.sync_subscriptions(&mut writer, &mut out)?;
         loop {
             if !self.deliver(&mut reader, &mut writer, &mut rbuf, &mut out)? || self.closed() {
                 return Ok(());
@@ -428,14 +883,14 @@ impl Driver for SubDriver {
                 stream.write_all(&out).await?;
                 out.clear();
             }
-            if self.stalled.is_some() {
+            if !self.backlog.is_empty() {
                 // The consumer is behind: stop reading until it takes something.
                 self.shared.io_waiting.store(true, Ordering::SeqCst);
                 if self.tx.is_full() {
                     tokio::select! {
                         () = self.shared.room.notified() => {}
                         () = self.shared.subs_changed.notified() => {
-                            self.sync_subscriptions(&mut sent, &mut writer, &mut out)?;
+                            self.sync_subscriptions(&mut writer, &mut out)?;
                         }
                     }
                 }
@@ -454,7 +909,7 @@ impl Driver for SubDriver {
                     liveness.heard();
                 }
                 () = self.shared.subs_changed.notified() => {
-                    self.sync_subscriptions(&mut sent, &mut writer, &mut out)?;
+                    self.sync_subscriptions(&mut writer, &mut out)?;
                 }
                 ping = liveness.tick() => {
                     if let Some(ping) = ping? {
@@ -464,8 +919,110 @@ impl Driver for SubDriver {
             }
         }
     }
+}
+
+impl Driver for SubDriver {
+    async fn session(&mut self, session: Session) -> Result<(), ZmtpError> {
+        let mut liveness = Liveness::new(self.conn.heartbeat(), session.peer.version);
+        let result = self.run_session(session, &mut liveness).await;
+        self.disconnected();
+        result
+    }
+
+    fn connected(&mut self, session: &Session) {
+        self.record_connection(session);
+    }
 
     fn stop_reconnecting(&mut self) -> bool {
         self.closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_and_restarts_are_told_apart() {
+        let mut stamps = Stamps::default();
+        // The first connection reports nothing.
+        assert_eq!(stamps.connected(Some(Epoch(1))), None);
+        stamps.next_seq = 5;
+        stamps.left = 2;
+        assert_eq!(stamps.stamp().map(|m| m.seq), Some(5));
+        assert_eq!(stamps.stamp().map(|m| m.seq), Some(6));
+        assert_eq!(stamps.stamp(), None);
+        // Same run: the gap is known once the next number is.
+        assert_eq!(stamps.connected(Some(Epoch(1))), None);
+        assert_eq!(
+            stamps.resumed_at(10),
+            Some(Gap::Reconnected {
+                epoch: Epoch(1),
+                first_seq: 7,
+                last_seq: 9
+            })
+        );
+        assert_eq!(stamps.resumed_at(20), None);
+        // Nothing passed the proxy in between: no gap.
+        assert_eq!(stamps.connected(Some(Epoch(1))), None);
+        assert_eq!(stamps.resumed_at(7), None);
+        // A new run.
+        assert_eq!(
+            stamps.connected(Some(Epoch(2))),
+            Some(Gap::ProxyRestarted {
+                previous_epoch: Some(Epoch(1)),
+                last_received: Some(6),
+                epoch: Epoch(2)
+            })
+        );
+        assert_eq!(stamps.resumed_at(1), None);
+        // A proxy without epochs, then one with: a restart, nothing known of the old run.
+        assert_eq!(stamps.connected(None), None);
+        assert_eq!(
+            stamps.connected(Some(Epoch(3))),
+            Some(Gap::ProxyRestarted {
+                previous_epoch: None,
+                last_received: None,
+                epoch: Epoch(3)
+            })
+        );
+    }
+
+    #[test]
+    fn confirmations_need_every_subscription_answered() {
+        let mut subs = Subs::default();
+        assert!(matches!(subs.confirmation(true), Confirmation::Done));
+        subs.wanted.insert("A.".into(), 1);
+        subs.wanted.insert("B.".into(), 1);
+        assert!(matches!(
+            subs.confirmation(false),
+            Confirmation::Unsupported(_)
+        ));
+        assert!(matches!(subs.confirmation(true), Confirmation::Waiting(w) if w.len() == 2));
+        subs.link = Link::Up { acks: false };
+        assert!(matches!(
+            subs.confirmation(true),
+            Confirmation::Unsupported(_)
+        ));
+        subs.link = Link::Up { acks: true };
+        for prefix in ["A.", "B."] {
+            subs.sent.insert(
+                prefix.into(),
+                Sent {
+                    subscribed: true,
+                    unanswered: 2,
+                    answer: None,
+                },
+            );
+        }
+        subs.answered(b"A.", Answer::Applied);
+        subs.answered(b"A.", Answer::Applied);
+        subs.answered(b"B.", Answer::Denied);
+        assert!(matches!(subs.confirmation(true), Confirmation::Waiting(w) if w == ["B."]));
+        subs.answered(b"B.", Answer::Denied);
+        assert!(matches!(subs.confirmation(true), Confirmation::Denied(p) if p == "B."));
+        subs.wanted.remove(&b"B."[..]);
+        assert!(matches!(subs.confirmation(true), Confirmation::Done));
+        subs.answered(b"unknown", Answer::Applied);
     }
 }

@@ -6,5 +6,5 @@ mod r#async;
 mod blocking;
 pub(crate) mod core;
 
-pub use self::blocking::{Iter, SubscriberBlocking};
-pub use self::r#async::SubscriberAsync;
+pub use self::blocking::{Iter, IterWithMeta, SubscriberBlocking};
+pub use self::r#async::{StreamWithMeta, SubscriberAsync};

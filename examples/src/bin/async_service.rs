@@ -50,8 +50,10 @@ async fn serve(args: Args) -> Result<u64, xbus::Error> {
         sub.subscribe::<JobFinished>(Some(worker))?;
     }
     sub.subscribe::<KernelStatusChanged>(None)?;
+    // Once the proxy has applied the subscriptions, nothing published from then on is missed.
+    sub.wait_subscribed(Duration::from_secs(10)).await?;
     eprintln!(
-        "async_service: listening on {} for JobFinished from {:?} and every KernelStatusChanged",
+        "async_service: subscribed on {} to JobFinished from {:?} and every KernelStatusChanged",
         args.endpoint, args.workers
     );
     let mut handled = 0u64;
@@ -74,6 +76,8 @@ async fn serve(args: Args) -> Result<u64, xbus::Error> {
             }
             // An event that does not decode costs that event, never the service.
             Err(err) if err.is_message_error() => eprintln!("async_service: skipped: {err}"),
+            // Events we may have missed (we were slow, or the proxy was away): say so, go on.
+            Err(xbus::Error::Gap(gap)) => eprintln!("async_service: {gap}"),
             Err(err) => return Err(err),
         }
     }
