@@ -405,6 +405,8 @@ async fn subscribe(
         let event = match sub.get(Some(wait)).await {
             Ok(event) => event,
             Err(xbus::Error::Timeout(_)) => break,
+            // Dropped at the proxy or lost to a reconnect: counted as lost (expected - received).
+            Err(xbus::Error::Gap(_)) => continue,
             Err(err) => return Err(err.into()),
         };
         if event.topic_frame.as_ref() == WARMUP_TOPIC {

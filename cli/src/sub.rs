@@ -213,6 +213,9 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
                 eprintln!("xbus sub: {err}");
             }
             Err(err) if err.is_message_error() => eprintln!("xbus sub: skipped a message: {err}"),
+            // Events may be missing here (dropped while we were slow, or while the proxy was
+            // away): say so, whatever --quiet says, and go on.
+            Err(xbus::Error::Gap(gap)) => eprintln!("xbus sub: {gap}"),
             Err(err) => return Err(err.into()),
         }
     }

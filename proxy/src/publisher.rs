@@ -211,7 +211,10 @@ impl<'a> Denials<'a> {
             "publisher denied: messages outside its publish rights are dropped"
         );
         self.since_notice = 0;
-        shared.send_updates(notice(DENIED_PUBLISH_TOPIC, topic));
+        // in order with PONGs: a publisher that PINGs after publishing hears of the denial first
+        shared
+            .queue
+            .push_control(notice(DENIED_PUBLISH_TOPIC, topic));
     }
 }
 

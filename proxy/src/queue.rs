@@ -56,6 +56,9 @@ struct Inner {
     tail_messages: u32,
     messages: usize,
     bytes: usize,
+    /// Control frames at the front of `items` (they keep their own order: a PONG never
+    /// overtakes a notice queued before it).
+    controls: usize,
     /// Messages dropped since the last gap notice (subscribers with metadata only).
     gap: Option<Gap>,
 }
@@ -317,9 +320,10 @@ impl Queue {
         dropped
     }
 
-    /// Queues a control frame (PONG, PING) that must not be lost to the HWM, *ahead* of every
-    /// queued message, so a peer with a long backlog still hears a PING (and its PONG) within
-    /// the heartbeat timeout. Refused only when the queue already holds twice its byte limit, a
+    /// Queues a control frame (PONG, PING, a notice) that must not be lost to the HWM, *ahead*
+    /// of every queued message but after the control frames queued before it, so a peer with a
+    /// long backlog still hears a PING (and its PONG) within the heartbeat timeout, and a PONG
+    /// never overtakes a notice sent before it. Refused only when the queue already holds twice its byte limit, a
     /// peer that is not reading at all. It counts as zero messages, so message counters
     /// (queued, delivered, discarded) hold only messages; its bytes are counted.
     pub fn push_control(&self, frame: Bytes) -> bool {
@@ -329,10 +333,15 @@ impl Queue {
                 return false;
             }
             q.bytes += frame.len();
-            q.items.push_front(Item {
-                bytes: frame,
-                messages: 0,
-            });
+            let at = q.controls.min(q.items.len());
+            q.items.insert(
+                at,
+                Item {
+                    bytes: frame,
+                    messages: 0,
+                },
+            );
+            q.controls = at + 1;
         }
         self.notify.notify_one();
         true
@@ -356,6 +365,7 @@ impl Queue {
             n += 1;
         }
         out.extend(q.items.drain(..n));
+        q.controls = q.controls.saturating_sub(n);
         q.messages -= messages;
         q.bytes -= bytes;
         if q.items.is_empty() && q.tail.is_empty() {
@@ -510,6 +520,20 @@ mod tests {
             ["Meta { first_seq: 14, count: 1, time_us: 9 }", "A.4"]
         );
         assert!(read_all(&q, usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn control_frames_go_first_in_their_own_order() {
+        let q = Queue::new(10, 1 << 20);
+        assert!(q.push(Bytes::from_static(b"m1")));
+        assert!(q.push_control(Bytes::from_static(b"c1")));
+        assert!(q.push(Bytes::from_static(b"m2")));
+        assert!(q.push_control(Bytes::from_static(b"c2")));
+        assert_eq!(drain_all(&q), b"c1c2m1m2");
+        // after a drain, control frames again go ahead of what is queued
+        assert!(q.push(Bytes::from_static(b"m3")));
+        assert!(q.push_control(Bytes::from_static(b"c3")));
+        assert_eq!(drain_all(&q), b"c3m3");
     }
 
     #[test]
