@@ -150,6 +150,10 @@ pub struct BenchArgs {
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Subscribers do not ask for delivery metadata (sequence numbers, gap reports): to measure
+    /// what it costs.
+    #[arg(long)]
+    pub no_metadata: bool,
     #[command(flatten)]
     pub curve: CurveArgs,
 }
@@ -188,7 +192,8 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     for _ in 0..args.subs {
         let mut options = SubscriberOptions::new()
             .queue_capacity(65_536)
-            .retry_refused(false);
+            .retry_refused(false)
+            .delivery_metadata(!args.no_metadata);
         if let Some(curve) = &curve {
             options = options.curve(curve.clone());
         }
