@@ -430,7 +430,18 @@ impl Access {
         peer: &str,
         token: CancellationToken,
     ) -> Registration {
-        self.lock().insert(
+        let mut live = self.lock();
+        // A reload between the handshake and now swapped the table before taking this lock:
+        // apply what it would have done to this connection.
+        match self.rights(&key) {
+            None => token.cancel(),
+            Some(now) if *now != *rights.get() => match on_change {
+                OnChange::Update => rights.set(now),
+                OnChange::Disconnect => token.cancel(),
+            },
+            Some(_) => {}
+        }
+        live.insert(
             id,
             Live {
                 key,
@@ -440,6 +451,7 @@ impl Access {
                 token,
             },
         );
+        drop(live);
         Registration {
             access: self.clone(),
             id,
@@ -459,9 +471,13 @@ impl Access {
             return Ok(Reloaded::default());
         };
         let table = Arc::new(AccessTable::load(path)?);
+        // Connections register under the `live` lock after reading the table: swapping the
+        // table while holding it means each connection sees either the new table at
+        // registration or this walk.
+        let live_conns = self.lock();
         *self.table.write().unwrap_or_else(PoisonError::into_inner) = Some(table.clone());
         let mut done = Reloaded::default();
-        for (id, live) in self.lock().iter() {
+        for (id, live) in live_conns.iter() {
             let old = live.rights.get();
             match table.rights(&live.key) {
                 None => {
@@ -487,6 +503,7 @@ impl Access {
                 Some(_) => {}
             }
         }
+        drop(live_conns);
         info!(
             path = %path.display(),
             keys = table.len(),
@@ -623,6 +640,7 @@ impl ForwardFilter {
             };
             self.apply(sub, out);
         }
+        debug_assert!(rest.is_empty(), "queued updates are whole frames");
     }
 
     fn apply(&mut self, sub: Subscription, out: &mut BytesMut) {

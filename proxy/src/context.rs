@@ -55,6 +55,9 @@ pub(crate) struct Ctx {
     pub(crate) security: Option<Security>,
     /// This run's epoch: sequence numbers are comparable only within one epoch.
     pub(crate) epoch: u64,
+    /// Log lines for refused connections, bounded over all listeners (a peer reconnecting in
+    /// a loop, or many of them, get a line a second with the count of those not logged).
+    pub(crate) refusal_log: std::sync::Mutex<crate::access::LogBudget>,
 }
 
 /// A random epoch id: the standard library's per-process random hash keys, mixed with the
@@ -94,7 +97,17 @@ impl Ctx {
             started: Instant::now(),
             security,
             epoch: new_epoch(),
+            refusal_log: std::sync::Mutex::default(),
         }
+    }
+
+    /// `Some(n)` when a refused connection may be logged (`n`: refusals not logged since the
+    /// last line); it is counted either way.
+    pub(crate) fn log_refusal(&self) -> Option<u64> {
+        self.refusal_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .allow()
     }
 
     pub(crate) fn next_id(&self) -> u64 {

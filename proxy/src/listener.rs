@@ -44,13 +44,16 @@ pub(crate) async fn accept_loop(
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            warn!(
-                peer = %peer,
-                side = side.name(),
-                rule = "max_connections",
-                limit = ctx.config.max_connections,
-                "refused connection: too many connections"
-            );
+            if let Some(not_logged) = ctx.log_refusal() {
+                warn!(
+                    peer = %peer,
+                    side = side.name(),
+                    rule = "max_connections",
+                    limit = ctx.config.max_connections,
+                    not_logged,
+                    "refused connection: too many connections"
+                );
+            }
             ctx.stats.refused("max_connections");
             continue;
         };
@@ -87,13 +90,16 @@ async fn handle(ctx: Arc<Ctx>, mut stream: Stream, peer: String, side: Side) {
     let hs = match hs {
         Ok(hs) => hs,
         Err(e) => {
-            warn!(
-                peer = %peer,
-                side = side.name(),
-                rule = e.kind(),
-                error = %e,
-                "refused connection"
-            );
+            if let Some(not_logged) = ctx.log_refusal() {
+                warn!(
+                    peer = %peer,
+                    side = side.name(),
+                    rule = e.kind(),
+                    error = %e,
+                    not_logged,
+                    "refused connection"
+                );
+            }
             ctx.stats.refused(e.kind());
             return;
         }

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +14,7 @@ use xbus_zmtp::{Decoder, Inbound, Liveness, Stream};
 use crate::access::{
     notice, ForwardFilter, OnChange, PrefixRules, RightsCell, DENIED_PUBLISH_TOPIC,
 };
+use crate::config::WELCOME_PREFIX;
 use crate::context::Ctx;
 use crate::peer::PublisherShared;
 use crate::protocol::{handle_common_command, prepare_read, send_ping, PartialWatch, READ_RESERVE};
@@ -95,7 +96,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
                 shared: &shared,
                 token: &token,
                 opener: opener.as_mut(),
-                publish: rights.as_ref().map(|r| Denials::new(&r.publish)),
+                publish: Denials::new(rights.as_ref().map(|r| &r.publish)),
                 peer: &peer,
             };
             read_loop(&ctx, &mut rd, buffer, conn, live).await
@@ -126,34 +127,51 @@ struct Conn<'a> {
     token: &'a CancellationToken,
     /// CURVE: opens the peer's boxes.
     opener: Option<&'a mut Opener>,
-    /// With an access file: what it may publish, and its denials so far.
-    publish: Option<Denials<'a>>,
+    /// What it may publish, and its denials so far.
+    publish: Denials<'a>,
     peer: &'a str,
 }
 
-/// A restricted publisher's messages outside its rights: dropped and counted; the publisher is
-/// told (and the log says so) at most once per [`NOTICE_EVERY`].
+/// Messages a publisher may not send: topics under the proxy's own `$xbus.` (no publisher may
+/// forge the proxy's notices or system events), and, for a restricted key, topics outside its
+/// publish rights. They are dropped and counted; the publisher is told (and the log says so)
+/// at most once per [`NOTICE_EVERY`], and always before the answer to a PING that follows
+/// them, so a publisher that confirms with a PING hears of every denial before.
 struct Denials<'a> {
-    rules: &'a PrefixRules,
+    /// A restricted key's rules; `None`: anything but `$xbus.`.
+    rules: Option<&'a PrefixRules>,
     /// Denied since the last notice.
     since_notice: u64,
+    /// The first topic denied since the last notice, when it has not been sent yet.
+    unsent: Option<Bytes>,
     last_notice: Option<Instant>,
 }
 
-/// How often a publisher is told its messages are denied, at most.
+/// How often a publisher is told its messages are denied, at most (besides before PONGs).
 const NOTICE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Whether `topic` is the proxy's own.
+#[inline]
+fn reserved(topic: &[u8]) -> bool {
+    topic.first() == Some(&b'$') && topic.starts_with(WELCOME_PREFIX)
+}
+
 impl<'a> Denials<'a> {
-    fn new(rules: &'a PrefixRules) -> Denials<'a> {
+    fn new(rules: Option<&'a PrefixRules>) -> Denials<'a> {
         Denials {
             rules,
             since_notice: 0,
+            unsent: None,
             last_notice: None,
         }
     }
 
+    fn allowed(&self, topic: &[u8]) -> bool {
+        !reserved(topic) && self.rules.is_none_or(|r| r.covers(topic))
+    }
+
     /// Removes the spans whose topic `chunk` may not carry; counts them and tells the peer
-    /// now and then.
+    /// now and then. For an unrestricted publisher, one byte compare per message.
     fn filter(
         &mut self,
         ctx: &Ctx,
@@ -161,12 +179,18 @@ impl<'a> Denials<'a> {
         spans: &mut Vec<Span>,
         conn: (&PublisherShared, &str),
     ) {
-        let rules = self.rules;
+        if self.rules.is_none()
+            && !spans
+                .iter()
+                .any(|s| s.topic_end > s.topic_start && chunk[s.topic_start] == b'$')
+        {
+            return;
+        }
         let before = spans.len();
         let mut first = None;
         spans.retain(|s| {
             let topic = &chunk[s.topic_start..s.topic_end];
-            let ok = rules.covers(topic);
+            let ok = self.allowed(topic);
             if !ok && first.is_none() {
                 first = Some((s.topic_start, s.topic_end));
             }
@@ -179,42 +203,46 @@ impl<'a> Denials<'a> {
 
     /// Whether one message with `topic` may pass; counts it and tells the peer if not.
     fn allows(&mut self, ctx: &Ctx, topic: &[u8], conn: (&PublisherShared, &str)) -> bool {
-        let ok = self.rules.covers(topic);
+        let ok = self.allowed(topic);
         if !ok {
             self.denied(ctx, topic, 1, conn);
         }
         ok
     }
 
-    fn denied(
-        &mut self,
-        ctx: &Ctx,
-        topic: &[u8],
-        n: u64,
-        (shared, peer): (&PublisherShared, &str),
-    ) {
+    fn denied(&mut self, ctx: &Ctx, topic: &[u8], n: u64, conn: (&PublisherShared, &str)) {
         ctx.stats.denied("publish", n);
         self.since_notice += n;
+        if self.unsent.is_none() {
+            self.unsent = Some(Bytes::copy_from_slice(topic));
+        }
         let now = Instant::now();
         if self
             .last_notice
-            .is_some_and(|t| now.duration_since(t) < NOTICE_EVERY)
+            .is_none_or(|t| now.duration_since(t) >= NOTICE_EVERY)
         {
-            return;
+            self.notify(conn);
         }
-        self.last_notice = Some(now);
+    }
+
+    /// Tells the publisher about the denials since the last notice, if any.
+    fn notify(&mut self, (shared, peer): (&PublisherShared, &str)) {
+        let Some(topic) = self.unsent.take() else {
+            return;
+        };
+        self.last_notice = Some(Instant::now());
         warn!(
             peer = %peer,
             id = shared.id,
-            topic = %xbus_zmtp::error::printable(topic, 256),
+            topic = %xbus_zmtp::error::printable(&topic, 256),
             denied = self.since_notice,
-            "publisher denied: messages outside its publish rights are dropped"
+            "publisher denied: messages outside its publish rights (or under $xbus.) are dropped"
         );
         self.since_notice = 0;
-        // in order with PONGs: a publisher that PINGs after publishing hears of the denial first
+        // a control frame: in order with PONGs, ahead of subscription updates
         shared
             .queue
-            .push_control(notice(DENIED_PUBLISH_TOPIC, topic));
+            .push_control(notice(DENIED_PUBLISH_TOPIC, &topic));
     }
 }
 
@@ -244,9 +272,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     completed = true;
                     let chunk = buf.split_to(end).freeze();
                     ctx.stats.frontend.add_in(spans.len() as u64, end as u64);
-                    if let Some(d) = &mut conn.publish {
-                        d.filter(ctx, &chunk, &mut spans, (shared, conn.peer));
-                    }
+                    conn.publish
+                        .filter(ctx, &chunk, &mut spans, (shared, conn.peer));
                     ctx.router.route(&chunk, &spans, &mut scratch);
                 }
                 if let Stop::Incomplete(_) = stop {
@@ -263,10 +290,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let (end, _) = scan(&wire, limits, &mut spans);
                     debug_assert_eq!(end, wire.len());
                     ctx.stats.frontend.add_in(1, wire.len() as u64);
-                    let allowed = match &mut conn.publish {
-                        Some(d) => d.allows(ctx, &m.first_frame(), (shared, conn.peer)),
-                        None => true,
-                    };
+                    let allowed = conn
+                        .publish
+                        .allows(ctx, &m.first_frame(), (shared, conn.peer));
                     if allowed {
                         ctx.router.route(&wire, &spans, &mut scratch);
                     }
@@ -275,6 +301,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     decoder_pending = false;
                     completed = true;
                     // PONG, SUBSCRIBE/CANCEL from a publisher, unknown commands: nothing to do
+                    if matches!(cmd, xbus_zmtp::Command::Ping { .. }) {
+                        // denials before the PONG: a PING after publishing confirms them
+                        conn.publish.notify((shared, conn.peer));
+                    }
                     let _ = handle_common_command(cmd, &shared.queue)?;
                 }
                 None => {

@@ -33,6 +33,9 @@ pub const COMPACT_AFTER: usize = 64;
 pub const COMPACT_MAX_ITEM: usize = 16 * 1024;
 /// Most bytes one drain hands a writer (at least one item, whatever its size).
 pub const DRAIN_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Most control frames (PING, PONG, notices) one queue holds: past it the peer is not reading
+/// and its connection is ended (rule `not_reading`).
+pub const CONTROL_MAX: usize = 1024;
 /// Size at which a compact chunk is closed and a new one started.
 const CHUNK_SIZE: usize = 64 * 1024;
 
@@ -56,9 +59,9 @@ struct Inner {
     tail_messages: u32,
     messages: usize,
     bytes: usize,
-    /// Control frames at the front of `items` (they keep their own order: a PONG never
-    /// overtakes a notice queued before it).
-    controls: usize,
+    /// Control frames (PING, PONG, notices): written before `items`, in their own order (a
+    /// PONG never overtakes a notice queued before it).
+    control: VecDeque<Item>,
     /// Messages dropped since the last gap notice (subscribers with metadata only).
     gap: Option<Gap>,
 }
@@ -136,7 +139,8 @@ impl Inner {
     fn note_drop(&mut self, seq: u64) {
         match &mut self.gap {
             Some(g) => {
-                g.last = seq;
+                g.first = g.first.min(seq);
+                g.last = g.last.max(seq);
                 g.count += 1;
             }
             None => {
@@ -329,19 +333,16 @@ impl Queue {
     pub fn push_control(&self, frame: Bytes) -> bool {
         {
             let mut q = self.lock();
-            if q.bytes + frame.len() > self.hwm_bytes.saturating_mul(2) {
+            if q.control.len() >= CONTROL_MAX
+                || q.bytes + frame.len() > self.hwm_bytes.saturating_mul(2)
+            {
                 return false;
             }
             q.bytes += frame.len();
-            let at = q.controls.min(q.items.len());
-            q.items.insert(
-                at,
-                Item {
-                    bytes: frame,
-                    messages: 0,
-                },
-            );
-            q.controls = at + 1;
+            q.control.push_back(Item {
+                bytes: frame,
+                messages: 0,
+            });
         }
         self.notify.notify_one();
         true
@@ -355,7 +356,12 @@ impl Queue {
         if q.items.len() < max {
             q.close_tail();
         }
-        let (mut messages, mut bytes, mut n) = (0usize, 0usize, 0usize);
+        // control frames first (a few, small), then messages up to the batch limits
+        let controls = q.control.len().min(max);
+        let control_bytes: usize = q.control.iter().take(controls).map(|i| i.bytes.len()).sum();
+        out.extend(q.control.drain(..controls));
+        let (mut messages, mut bytes, mut n) = (0usize, control_bytes, controls);
+        let mut taken = 0;
         for item in &q.items {
             if n == max || (n > 0 && bytes + item.bytes.len() > DRAIN_MAX_BYTES) {
                 break;
@@ -363,12 +369,12 @@ impl Queue {
             messages += item.messages as usize;
             bytes += item.bytes.len();
             n += 1;
+            taken += 1;
         }
-        out.extend(q.items.drain(..n));
-        q.controls = q.controls.saturating_sub(n);
+        out.extend(q.items.drain(..taken));
         q.messages -= messages;
         q.bytes -= bytes;
-        if q.items.is_empty() && q.tail.is_empty() {
+        if q.items.is_empty() && q.tail.is_empty() && q.control.is_empty() {
             // drops nothing came after: report them now, after everything queued before them
             if let Some(g) = q.gap.take() {
                 out.push(Item {

@@ -11,8 +11,8 @@
 //! publisher's view never misses or reorders an update.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Bytes, BytesMut};
 use xbus_zmtp::Subscription;
@@ -83,8 +83,10 @@ pub(crate) struct Router {
     limits: RouterLimits,
     /// False in subscribe-all mode: publishers only ever hear `""`.
     forward: bool,
-    /// The sequence number the next routed message gets.
-    next_seq: AtomicU64,
+    /// The sequence number the next routed message gets. Held for the whole of a `route`, so
+    /// every subscriber receives sequence numbers in increasing order even when publishers
+    /// route from several threads (uncontended on the default single-threaded runtime).
+    sequencer: Mutex<u64>,
 }
 
 /// Microseconds since the Unix epoch (0 on a clock set before it).
@@ -167,7 +169,7 @@ impl Router {
             stats,
             limits,
             forward: !subscribe_all,
-            next_seq: AtomicU64::new(1),
+            sequencer: Mutex::new(1),
         }
     }
 
@@ -184,7 +186,9 @@ impl Router {
     /// queued as one slice of `chunk`. The messages get consecutive sequence numbers, in
     /// `spans` order.
     pub(crate) fn route(&self, chunk: &Bytes, spans: &[Span], scratch: &mut RouteScratch) {
-        let seq_base = self.next_seq.fetch_add(spans.len() as u64, Relaxed);
+        let mut next_seq = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
+        let seq_base = *next_seq;
+        *next_seq += spans.len() as u64;
         let st = self.read();
         if st.subscriptions == 0 {
             self.stats.unrouted.fetch_add(spans.len() as u64, Relaxed);
@@ -433,8 +437,9 @@ impl Router {
 
     /// Fills the router-held parts of a snapshot.
     pub(crate) fn fill_snapshot(&self, snap: &mut StatsSnapshot) {
+        // the sequencer before the state lock, as `route` takes them
+        snap.last_seq = *self.sequencer.lock().unwrap_or_else(|e| e.into_inner()) - 1;
         let st = self.read();
-        snap.last_seq = self.next_seq.load(Relaxed) - 1;
         snap.subscriptions = st.subscriptions;
         snap.subscription_bytes = st.subscription_bytes;
         snap.upstream_subscriptions = st.forwarding.len();

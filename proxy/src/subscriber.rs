@@ -214,7 +214,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 check_len(ctx, &sub)?;
                 if let (Subscription::Subscribe(prefix), Some(cell)) = (&sub, conn.rights) {
                     if !cell.get().subscribe.allows_subscription(prefix) {
-                        deny(ctx, shared, prefix, &mut budget);
+                        deny(ctx, shared, prefix, &mut budget)?;
                         continue;
                     }
                 }
@@ -224,9 +224,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 };
                 ctx.router.subscription(conn.slot, sub)?;
                 if let Some(prefix) = ok {
-                    shared
-                        .queue
-                        .push_control(Notice::SubscribeOk(prefix).to_bytes());
+                    control(shared, Notice::SubscribeOk(prefix).to_bytes())?;
                 }
             }
         }
@@ -282,7 +280,7 @@ fn withdraw(ctx: &Ctx, conn: &Conn<'_>, budget: &mut LogBudget) -> Result<(), Er
     let rules = cell.get();
     for prefix in ctx.router.prefixes_of(conn.slot) {
         if !rules.subscribe.allows_subscription(&prefix) {
-            deny(ctx, conn.shared, &prefix, budget);
+            deny(ctx, conn.shared, &prefix, budget)?;
             ctx.router
                 .subscription(conn.slot, Subscription::Cancel(prefix))?;
         }
@@ -292,7 +290,12 @@ fn withdraw(ctx: &Ctx, conn: &Conn<'_>, budget: &mut LogBudget) -> Result<(), Er
 
 /// Refuses a subscription outside the subscriber's rights: counted, logged, and the subscriber
 /// is sent a `$xbus.denied.subscribe.` notice carrying the prefix.
-fn deny(ctx: &Ctx, shared: &SubscriberShared, prefix: &[u8], budget: &mut LogBudget) {
+fn deny(
+    ctx: &Ctx,
+    shared: &SubscriberShared,
+    prefix: &[u8],
+    budget: &mut LogBudget,
+) -> Result<(), Error> {
     ctx.stats.denied("subscribe", 1);
     if let Some(not_logged) = budget.allow() {
         warn!(
@@ -303,9 +306,19 @@ fn deny(ctx: &Ctx, shared: &SubscriberShared, prefix: &[u8], budget: &mut LogBud
             "subscription denied: outside the key's subscribe rights"
         );
     }
-    shared
-        .queue
-        .push_control(notice(DENIED_SUBSCRIBE_TOPIC, prefix));
+    control(shared, notice(DENIED_SUBSCRIBE_TOPIC, prefix))
+}
+
+/// Queues a control frame for the subscriber; one that lets them pile up is not reading.
+fn control(shared: &SubscriberShared, frame: bytes::Bytes) -> Result<(), Error> {
+    if shared.queue.push_control(frame) {
+        Ok(())
+    } else {
+        Err(Error::Limit {
+            rule: "not_reading",
+            detail: "it does not read its control frames (notices, PONGs)".into(),
+        })
+    }
 }
 
 /// A subscriber's oversized message is an oversized subscription: say so, under its own rule.

@@ -119,16 +119,22 @@ impl Notice {
             data.get(at..at + 8)
                 .map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()))
         };
+        // a notice that cannot be true (nothing covered, a reversed range) is not one
         match name.as_str() {
             META if data.len() == 20 => Some(Notice::Meta {
                 first_seq: u64_at(0)?,
                 count: u32::from_be_bytes(data.get(8..12)?.try_into().ok()?),
                 time_us: u64_at(12)?,
-            }),
+            })
+            .filter(|n| matches!(n, Notice::Meta { count, .. } if *count > 0)),
             GAP if data.len() == 24 => Some(Notice::Gap {
                 first_seq: u64_at(0)?,
                 last_seq: u64_at(8)?,
                 count: u64_at(16)?,
+            })
+            .filter(|n| {
+                matches!(n, Notice::Gap { first_seq, last_seq, count }
+                    if *count > 0 && first_seq <= last_seq && *count - 1 <= last_seq - first_seq)
             }),
             SUBSCRIBE_OK => Some(Notice::SubscribeOk(data.clone())),
             _ => None,
@@ -187,5 +193,34 @@ mod tests {
             data: Bytes::from_static(&[0; 19]),
         };
         assert_eq!(Notice::parse(&short), None);
+        // impossible notices are not notices
+        for n in [
+            Notice::Meta {
+                first_seq: 1,
+                count: 0,
+                time_us: 1,
+            },
+            Notice::Gap {
+                first_seq: 5,
+                last_seq: 4,
+                count: 1,
+            },
+            Notice::Gap {
+                first_seq: 1,
+                last_seq: 2,
+                count: 3,
+            },
+            Notice::Gap {
+                first_seq: 1,
+                last_seq: 2,
+                count: 0,
+            },
+        ] {
+            let mut wire = BytesMut::from(&n.to_bytes()[..]);
+            let Some(Inbound::Command(cmd)) = Decoder::default().decode(&mut wire).unwrap() else {
+                panic!()
+            };
+            assert_eq!(Notice::parse(&cmd), None, "{n:?}");
+        }
     }
 }
