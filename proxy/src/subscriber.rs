@@ -179,8 +179,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let shared = conn.shared;
     let mut decoder = Decoder::new(ctx.subscriber_limits());
     let mut partial = PartialWatch::new(ctx.config.partial_message_timeout);
-    // denial log lines, bounded per connection
-    let mut budget = LogBudget::default();
+    // what its rights refused, and the log lines about it
+    let mut refused = Refused::default();
     // messages the writer had delivered at the last heartbeat tick
     let mut delivered_seen = shared.delivered_messages.load(Relaxed);
     loop {
@@ -214,9 +214,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 check_len(ctx, &sub)?;
                 if let (Subscription::Subscribe(prefix), Some(cell)) = (&sub, conn.rights) {
                     if !cell.get().subscribe.allows_subscription(prefix) {
-                        deny(ctx, shared, prefix, &mut budget)?;
+                        deny(ctx, shared, prefix, &mut refused)?;
                         continue;
                     }
+                }
+                if let Subscription::Cancel(prefix) = &sub {
+                    refused.forget(prefix);
                 }
                 let ok = match &sub {
                     Subscription::Subscribe(p) if shared.wants_meta => Some(p.clone()),
@@ -256,7 +259,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 }
                 r = partial.check() => r?,
-                _ = rights_changed(conn.rights) => withdraw(ctx, &conn, &mut budget)?,
+                _ = rights_changed(conn.rights) => recheck(ctx, &conn, &mut refused)?,
             }
         }
         live.heard();
@@ -271,18 +274,59 @@ async fn rights_changed(rights: Option<&RightsCell>) {
     }
 }
 
+/// Subscriptions a subscriber's rights refused, remembered (within the subscription limits) so
+/// that a reload widening its rights applies them: neither libzmq nor xbus clients send a
+/// refused subscription again.
+#[derive(Debug, Default)]
+struct Refused {
+    prefixes: std::collections::HashSet<bytes::Bytes>,
+    bytes: usize,
+    log: LogBudget,
+}
+
+impl Refused {
+    fn remember(&mut self, ctx: &Ctx, prefix: &[u8]) {
+        let cfg = &ctx.config;
+        let fits = self.prefixes.len() < cfg.max_subscriptions
+            && (self.bytes + prefix.len()) as u64 <= cfg.max_subscription_bytes;
+        if fits && self.prefixes.insert(bytes::Bytes::copy_from_slice(prefix)) {
+            self.bytes += prefix.len();
+        }
+    }
+
+    fn forget(&mut self, prefix: &[u8]) {
+        if self.prefixes.remove(prefix) {
+            self.bytes -= prefix.len();
+        }
+    }
+}
+
 /// After a reload changed the subscriber's rights: cancels the subscriptions they no longer
-/// allow, each with a denial notice.
-fn withdraw(ctx: &Ctx, conn: &Conn<'_>, budget: &mut LogBudget) -> Result<(), Error> {
+/// allow, each with a denial notice, and applies the refused ones they now allow.
+fn recheck(ctx: &Ctx, conn: &Conn<'_>, refused: &mut Refused) -> Result<(), Error> {
     let Some(cell) = conn.rights else {
         return Ok(());
     };
     let rules = cell.get();
+    let now_allowed: Vec<bytes::Bytes> = refused
+        .prefixes
+        .iter()
+        .filter(|p| rules.subscribe.allows_subscription(p))
+        .cloned()
+        .collect();
     for prefix in ctx.router.prefixes_of(conn.slot) {
         if !rules.subscribe.allows_subscription(&prefix) {
-            deny(ctx, conn.shared, &prefix, budget)?;
+            deny(ctx, conn.shared, &prefix, refused)?;
             ctx.router
                 .subscription(conn.slot, Subscription::Cancel(prefix))?;
+        }
+    }
+    for prefix in now_allowed {
+        refused.forget(&prefix);
+        ctx.router
+            .subscription(conn.slot, Subscription::Subscribe(prefix.clone()))?;
+        if conn.shared.wants_meta {
+            control(conn.shared, Notice::SubscribeOk(prefix).to_bytes())?;
         }
     }
     Ok(())
@@ -294,10 +338,11 @@ fn deny(
     ctx: &Ctx,
     shared: &SubscriberShared,
     prefix: &[u8],
-    budget: &mut LogBudget,
+    refused: &mut Refused,
 ) -> Result<(), Error> {
     ctx.stats.denied("subscribe", 1);
-    if let Some(not_logged) = budget.allow() {
+    refused.remember(ctx, prefix);
+    if let Some(not_logged) = refused.log.allow() {
         warn!(
             peer = %shared.peer,
             id = shared.id,

@@ -406,4 +406,17 @@ async fn a_reload_ends_removed_keys_and_narrows_changed_ones() {
     let stats = proxy.handle.stats();
     assert_eq!(stats.backend.connections, 2, "{stats:?}");
     assert_eq!(stats.backend.connections_total, 3, "{stats:?}");
+
+    // widening the rights again gives back what they had refused (its client will not send
+    // the subscription again by itself)
+    let wider = [
+        entry("stays", &stays, &["A", "B"], &["A"]),
+        entry("changed", &changed, &[], &["A", "B"]),
+    ]
+    .concat();
+    proxy.dir.write("access.toml", &wider);
+    assert_eq!(proxy.handle.reload_access().unwrap().updated, 1);
+    proxy
+        .wait("A. applied again", |s| s.subscriptions == 5)
+        .await;
 }
