@@ -44,6 +44,8 @@ impl FjallEngine {
     fn open(dir: &Path, options: &StoreOptions) -> Result<Self> {
         let db = Database::builder(dir)
             .cache_size(options.cache_bytes)
+            // The smallest allowed: a backstop for what a reopen replays (see `sync`).
+            .max_journaling_size(64 << 20)
             .open()
             .map_err(err)?;
         let spaces = Space::ALL
@@ -127,7 +129,18 @@ impl Engine for FjallEngine {
     }
 
     fn sync(&self) -> Result<()> {
-        self.db.persist(PersistMode::SyncAll).map_err(err)
+        self.db.persist(PersistMode::SyncAll).map_err(err)?;
+        // A journal file is deleted only once every keyspace has flushed what it holds. The
+        // records' memtable fills (and seals a journal) every few seconds at full rate, but
+        // the small keyspaces (the counters, the last values of a few topics, the index) may
+        // take far longer, and meanwhile every journal stays and is replayed by the next open.
+        // So when a journal has been sealed, flush the small keyspaces too.
+        if self.db.journal_count() > 1 {
+            for space in [Space::Meta, Space::Latest, Space::ByTopic] {
+                self.space(space)?.rotate_memtable().map_err(err)?;
+            }
+        }
+        Ok(())
     }
 
     fn disk_bytes(&self) -> Result<u64> {
