@@ -58,19 +58,7 @@ fn keygen(dir: &Dir, name: &str) -> CurveKeyPair {
 
 /// A line of the access file.
 fn entry(name: &str, key: &CurveKeyPair, publish: &[&str], subscribe: &[&str]) -> String {
-    let list = |rules: &[&str]| {
-        rules
-            .iter()
-            .map(|r| format!("{r:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "[[key]]\nname = {name:?}\npublic-key = {:?}\npublish = [{}]\nsubscribe = [{}]\n\n",
-        key.public().to_z85(),
-        list(publish),
-        list(subscribe)
-    )
+    xbus_tests::pyzmq::access_entry(name, &key.public().to_z85(), publish, subscribe)
 }
 
 /// The proxy with the key `xbus keygen` wrote to dir/proxy.key_secret and `access`.

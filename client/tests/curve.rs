@@ -41,19 +41,7 @@ struct PyProxy {
 impl PyProxy {
     /// A CURVE proxy with `keys` (admitting `allow` only, if any), or NULL without keys.
     fn start(keys: Option<&CurveKeyPair>, allow: &[&CurveKeyPair]) -> PyProxy {
-        let ok = Command::new(python())
-            .args([
-                "-c",
-                "import zmq, sys; sys.exit(0 if zmq.has('curve') else 1)",
-            ])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "pyzmq with CURVE is required for these tests: `pip install pyzmq` (or set PYTHON \
-             to an interpreter that has it)"
-        );
+        xbus_tests::pyzmq::require_curve();
         let mut args = Vec::new();
         if let Some(keys) = keys {
             args.extend(["--secret".to_owned(), keys.secret_z85()]);
@@ -407,19 +395,7 @@ fn endpoints(proxy: &ProxyHandle) -> (String, String) {
 }
 
 fn entry(name: &str, key: &CurveKeyPair, publish: &[&str], subscribe: &[&str]) -> String {
-    let list = |rules: &[&str]| {
-        rules
-            .iter()
-            .map(|r| format!("{r:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "[[key]]\nname = {name:?}\npublic-key = {:?}\npublish = [{}]\nsubscribe = [{}]\n\n",
-        key.public().to_z85(),
-        list(publish),
-        list(subscribe)
-    )
+    xbus_tests::pyzmq::access_entry(name, &key.public().to_z85(), publish, subscribe)
 }
 
 async fn wait_subscriptions(proxy: &ProxyHandle, n: usize) {

@@ -42,18 +42,7 @@ impl Drop for Dir {
 
 /// One `[[key]]` entry.
 fn entry(name: &str, key: &CurveKeyPair, publish: &[&str], subscribe: &[&str]) -> String {
-    let list = |l: &[&str]| {
-        l.iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "[[key]]\nname = {name:?}\npublic-key = {:?}\npublish = [{}]\nsubscribe = [{}]\n\n",
-        key.public().to_z85(),
-        list(publish),
-        list(subscribe)
-    )
+    xbus_tests::pyzmq::access_entry(name, &key.public().to_z85(), publish, subscribe)
 }
 
 struct Curve {

@@ -11,6 +11,43 @@ pub fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+/// Fails the test, saying what to install, unless pyzmq with CURVE is available.
+///
+/// # Panics
+/// When it is not.
+pub fn require_curve() {
+    let ok = Process::new(python())
+        .args([
+            "-c",
+            "import zmq, sys; sys.exit(0 if zmq.has('curve') else 1)",
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "pyzmq with CURVE is required for the libzmq interop tests: `pip install pyzmq` \
+         (or set PYTHON to an interpreter that has it)"
+    );
+}
+
+/// One `[[key]]` entry of a proxy access file: `name`, the key's public half, and its
+/// publish and subscribe rules.
+pub fn access_entry(name: &str, public_key: &str, publish: &[&str], subscribe: &[&str]) -> String {
+    let list = |rules: &[&str]| {
+        rules
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[[key]]\nname = {name:?}\npublic-key = {public_key:?}\npublish = [{}]\nsubscribe = [{}]\n\n",
+        list(publish),
+        list(subscribe)
+    )
+}
+
 /// A pyzmq peer driven line by line.
 /// A pyzmq peer driven line by line (see `py/curve_peer.py` for its commands).
 pub struct Py {
@@ -22,19 +59,7 @@ pub struct Py {
 
 impl Py {
     pub fn spawn(args: &[&str]) -> Py {
-        let ok = Process::new(python())
-            .args([
-                "-c",
-                "import zmq, sys; sys.exit(0 if zmq.has('curve') else 1)",
-            ])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "pyzmq with CURVE is required for the libzmq interop tests: `pip install pyzmq` \
-             (or set PYTHON to an interpreter that has it)"
-        );
+        require_curve();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/curve_peer.py");
         let mut child = Process::new(python())
             .arg(script)
