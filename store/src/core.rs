@@ -3,7 +3,7 @@
 //! on exactly the same key layout.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +35,10 @@ const TRIM_CHUNK: usize = 8192;
 /// when the prefixes select at most this many topics, and at most 1/8 of all topics;
 /// otherwise it scans the records in sequence order and filters them.
 const MERGE_MAX_TOPICS: usize = 256;
+/// The writer remembers up to this many topics it knows are in the last-value table, so that
+/// an append looks up only topics it has not seen (to count new ones). About 64 bytes each
+/// plus the topic; beyond it, appends look the other topics up.
+const KNOWN_TOPICS_MAX: usize = 65_536;
 
 /// The writer's counters, persisted with every batch under [`META_STATE`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,6 +88,8 @@ struct Writer {
     last_sync: Instant,
     dirty: bool,
     batch: Batch,
+    /// Topics known to be in the last-value table (at most `KNOWN_TOPICS_MAX`).
+    known: HashSet<Bytes>,
 }
 
 /// A store over one engine.
@@ -174,6 +180,7 @@ impl<E: Engine> Core<E> {
                 last_sync: Instant::now(),
                 dirty: false,
                 batch: Batch::default(),
+                known: HashSet::new(),
             }),
         })
     }
@@ -246,12 +253,21 @@ impl<E: Engine> Core<E> {
         for (i, r) in records.iter().enumerate() {
             last_of_topic.insert(&r.topic, i);
         }
+        let mut learned: Vec<&[u8]> = Vec::new();
         {
-            let reader = self.engine.reader()?;
+            let mut reader = None;
             for topic in last_of_topic.keys() {
+                if w.known.contains(*topic) {
+                    continue;
+                }
+                let reader = match &reader {
+                    Some(r) => r,
+                    None => reader.insert(self.engine.reader()?),
+                };
                 if reader.get(Space::Latest, topic)?.is_none() {
                     state.topics += 1;
                 }
+                learned.push(topic);
             }
         }
 
@@ -284,6 +300,13 @@ impl<E: Engine> Core<E> {
 
         w.state = state;
         w.dirty = true;
+        for topic in learned {
+            if w.known.len() >= KNOWN_TOPICS_MAX {
+                break;
+            }
+            // A copy: the record's topic may share a large buffer that must not be kept.
+            w.known.insert(Bytes::copy_from_slice(topic));
+        }
         self.last_seq.store(state.last_seq, Ordering::Release);
         self.topics.store(state.topics, Ordering::Release);
 
@@ -627,6 +650,7 @@ impl<E: Engine> Core<E> {
             batch.clear();
             let mut deleted = 0usize;
             let mut done = true;
+            let mut gone: Vec<Vec<u8>> = Vec::new();
             {
                 let reader = self.engine.reader()?;
                 // Each topic's newest deleted record in this chunk.
@@ -662,6 +686,7 @@ impl<E: Engine> Core<E> {
                         batch.delete(Space::Latest, topic);
                         state.topics = state.topics.saturating_sub(1);
                         report.topics += 1;
+                        gone.push(topic.clone());
                     }
                 }
             }
@@ -670,6 +695,9 @@ impl<E: Engine> Core<E> {
                 self.engine.write(batch)?;
                 w.state = state;
                 w.dirty = true;
+                for topic in &gone {
+                    w.known.remove(&topic[..]);
+                }
                 self.topics.store(state.topics, Ordering::Release);
             }
             if done {

@@ -361,6 +361,10 @@ fn trim<S: Open, const LV: u8>() {
         .is_empty());
     assert!(store.append(&[rec(20_000, "a", "x")]).is_err());
     store.append(&[rec(20_001, "a", "x")]).unwrap();
+    // A trimmed topic that comes back counts again.
+    store.append(&[rec(20_002, "hot.", "x")]).unwrap();
+    store.append(&[rec(20_003, "hot.", "y")]).unwrap();
+    assert_eq!(store.stats().unwrap().topics, 2);
 }
 
 fn reopen<S: Open, const LV: u8>() {
