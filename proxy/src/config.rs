@@ -158,6 +158,15 @@ pub struct Config {
     /// CURVE handshake is admitted with every right. Reloaded on SIGHUP. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_file: Option<PathBuf>,
+    /// Topic-frame prefixes of the messages to record in the event store (`""` records
+    /// everything). Needs `data_dir`. Default: none.
+    pub record: Vec<String>,
+    /// The event store's directory. With it, sequence numbers and the epoch survive restarts;
+    /// `record` says what is stored. Default: none (nothing stored, a new epoch per run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The event store's engine: `fjall` or `redb`. Default `fjall`.
+    pub store_engine: String,
     /// Binary-only settings.
     pub service: ServiceConfig,
 }
@@ -185,6 +194,9 @@ impl Default for Config {
             subscribe_all: false,
             curve_key_file: None,
             access_file: None,
+            record: Vec::new(),
+            data_dir: None,
+            store_engine: "fjall".into(),
             service: ServiceConfig::default(),
         }
     }
@@ -291,6 +303,9 @@ impl Config {
         if self.service.threads == 0 {
             return bad("threads must be at least 1");
         }
+        if !self.record.is_empty() && self.data_dir.is_none() {
+            return bad("record needs data_dir: where the event store lives");
+        }
         if self.access_file.is_some() && self.curve_key_file.is_none() {
             return bad(
                 "access_file needs curve_key_file: access rules are checked against CURVE keys",
@@ -323,6 +338,9 @@ const OPTION_DOCS: &[(&str, &str)] = &[
     ("subscribe_all", "Subscribe upstream to everything instead of forwarding subscriptions (as Juice's proxy does)."),
     ("curve_key_file", "The proxy's CURVE secret certificate; with it both sides require CURVE (see docs/security.md)."),
     ("access_file", "Admitted client keys and their publish/subscribe rights (TOML); needs curve_key_file; reloaded on SIGHUP."),
+    ("record", "Topic-frame prefixes of the messages to record in the event store (\"\" = everything); needs data_dir."),
+    ("data_dir", "The event store's directory; with it sequence numbers and the epoch survive restarts."),
+    ("store_engine", "The event store's engine: fjall or redb."),
 ];
 
 /// The one-line comments of the `[service]` table's options, in print order.

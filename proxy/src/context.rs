@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use xbus_zmtp::{HeartbeatConfig, Limits};
 
+use crate::recorder::Recorder;
 use crate::router::{Router, RouterLimits};
 use crate::secure::Security;
 use crate::stats::Stats;
@@ -55,6 +56,8 @@ pub(crate) struct Ctx {
     pub(crate) security: Option<Security>,
     /// This run's epoch: sequence numbers are comparable only within one epoch.
     pub(crate) epoch: u64,
+    /// The event store's recorder, when the proxy has a data directory.
+    pub(crate) recorder: Option<Arc<Recorder>>,
     /// Log lines for refused connections, bounded over all listeners (a peer reconnecting in
     /// a loop, or many of them, get a line a second with the count of those not logged).
     pub(crate) refusal_log: std::sync::Mutex<crate::access::LogBudget>,
@@ -74,7 +77,12 @@ fn new_epoch() -> u64 {
 }
 
 impl Ctx {
-    pub(crate) fn new(config: Config, security: Option<Security>) -> Ctx {
+    pub(crate) fn new(
+        config: Config,
+        security: Option<Security>,
+        recorder: Option<Arc<Recorder>>,
+    ) -> Ctx {
+        let epoch = recorder.as_ref().map_or_else(new_epoch, |r| r.epoch());
         let stats = Arc::new(Stats::default());
         let router = Router::new(
             stats.clone(),
@@ -85,6 +93,7 @@ impl Ctx {
             },
             config.subscribe_all,
             config.startup_grace.is_zero(),
+            recorder.clone(),
         );
         Ctx {
             config,
@@ -96,7 +105,8 @@ impl Ctx {
             next_id: AtomicU64::new(1),
             started: Instant::now(),
             security,
-            epoch: new_epoch(),
+            epoch,
+            recorder,
             refusal_log: std::sync::Mutex::default(),
         }
     }

@@ -57,6 +57,14 @@ pub enum Error {
     /// The access file could not be used.
     #[error(transparent)]
     Access(#[from] crate::access::AccessError),
+    /// The event store could not be opened.
+    #[error("event store in {}: {reason}", dir.display())]
+    Store {
+        /// Its directory.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Any other I/O error.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -76,6 +84,7 @@ impl Error {
             Error::Config(_) | Error::ConfigRead { .. } | Error::ConfigParse { .. } => "config",
             Error::KeyFile(_) => "key_file",
             Error::Access(_) => "access_file",
+            Error::Store { .. } => "store",
             Error::Bind { .. } => "bind",
             Error::Protocol(e) => e.kind(),
             Error::Limit { rule, .. } => rule,

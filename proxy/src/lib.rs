@@ -25,6 +25,8 @@
 //! - `scan`: finds runs of complete messages in a publisher's read buffer (fast path).
 //! - [`access`]: the access file: per-key publish/subscribe rights, checked and reloaded.
 //! - `secure`: CURVE on connections (the proxy's keys, admitting handshakes, opening boxes).
+//! - `recorder`: recording routed messages into the event store (`xbus-store`), off the
+//!   routing path; the store also keeps the numbering across restarts.
 //! - [`stats`]: counters and [`StatsSnapshot`].
 //! - [`error`]: the crate's [`Error`].
 //!
@@ -61,6 +63,7 @@ mod peer;
 mod protocol;
 mod publisher;
 mod queue;
+mod recorder;
 mod router;
 mod scan;
 mod secure;
@@ -274,6 +277,7 @@ impl Proxy {
     /// [`Error::Bind`] when an endpoint cannot be bound (nothing is left running then).
     pub async fn start(self) -> Result<ProxyHandle, Error> {
         let security = secure::Security::load(&self.config)?;
+        let recorder = recorder::Recorder::open(&self.config)?.map(Arc::new);
         let mut bound = Vec::new();
         for (side, eps) in [
             (Side::Frontend, &self.config.frontend),
@@ -292,7 +296,7 @@ impl Proxy {
             info!(public_key = %s.public_key(), access_file = ?self.config.access_file,
                 "CURVE required on both sides; server public key {}", s.public_key());
         }
-        let ctx = Arc::new(Ctx::new(self.config, security));
+        let ctx = Arc::new(Ctx::new(self.config, security, recorder));
         let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
         let (mut frontend, mut backend) = (Vec::new(), Vec::new());
         for (side, listener, local) in bound {
@@ -417,6 +421,9 @@ impl ProxyHandle {
             ctx.tracker.wait().await;
         }
         ctx.hard_stop.cancel();
+        if let Some(rec) = &ctx.recorder {
+            rec.close();
+        }
         // the final line's rates are averages over the proxy's lifetime
         let s = self.stats();
         stats::log_line(
@@ -433,6 +440,10 @@ impl Drop for ProxyHandle {
     fn drop(&mut self) {
         self.ctx.shutdown.cancel();
         self.ctx.hard_stop.cancel();
+        if let Some(rec) = &self.ctx.recorder {
+            // what was handed to the writer is appended and synced; the store is closed
+            rec.close();
+        }
     }
 }
 

@@ -93,6 +93,22 @@ struct Cli {
     /// reloaded on SIGHUP [default: none: every CURVE client may do anything].
     #[arg(long, env = "XBUS_ACCESS_FILE", value_name = "FILE")]
     access_file: Option<PathBuf>,
+    /// Record messages whose topic frame starts with PREFIX in the event store ("" = all);
+    /// repeatable; needs --data-dir [default: none].
+    #[arg(
+        long,
+        env = "XBUS_RECORD",
+        value_name = "PREFIX",
+        value_delimiter = ','
+    )]
+    record: Vec<String>,
+    /// The event store's directory: with it, sequence numbers and the epoch survive restarts
+    /// [default: none].
+    #[arg(long, env = "XBUS_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The event store's engine: fjall or redb [default: fjall].
+    #[arg(long, env = "XBUS_STORE_ENGINE", value_name = "ENGINE")]
+    store_engine: Option<String>,
     /// Runtime threads: 1 = single-threaded runtime, N = N workers [default: 1].
     #[arg(long, env = "XBUS_THREADS", value_name = "N")]
     threads: Option<usize>,
@@ -157,6 +173,15 @@ impl Cli {
         }
         if self.access_file.is_some() {
             c.access_file = self.access_file;
+        }
+        if !self.record.is_empty() {
+            c.record = self.record;
+        }
+        if self.data_dir.is_some() {
+            c.data_dir = self.data_dir;
+        }
+        if let Some(engine) = self.store_engine {
+            c.store_engine = engine;
         }
         if let Some(t) = self.threads {
             c.service.threads = t;

@@ -22,6 +22,7 @@ use crate::forwarding::{Forwarding, Upstream};
 use crate::pattern::Pattern;
 use crate::peer::{PublisherShared, SubscriberShared};
 use crate::queue::Run;
+use crate::recorder::{Recorder, SEQ_BLOCK};
 use crate::scan::Span;
 use crate::stats::{Stats, StatsSnapshot, SubscriberStats};
 use crate::trie::PrefixTrie;
@@ -86,7 +87,17 @@ pub(crate) struct Router {
     /// The sequence number the next routed message gets. Held for the whole of a `route`, so
     /// every subscriber receives sequence numbers in increasing order even when publishers
     /// route from several threads (uncontended on the default single-threaded runtime).
-    sequencer: Mutex<u64>,
+    sequencer: Mutex<Sequencer>,
+    /// Recording, when the proxy has an event store (it also keeps the numbering).
+    recorder: Option<Arc<Recorder>>,
+}
+
+/// The next sequence number, and the highest one reserved in the store (`u64::MAX` without
+/// a store).
+#[derive(Debug)]
+struct Sequencer {
+    next: u64,
+    reserved: u64,
 }
 
 /// Microseconds since the Unix epoch (0 on a clock set before it).
@@ -149,6 +160,7 @@ impl Router {
         limits: RouterLimits,
         subscribe_all: bool,
         forwarding_open: bool,
+        recorder: Option<Arc<Recorder>>,
     ) -> Router {
         let permanent = if subscribe_all {
             Bytes::new()
@@ -169,7 +181,11 @@ impl Router {
             stats,
             limits,
             forward: !subscribe_all,
-            sequencer: Mutex::new(1),
+            sequencer: Mutex::new(Sequencer {
+                next: recorder.as_ref().map_or(1, |r| r.numbering.0),
+                reserved: recorder.as_ref().map_or(u64::MAX, |r| r.numbering.1),
+            }),
+            recorder,
         }
     }
 
@@ -186,9 +202,25 @@ impl Router {
     /// queued as one slice of `chunk`. The messages get consecutive sequence numbers, in
     /// `spans` order.
     pub(crate) fn route(&self, chunk: &Bytes, spans: &[Span], scratch: &mut RouteScratch) {
-        let mut next_seq = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
-        let seq_base = *next_seq;
-        *next_seq += spans.len() as u64;
+        let mut seq = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
+        let seq_base = seq.next;
+        seq.next += spans.len() as u64;
+        // read once per chunk, and only when recording or a subscriber wants it
+        let mut time_us = None;
+        if let Some(rec) = &self.recorder {
+            if seq.next > seq.reserved {
+                // once per block: numbers handed out must be above the store's next_seq after
+                // a crash
+                let through = seq.next.saturating_add(SEQ_BLOCK);
+                match rec.store.reserve_seq(through) {
+                    Ok(()) => seq.reserved = through,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot reserve sequence numbers in the store")
+                    }
+                }
+            }
+            rec.record(chunk, spans, seq_base, *time_us.get_or_insert_with(now_us));
+        }
         let st = self.read();
         if st.subscriptions == 0 {
             self.stats.unrouted.fetch_add(spans.len() as u64, Relaxed);
@@ -231,8 +263,6 @@ impl Router {
             }
         }
         let mut dropped = 0;
-        // read once per chunk, and only when a subscriber wants it
-        let mut time_us = None;
         for slot in scratch.touched.drain(..) {
             let runs = &mut scratch.per_slot[slot as usize];
             if let Some(entry) = &st.subscribers[slot as usize] {
@@ -438,7 +468,16 @@ impl Router {
     /// Fills the router-held parts of a snapshot.
     pub(crate) fn fill_snapshot(&self, snap: &mut StatsSnapshot) {
         // the sequencer before the state lock, as `route` takes them
-        snap.last_seq = *self.sequencer.lock().unwrap_or_else(|e| e.into_inner()) - 1;
+        snap.last_seq = self
+            .sequencer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next
+            - 1;
+        if let Some(rec) = &self.recorder {
+            snap.recorded_messages = rec.recorded.load(Relaxed);
+            snap.unrecorded_messages = rec.unrecorded.load(Relaxed);
+        }
         let st = self.read();
         snap.subscriptions = st.subscriptions;
         snap.subscription_bytes = st.subscription_bytes;
@@ -486,7 +525,7 @@ mod tests {
             max_subscriptions,
             max_subscription_bytes: 1 << 20,
         };
-        Router::new(Arc::default(), limits, subscribe_all, true)
+        Router::new(Arc::default(), limits, subscribe_all, true, None)
     }
 
     fn sub(router: &Router, id: u64) -> (Slot, Arc<SubscriberShared>) {
@@ -629,7 +668,7 @@ mod tests {
             max_subscriptions: 100,
             max_subscription_bytes: 1 << 20,
         };
-        let r = Router::new(Arc::default(), limits, false, false);
+        let r = Router::new(Arc::default(), limits, false, false, None);
         let p = publisher(&r, 10);
         let (a, _) = sub(&r, 1);
         r.subscription(a, subscribe("A.")).unwrap();
@@ -749,7 +788,7 @@ mod tests {
             max_subscriptions: 100,
             max_subscription_bytes: 10,
         };
-        let r = Router::new(Arc::default(), limits, false, true);
+        let r = Router::new(Arc::default(), limits, false, true, None);
         let (a, _) = sub(&r, 1);
         let (b, _) = sub(&r, 2);
         r.subscription(a, subscribe("12345")).unwrap();

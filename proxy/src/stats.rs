@@ -79,6 +79,11 @@ pub struct StatsSnapshot {
     /// Connections closed after the handshake because the peer broke a rule, by reason
     /// (`message_too_large`, `too_many_frames`, `truncated`, `max_subscriptions`, …).
     pub faulted: BTreeMap<String, u64>,
+    /// Messages recorded in the event store.
+    pub recorded_messages: u64,
+    /// Messages that matched a record prefix but were not recorded (the store was behind, or
+    /// failed).
+    pub unrecorded_messages: u64,
     /// The sequence number of the last message routed (0 before the first); with the epoch
     /// ([`crate::ProxyHandle::epoch`]) it names a point in the bus's history.
     pub last_seq: u64,
