@@ -1,9 +1,9 @@
 //! Recording: the messages whose topic starts with a `--record` prefix go to the embedded
-//! event store under `--data-dir`, off the routing path. Routing hands each read chunk's
-//! recorded messages (slices of the chunk, no copy) to a bounded queue and never waits; a
-//! writer thread appends them to the store in batches. When the store falls behind and the
-//! queue is full, what does not fit is counted as unrecorded (and logged, bounded), never
-//! waited for.
+//! event store under `--data-dir`, off the routing path. Routing copies each read chunk's
+//! recorded messages out of the chunk (so a backlog holds only their own bytes, not the read
+//! buffers around them) into a bounded queue and never waits; a writer thread appends them to
+//! the store in batches. When the store falls behind and the queue is full, what does not fit
+//! is counted as unrecorded (and logged, bounded), never waited for.
 //!
 //! The store also keeps the proxy's numbering: the epoch is the store's, and sequence numbers
 //! continue across restarts (crashes included) because the router reserves them in blocks in
@@ -27,13 +27,16 @@ use crate::{Config, Error};
 pub(crate) const SEQ_BLOCK: u64 = 1 << 20;
 /// Most recorded messages waiting for the writer; past it they are counted as unrecorded.
 pub(crate) const QUEUE_RECORDS: usize = 1 << 20;
+/// Most bytes of recorded messages waiting for the writer (the other bound).
+pub(crate) const QUEUE_BYTES: u64 = 256 << 20;
 
 /// The open store and what routing needs to record into it.
 pub(crate) struct Recorder {
     pub(crate) store: Arc<dyn EventStore>,
     prefixes: Vec<Bytes>,
     tx: Mutex<Option<Sender<Vec<Record>>>>,
-    queued: Arc<AtomicU64>,
+    /// Records and bytes waiting for the writer.
+    queued: Arc<(AtomicU64, AtomicU64)>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Messages recorded (appended to the store).
     pub(crate) recorded: Arc<AtomicU64>,
@@ -86,7 +89,7 @@ impl Recorder {
             "event store open"
         );
         let (tx, rx) = crossbeam_channel::unbounded::<Vec<Record>>();
-        let queued = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let recorded = Arc::new(AtomicU64::new(0));
         let unrecorded = Arc::new(AtomicU64::new(0));
         let writer = {
@@ -133,13 +136,15 @@ impl Recorder {
     /// in `spans` order). Never waits.
     pub(crate) fn record(&self, chunk: &Bytes, spans: &[Span], seq_base: u64, time_us: u64) {
         let mut batch = Vec::new();
+        let mut bytes = 0u64;
         for (i, s) in spans.iter().enumerate() {
             if self.wants(&chunk[s.topic_start..s.topic_end]) {
+                bytes += (s.end - s.topic_start) as u64;
                 batch.push(Record::new(
                     seq_base + i as u64,
                     time_us,
-                    chunk.slice(s.topic_start..s.topic_end),
-                    chunk.slice(s.topic_end..s.end),
+                    Bytes::copy_from_slice(&chunk[s.topic_start..s.topic_end]),
+                    Bytes::copy_from_slice(&chunk[s.topic_end..s.end]),
                 ));
             }
         }
@@ -147,7 +152,10 @@ impl Recorder {
             return;
         }
         let n = batch.len() as u64;
-        if self.queued.load(Relaxed) + n > QUEUE_RECORDS as u64 {
+        let (records, queued_bytes) = (&self.queued.0, &self.queued.1);
+        if records.load(Relaxed) + n > QUEUE_RECORDS as u64
+            || queued_bytes.load(Relaxed) + bytes > QUEUE_BYTES
+        {
             self.lost(n, "the store is behind (recording queue full)");
             return;
         }
@@ -155,9 +163,11 @@ impl Recorder {
         let Some(tx) = tx.as_ref() else {
             return;
         };
-        self.queued.fetch_add(n, Relaxed);
+        records.fetch_add(n, Relaxed);
+        queued_bytes.fetch_add(bytes, Relaxed);
         if let Err(TrySendError::Disconnected(_) | TrySendError::Full(_)) = tx.try_send(batch) {
-            self.queued.fetch_sub(n, Relaxed);
+            records.fetch_sub(n, Relaxed);
+            queued_bytes.fetch_sub(bytes, Relaxed);
             self.lost(n, "the recorder has stopped");
         }
     }
@@ -198,12 +208,13 @@ impl Recorder {
 fn write_loop(
     store: &dyn EventStore,
     rx: &Receiver<Vec<Record>>,
-    queued: &AtomicU64,
+    queued: &(AtomicU64, AtomicU64),
     recorded: &AtomicU64,
     unrecorded: &AtomicU64,
     dir: &Path,
 ) {
     let mut batch: Vec<Record> = Vec::new();
+    let mut log = LogBudget::default();
     while let Ok(first) = rx.recv() {
         batch.clear();
         batch.extend(first);
@@ -214,16 +225,24 @@ fn write_loop(
             }
         }
         let n = batch.len() as u64;
-        queued.fetch_sub(n, Relaxed);
+        let bytes: u64 = batch
+            .iter()
+            .map(|r| (r.topic.len() + r.payload.len()) as u64)
+            .sum();
         match store.append(&batch) {
             Ok(()) => {
                 recorded.fetch_add(n, Relaxed);
             }
             Err(e) => {
                 unrecorded.fetch_add(n, Relaxed);
-                error!(dir = %dir.display(), messages = n, error = %e, "store append failed; messages not recorded");
+                if let Some(not_logged) = log.allow() {
+                    error!(dir = %dir.display(), messages = n, not_logged, error = %e,
+                        "store append failed; messages not recorded");
+                }
             }
         }
+        queued.0.fetch_sub(n, Relaxed);
+        queued.1.fetch_sub(bytes, Relaxed);
     }
     if let Err(e) = store.sync() {
         error!(dir = %dir.display(), error = %e, "store sync at shutdown failed");
