@@ -259,7 +259,8 @@ fn run(a: &Args) -> Result<(), Error> {
                 .limit(100),
         )?;
         hist.push(t.elapsed());
-        assert_eq!(page.records.len(), 100);
+        // A topic may have fewer than 100 records when there are many topics.
+        assert!(!page.records.is_empty());
     }
     hist.sort();
     put(
