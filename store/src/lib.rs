@@ -28,7 +28,7 @@
 //! use xbus_store::{EventStore, HistoryQuery, LatestQuery, Order, Record};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let store = xbus_store::open(xbus_store::Backend::Fjall, dir.path(), Default::default())?;
+//! let store = xbus_store::open(xbus_store::Backend::Redb, dir.path(), Default::default())?;
 //! store.append(&[
 //!     Record::new(1, 1_000, "Temperature.lab.rack1.", "21.5"),
 //!     Record::new(2, 1_001, "Temperature.lab.rack2.", "22.0"),
