@@ -165,7 +165,7 @@ pub struct Config {
     /// `record` says what is stored. Default: none (nothing stored, a new epoch per run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// The event store's engine: `fjall` or `redb`. Default `fjall`.
+    /// The event store's engine: `redb` or `fjall` (docs/benchmarks.md compares them). Default `redb`.
     pub store_engine: String,
     /// Binary-only settings.
     pub service: ServiceConfig,
@@ -196,7 +196,7 @@ impl Default for Config {
             access_file: None,
             record: Vec::new(),
             data_dir: None,
-            store_engine: "fjall".into(),
+            store_engine: "redb".into(),
             service: ServiceConfig::default(),
         }
     }
@@ -340,7 +340,7 @@ const OPTION_DOCS: &[(&str, &str)] = &[
     ("access_file", "Admitted client keys and their publish/subscribe rights (TOML); needs curve_key_file; reloaded on SIGHUP."),
     ("record", "Topic-frame prefixes of the messages to record in the event store (\"\" = everything); needs data_dir."),
     ("data_dir", "The event store's directory; with it sequence numbers and the epoch survive restarts."),
-    ("store_engine", "The event store's engine: fjall or redb."),
+    ("store_engine", "The event store's engine: redb or fjall."),
 ];
 
 /// The one-line comments of the `[service]` table's options, in print order.

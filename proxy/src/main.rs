@@ -106,7 +106,7 @@ struct Cli {
     /// [default: none].
     #[arg(long, env = "XBUS_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// The event store's engine: fjall or redb [default: fjall].
+    /// The event store's engine: redb or fjall [default: redb].
     #[arg(long, env = "XBUS_STORE_ENGINE", value_name = "ENGINE")]
     store_engine: Option<String>,
     /// Runtime threads: 1 = single-threaded runtime, N = N workers [default: 1].

@@ -93,7 +93,7 @@ async fn recorded_messages_keep_their_numbers_across_a_restart() {
 
     // in the store: the two A messages, with the numbers they were routed with
     {
-        let store = xbus_store::open(Backend::Fjall, &dir.0, StoreOptions::default()).unwrap();
+        let store = xbus_store::open(Backend::Redb, &dir.0, StoreOptions::default()).unwrap();
         let page = store.replay(0, &[Bytes::new()], 100).unwrap();
         let got: Vec<(u64, Bytes)> = page
             .records
@@ -120,7 +120,7 @@ async fn recorded_messages_keep_their_numbers_across_a_restart() {
     wait_recorded(&proxy, 1).await;
     let stats = proxy.shutdown().await;
     assert!(stats.last_seq > 3, "{stats:?}");
-    let store = xbus_store::open(Backend::Fjall, &dir.0, StoreOptions::default()).unwrap();
+    let store = xbus_store::open(Backend::Redb, &dir.0, StoreOptions::default()).unwrap();
     let page = store.replay(3, &[Bytes::new()], 100).unwrap();
     assert_eq!(page.records.len(), 1);
     assert_eq!(page.records[0].seq, stats.last_seq);
