@@ -27,18 +27,26 @@ pub(crate) fn handle_common_command(cmd: Command, queue: &Queue) -> Result<Optio
     match cmd {
         Command::Ping { .. } => {
             if let Some(pong) = pong_for(&cmd) {
-                if !queue.push_control(encode_command(&pong)) {
-                    return Err(Error::Limit {
-                        rule: "not_reading",
-                        detail: "queue far past its high-water mark".into(),
-                    });
-                }
+                push_control(queue, encode_command(&pong))?;
             }
             Ok(None)
         }
         Command::Error(reason) => Err(ZmtpError::PeerError(reason).into()),
         Command::Ready(_) => Err(ZmtpError::UnexpectedCommand("second READY".into()).into()),
         other => Ok(Some(other)),
+    }
+}
+
+/// Queues a control frame the peer must get (a PONG, a notice); a peer that lets them pile up
+/// past the queue's bound is not reading (rule `not_reading`).
+pub(crate) fn push_control(queue: &Queue, frame: Bytes) -> Result<(), Error> {
+    if queue.push_control(frame) {
+        Ok(())
+    } else {
+        Err(Error::Limit {
+            rule: "not_reading",
+            detail: "its queue of control frames (PONGs, notices) is full".into(),
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use crate::access::{notice, LogBudget, OnChange, RightsCell, DENIED_SUBSCRIBE_TO
 use crate::context::Ctx;
 use crate::peer::SubscriberShared;
 use crate::protocol::{
-    encode_command, handle_common_command, prepare_read, send_ping, PartialWatch,
+    encode_command, handle_common_command, prepare_read, push_control, send_ping, PartialWatch,
 };
 use crate::queue::Queue;
 use crate::router::Slot;
@@ -227,7 +227,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 };
                 ctx.router.subscription(conn.slot, sub)?;
                 if let Some(prefix) = ok {
-                    control(shared, Notice::SubscribeOk(prefix).to_bytes())?;
+                    push_control(&shared.queue, Notice::SubscribeOk(prefix).to_bytes())?;
                 }
             }
         }
@@ -326,7 +326,7 @@ fn recheck(ctx: &Ctx, conn: &Conn<'_>, refused: &mut Refused) -> Result<(), Erro
         ctx.router
             .subscription(conn.slot, Subscription::Subscribe(prefix.clone()))?;
         if conn.shared.wants_meta {
-            control(conn.shared, Notice::SubscribeOk(prefix).to_bytes())?;
+            push_control(&conn.shared.queue, Notice::SubscribeOk(prefix).to_bytes())?;
         }
     }
     Ok(())
@@ -351,19 +351,7 @@ fn deny(
             "subscription denied: outside the key's subscribe rights"
         );
     }
-    control(shared, notice(DENIED_SUBSCRIBE_TOPIC, prefix))
-}
-
-/// Queues a control frame for the subscriber; one that lets them pile up is not reading.
-fn control(shared: &SubscriberShared, frame: bytes::Bytes) -> Result<(), Error> {
-    if shared.queue.push_control(frame) {
-        Ok(())
-    } else {
-        Err(Error::Limit {
-            rule: "not_reading",
-            detail: "it does not read its control frames (notices, PONGs)".into(),
-        })
-    }
+    push_control(&shared.queue, notice(DENIED_SUBSCRIBE_TOPIC, prefix))
 }
 
 /// A subscriber's oversized message is an oversized subscription: say so, under its own rule.
