@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use xbus::curve::{load_key_pair, load_public_key, Certificate, CurveKeyPair};
-use xbus_proxy::{Config, Proxy, ProxyHandle};
+use xbus_proxy::ProxyHandle;
 
 const XBUS: &str = env!("CARGO_BIN_EXE_xbus");
 
@@ -65,14 +65,9 @@ fn entry(name: &str, key: &CurveKeyPair, publish: &[&str], subscribe: &[&str]) -
 async fn proxy(dir: &Dir, access: &str) -> ProxyHandle {
     let access_file = dir.path("access.toml");
     std::fs::write(&access_file, access).unwrap();
-    let config = Config {
-        frontend: vec!["tcp://127.0.0.1:0".parse().unwrap()],
-        backend: vec!["tcp://127.0.0.1:0".parse().unwrap()],
-        curve_key_file: Some(dir.path("proxy.key_secret")),
-        access_file: Some(access_file),
-        ..Config::default()
-    };
-    xbus_tests::test_settings(Proxy::builder().config(config))
+    xbus_tests::proxy_builder()
+        .curve_key_file(dir.path("proxy.key_secret"))
+        .access_file(access_file)
         .build()
         .unwrap()
         .start()

@@ -18,7 +18,7 @@ use xbus::{
     ConnectFailure, ConnectionEvent, Error, PublisherAsync, PublisherBlocking, PublisherOptions,
     RawSubscriberAsync, SubscriberAsync, SubscriberBlocking, SubscriberOptions,
 };
-use xbus_proxy::{Config, Proxy, ProxyHandle};
+use xbus_proxy::ProxyHandle;
 
 /// Upper bound for anything expected to happen.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -372,19 +372,12 @@ impl Drop for Files {
 
 /// An xbus proxy with `server` keys and, if given, an access file.
 async fn xbus_proxy(files: &Files, server: &CurveKeyPair, access: Option<&str>) -> ProxyHandle {
-    let config = Config {
-        frontend: vec!["tcp://127.0.0.1:0".parse().unwrap()],
-        backend: vec!["tcp://127.0.0.1:0".parse().unwrap()],
-        curve_key_file: Some(files.write("proxy.key_secret", &Certificate::secret_text(server))),
-        access_file: access.map(|text| files.write("access.toml", text)),
-        ..Config::default()
-    };
-    xbus_tests::test_settings(Proxy::builder().config(config))
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap()
+    let mut builder = xbus_tests::proxy_builder()
+        .curve_key_file(files.write("proxy.key_secret", &Certificate::secret_text(server)));
+    if let Some(text) = access {
+        builder = builder.access_file(files.write("access.toml", text));
+    }
+    builder.build().unwrap().start().await.unwrap()
 }
 
 fn endpoints(proxy: &ProxyHandle) -> (String, String) {
