@@ -74,6 +74,15 @@ pub(crate) enum Reader {
 }
 
 impl Reader {
+    /// The same reader with other limits on what the peer may send (the query client takes
+    /// large replies). Set before decoding anything.
+    pub(crate) fn with_limits(self, limits: xbus_zmtp::Limits) -> Reader {
+        match self {
+            Reader::Plain(_) => Reader::Plain(Decoder::new(limits)),
+            Reader::Curve(decoder) => Reader::Curve(Box::new(decoder.with_limits(limits))),
+        }
+    }
+
     /// The next complete message or command in `buf`; `Ok(None)`: more bytes needed.
     pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, ZmtpError> {
         match self {
@@ -248,7 +257,7 @@ impl Target {
 
     /// Retries [`Self::connect_once`] every reconnect interval until the connect timeout (a
     /// refusal only with `retry_refused`; a wrong peer never).
-    async fn connect_first(&self) -> Result<Session, Error> {
+    pub(crate) async fn connect_first(&self) -> Result<Session, Error> {
         let started = Instant::now();
         let deadline = deadline(self.options.connect_timeout());
         let mut attempts = 0;

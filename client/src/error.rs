@@ -216,6 +216,27 @@ pub enum Error {
         pending: Vec<Bytes>,
     },
 
+    /// The proxy's query endpoint refused a request: `code` is the protocol's error code
+    /// (`bad_request`, `denied`, `no_store`, `store`, `unsupported_version`, …; docs/query.md)
+    /// and `message` says what was wrong.
+    ///
+    /// ```
+    /// let err = xbus::Error::Query { code: "no_store".into(), message: "this proxy records nothing".into() };
+    /// assert_eq!(err.to_string(), "the proxy refused the query (no_store): this proxy records nothing");
+    /// ```
+    #[error("the proxy refused the query ({code}): {message}")]
+    Query {
+        /// The error code.
+        code: String,
+        /// What was wrong, for people.
+        message: String,
+    },
+
+    /// The query endpoint answered something that is not the query protocol (`0`): not an
+    /// xbus proxy's query endpoint, or a newer protocol than this client knows.
+    #[error("the query endpoint's answer is not understood: {0}")]
+    QueryProtocol(String),
+
     /// The client's I/O thread or runtime could not be started.
     #[error("could not start the client's I/O thread: {0}")]
     Io(#[from] std::io::Error),

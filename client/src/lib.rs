@@ -184,11 +184,13 @@
 //!   and their handles.
 //! - `connection.rs`: the connect, handshake and reconnect loop both cores share.
 //! - [`raw`]: the untyped API.
+//! - [`query`]: asking the proxy's query endpoint for latest values and history.
 
 pub mod curve;
 pub mod error;
 pub mod meta;
 pub mod options;
+pub mod query;
 pub mod raw;
 pub mod state;
 
@@ -200,7 +202,8 @@ mod subscriber;
 pub use curve::CurveClient;
 pub use error::{ConnectFailure, Error};
 pub use meta::{Epoch, EventMeta, Gap, Received};
-pub use options::{OnDecodeError, PublisherOptions, SubscriberOptions, WhenFull};
+pub use options::{GapPolicy, OnDecodeError, PublisherOptions, SubscriberOptions, WhenFull};
+pub use query::{QueryAsync, QueryBlocking, Replay};
 pub use publisher::{CloseReport, PublisherAsync, PublisherBlocking};
 pub use raw::{RawEvent, RawSubscriberAsync, RawSubscriberBlocking};
 pub use state::{ConnectionEvent, ConnectionEvents, ConnectionState, DisconnectReason};

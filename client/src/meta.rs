@@ -201,6 +201,21 @@ pub enum Gap {
         /// One before the first sequence number received after the reconnect.
         last_seq: u64,
     },
+    /// A replay or a refill (see [`GapPolicy::Refill`](crate::GapPolicy::Refill)) could not
+    /// fetch every event it should have, numbered between `first_seq` and `last_seq`: the
+    /// proxy did not record them (their topics are not under a `--record` prefix, or the store
+    /// fell behind), the retention has deleted them, or the query endpoint could not be
+    /// reached (`reason` says which it knows). How many is unknown.
+    NotRecorded {
+        /// The proxy run.
+        epoch: Epoch,
+        /// The lowest number of the range asked for.
+        first_seq: u64,
+        /// The highest number of the range asked for.
+        last_seq: u64,
+        /// Why, as far as the client knows.
+        reason: String,
+    },
     /// The connection was made again to a new proxy run (the proxy restarted): events after
     /// `last_received` of the previous run, and any published to the new run before this
     /// subscriber was back, may have been missed. How many is unknown. Reported as soon as
@@ -245,6 +260,7 @@ impl Gap {
         match self {
             Gap::Dropped { epoch, .. }
             | Gap::Reconnected { epoch, .. }
+            | Gap::NotRecorded { epoch, .. }
             | Gap::ProxyRestarted { epoch, .. } => *epoch,
         }
     }
@@ -273,6 +289,15 @@ impl fmt::Display for Gap {
                 f,
                 "events numbered {first_seq} to {last_seq} in epoch {epoch} may have been missed \
                  while the connection to the proxy was down"
+            ),
+            Gap::NotRecorded {
+                epoch,
+                first_seq,
+                last_seq,
+                reason,
+            } => write!(
+                f,
+                "events numbered {first_seq} to {last_seq} in epoch {epoch} could not all be                  fetched from the proxy's store: {reason}"
             ),
             Gap::ProxyRestarted {
                 previous_epoch,

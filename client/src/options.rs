@@ -40,6 +40,23 @@ pub enum OnDecodeError {
     Skip,
 }
 
+/// What a subscriber does about events it missed ([`Gap`](crate::Gap)s).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GapPolicy {
+    /// Report every gap as [`Error::Gap`](crate::Error::Gap), in order, and go on (the
+    /// default).
+    #[default]
+    Report,
+    /// Fetch what was missed from the proxy's store (its query endpoint) and deliver it in
+    /// order, exactly once, before going on: events the proxy dropped at this subscriber's
+    /// high-water mark, and events missed while reconnecting to the same proxy run. Whatever
+    /// the store does not hold (not recorded, deleted by the retention) is still reported,
+    /// as [`Gap::Dropped`](crate::Gap::Dropped) with the count still missing or
+    /// [`Gap::NotRecorded`](crate::Gap::NotRecorded). A proxy restart with a new epoch is
+    /// always reported.
+    Refill,
+}
+
 /// Connection settings shared by publishers and subscribers.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionOptions {
@@ -320,6 +337,8 @@ pub struct SubscriberOptions {
     pub(crate) queue_capacity: usize,
     pub(crate) on_decode_error: OnDecodeError,
     pub(crate) metadata: bool,
+    pub(crate) gap_policy: GapPolicy,
+    pub(crate) query_endpoint: Option<String>,
 }
 
 impl Default for SubscriberOptions {
@@ -329,6 +348,8 @@ impl Default for SubscriberOptions {
             queue_capacity: 65_536,
             on_decode_error: OnDecodeError::Return,
             metadata: true,
+            gap_policy: GapPolicy::Report,
+            query_endpoint: None,
         }
     }
 }
@@ -382,6 +403,29 @@ impl SubscriberOptions {
     #[must_use]
     pub fn delivery_metadata(mut self, on: bool) -> Self {
         self.metadata = on;
+        self
+    }
+
+    /// What to do about missed events: report them (the default) or refill them from the
+    /// proxy's store ([`GapPolicy`]). Refilling needs delivery metadata and a proxy that
+    /// records the subscribed topics.
+    ///
+    /// ```
+    /// let options = xbus::SubscriberOptions::new().gap_policy(xbus::GapPolicy::Refill);
+    /// # let _ = options;
+    /// ```
+    #[must_use]
+    pub fn gap_policy(mut self, policy: GapPolicy) -> Self {
+        self.gap_policy = policy;
+        self
+    }
+
+    /// Where to send replay and refill queries. Default: the endpoint the proxy announces
+    /// when the subscriber connects (its `--query` endpoint, with the host the subscriber
+    /// connected to when the proxy listens on every address).
+    #[must_use]
+    pub fn query_endpoint(mut self, endpoint: &str) -> Self {
+        self.query_endpoint = Some(endpoint.to_owned());
         self
     }
 }

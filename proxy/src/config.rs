@@ -20,6 +20,8 @@ use crate::Error;
 pub const DEFAULT_FRONTEND: &str = "tcp://127.0.0.1:5122";
 /// Where subscribers connect by default (the Juice bus's subscriber port).
 pub const DEFAULT_BACKEND: &str = "tcp://127.0.0.1:5123";
+/// Where the proxy serves queries by default (when it has an event store).
+pub const DEFAULT_QUERY: &str = "tcp://127.0.0.1:5124";
 /// The subscription every publisher receives as soon as it connects, so publishers that wait for
 /// a first subscription never stall. No event matches it: event names may not start with `$`.
 pub const WELCOME_PREFIX: &[u8] = b"$xbus.";
@@ -167,6 +169,20 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// The event store's engine: `redb` or `fjall` (docs/benchmarks.md compares them). Default `redb`.
     pub store_engine: String,
+    /// Delete recorded messages received longer ago than this; 0 = keep them (as far as
+    /// `retain_size` allows). Default 0.
+    #[serde(with = "duration")]
+    pub retain_age: Duration,
+    /// Delete the oldest recorded messages while the store holds more than this (records'
+    /// topics and payloads, plus a fixed overhead each); 0 = no limit. Default 0.
+    #[serde(with = "size")]
+    pub retain_size: u64,
+    /// How often the retention is applied. Default 10 s.
+    #[serde(with = "duration")]
+    pub retention_interval: Duration,
+    /// Where to serve queries (latest values, history) over ZMQ request/reply, when the proxy
+    /// has an event store (`data_dir`): an endpoint, or `off`. Default [`DEFAULT_QUERY`].
+    pub query: String,
     /// Binary-only settings.
     pub service: ServiceConfig,
 }
@@ -197,6 +213,10 @@ impl Default for Config {
             record: Vec::new(),
             data_dir: None,
             store_engine: "redb".into(),
+            retain_age: Duration::ZERO,
+            retain_size: 0,
+            retention_interval: Duration::from_secs(10),
+            query: DEFAULT_QUERY.into(),
             service: ServiceConfig::default(),
         }
     }
@@ -255,6 +275,28 @@ impl Config {
         }
     }
 
+    /// The query endpoint, `None` when queries are `off`.
+    ///
+    /// ```
+    /// let mut cfg = xbus_proxy::Config::default();
+    /// assert_eq!(cfg.query_endpoint().unwrap().unwrap().to_string(), "tcp://127.0.0.1:5124");
+    /// cfg.query = "off".into();
+    /// assert!(cfg.query_endpoint().unwrap().is_none());
+    /// cfg.query = "udp://x".into();
+    /// assert!(cfg.query_endpoint().is_err());
+    /// ```
+    pub fn query_endpoint(&self) -> Result<Option<Endpoint>, Error> {
+        if self.query == "off" {
+            return Ok(None);
+        }
+        self.query
+            .parse()
+            .map(Some)
+            .map_err(|e: xbus_zmtp::EndpointError| {
+                Error::Config(format!("query: {e} (or `off`)"))
+            })
+    }
+
     /// Checks the values make sense together.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |msg: &str| Err(Error::Config(msg.to_owned()));
@@ -306,6 +348,13 @@ impl Config {
         if !self.record.is_empty() && self.data_dir.is_none() {
             return bad("record needs data_dir: where the event store lives");
         }
+        if (!self.retain_age.is_zero() || self.retain_size > 0) && self.data_dir.is_none() {
+            return bad("retain_age and retain_size need data_dir: they apply to the event store");
+        }
+        if self.retention_interval.is_zero() || self.retention_interval > MAX_PERIOD {
+            return bad("retention_interval must be positive and at most a year");
+        }
+        self.query_endpoint()?;
         if self.access_file.is_some() && self.curve_key_file.is_none() {
             return bad(
                 "access_file needs curve_key_file: access rules are checked against CURVE keys",
@@ -341,6 +390,10 @@ const OPTION_DOCS: &[(&str, &str)] = &[
     ("record", "Topic-frame prefixes of the messages to record in the event store (\"\" = everything); needs data_dir."),
     ("data_dir", "The event store's directory; with it sequence numbers and the epoch survive restarts."),
     ("store_engine", "The event store's engine: redb or fjall."),
+    ("retain_age", "Delete recorded messages older than this; 0 = keep them."),
+    ("retain_size", "Delete the oldest recorded messages while the store holds more than this; 0 = no limit."),
+    ("retention_interval", "How often the retention is applied."),
+    ("query", "Where to serve queries (latest, history) when recording: an endpoint, or off."),
 ];
 
 /// The one-line comments of the `[service]` table's options, in print order.

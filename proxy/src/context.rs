@@ -22,6 +22,8 @@ pub(crate) enum Side {
     Frontend,
     /// Subscribers (XPUB side).
     Backend,
+    /// Query clients (REP side).
+    Query,
 }
 
 impl Side {
@@ -29,6 +31,7 @@ impl Side {
         match self {
             Side::Frontend => "frontend",
             Side::Backend => "backend",
+            Side::Query => "query",
         }
     }
 }
@@ -58,6 +61,8 @@ pub(crate) struct Ctx {
     pub(crate) epoch: u64,
     /// The event store's recorder, when the proxy has a data directory.
     pub(crate) recorder: Option<Arc<Recorder>>,
+    /// What query connections share.
+    pub(crate) query: crate::query::QueryService,
     /// Log lines for refused connections, bounded over all listeners (a peer reconnecting in
     /// a loop, or many of them, get a line a second with the count of those not logged).
     pub(crate) refusal_log: std::sync::Mutex<crate::access::LogBudget>,
@@ -81,6 +86,7 @@ impl Ctx {
         config: Config,
         security: Option<Security>,
         recorder: Option<Arc<Recorder>>,
+        query_endpoint: Option<String>,
     ) -> Ctx {
         let epoch = recorder.as_ref().map_or_else(new_epoch, |r| r.epoch());
         let stats = Arc::new(Stats::default());
@@ -107,6 +113,7 @@ impl Ctx {
             security,
             epoch,
             recorder,
+            query: crate::query::QueryService::new(query_endpoint),
             refusal_log: std::sync::Mutex::default(),
         }
     }

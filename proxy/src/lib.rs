@@ -26,7 +26,8 @@
 //! - [`access`]: the access file: per-key publish/subscribe rights, checked and reloaded.
 //! - `secure`: CURVE on connections (the proxy's keys, admitting handshakes, opening boxes).
 //! - `recorder`: recording routed messages into the event store (`xbus-store`), off the
-//!   routing path; the store also keeps the numbering across restarts.
+//!   routing path; the store also keeps the numbering across restarts; retention.
+//! - `query`: the query endpoint (latest values, history) over ZMQ request/reply.
 //! - [`stats`]: counters and [`StatsSnapshot`].
 //! - [`error`]: the crate's [`Error`].
 //!
@@ -63,6 +64,7 @@ mod peer;
 mod protocol;
 mod publisher;
 mod queue;
+mod query;
 mod recorder;
 mod router;
 mod scan;
@@ -279,9 +281,15 @@ impl Proxy {
         let security = secure::Security::load(&self.config)?;
         let recorder = recorder::Recorder::open(&self.config)?.map(Arc::new);
         let mut bound = Vec::new();
+        // queries are served when there is a store to query
+        let query: Vec<Endpoint> = match (&recorder, self.config.query_endpoint()?) {
+            (Some(_), Some(ep)) => vec![ep],
+            _ => Vec::new(),
+        };
         for (side, eps) in [
             (Side::Frontend, &self.config.frontend),
             (Side::Backend, &self.config.backend),
+            (Side::Query, &query),
         ] {
             for ep in eps {
                 let listener = ep.bind().await.map_err(|source| Error::Bind {
@@ -296,9 +304,13 @@ impl Proxy {
             info!(public_key = %s.public_key(), access_file = ?self.config.access_file,
                 "CURVE required on both sides; server public key {}", s.public_key());
         }
-        let ctx = Arc::new(Ctx::new(self.config, security, recorder));
+        let query_endpoint = bound
+            .iter()
+            .find(|(side, ..)| *side == Side::Query)
+            .map(|(.., local)| local.to_string());
+        let ctx = Arc::new(Ctx::new(self.config, security, recorder, query_endpoint));
         let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
-        let (mut frontend, mut backend) = (Vec::new(), Vec::new());
+        let (mut frontend, mut backend, mut query) = (Vec::new(), Vec::new(), None);
         for (side, listener, local) in bound {
             match side {
                 Side::Frontend => {
@@ -308,6 +320,10 @@ impl Proxy {
                 Side::Backend => {
                     info!(side = "backend", endpoint = %local, "listening for subscribers on {local}");
                     backend.push(local);
+                }
+                Side::Query => {
+                    query::announce(&local);
+                    query = Some(local);
                 }
             }
             ctx.tracker.spawn(listener::accept_loop(
@@ -327,6 +343,7 @@ impl Proxy {
             ctx,
             frontend,
             backend,
+            query,
         })
     }
 
@@ -354,6 +371,7 @@ pub struct ProxyHandle {
     ctx: Arc<Ctx>,
     frontend: Vec<Endpoint>,
     backend: Vec<Endpoint>,
+    query: Option<Endpoint>,
 }
 
 impl ProxyHandle {
@@ -365,6 +383,12 @@ impl ProxyHandle {
     /// The endpoints subscribers connect to, as bound.
     pub fn backend_endpoints(&self) -> &[Endpoint] {
         &self.backend
+    }
+
+    /// Where the proxy serves queries, as bound: only when it has an event store and
+    /// queries are not `off`.
+    pub fn query_endpoint(&self) -> Option<&Endpoint> {
+        self.query.as_ref()
     }
 
     /// The configuration in force.
@@ -422,7 +446,7 @@ impl ProxyHandle {
         }
         ctx.hard_stop.cancel();
         if let Some(rec) = &ctx.recorder {
-            rec.close();
+            rec.close(ctx.config.linger);
         }
         // the final line's rates are averages over the proxy's lifetime
         let s = self.stats();
@@ -441,8 +465,9 @@ impl Drop for ProxyHandle {
         self.ctx.shutdown.cancel();
         self.ctx.hard_stop.cancel();
         if let Some(rec) = &self.ctx.recorder {
-            // what was handed to the writer is appended and synced; the store is closed
-            rec.close();
+            // what was handed to the writer is appended (for at most the linger) and synced;
+            // the store is closed
+            rec.close(self.ctx.config.linger);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tracing::{error, warn};
-use xbus_zmtp::extensions::{epoch_text, EPOCH};
+use xbus_zmtp::extensions::{epoch_text, EPOCH, QUERY};
 use xbus_zmtp::{HandshakeConfig, Listener, SocketType, Stream};
 
 use crate::context::{Ctx, Side};
@@ -74,14 +74,24 @@ async fn handle(ctx: Arc<Ctx>, mut stream: Stream, peer: String, side: Side) {
         Side::Frontend => {
             HandshakeConfig::new(SocketType::XSub).accept(&[SocketType::Pub, SocketType::XPub])
         }
-        Side::Backend => HandshakeConfig::new(SocketType::XPub)
-            .accept(&[SocketType::Sub, SocketType::XSub])
-            .property(EPOCH, epoch_text(ctx.epoch)),
+        Side::Backend => {
+            let config = HandshakeConfig::new(SocketType::XPub)
+                .accept(&[SocketType::Sub, SocketType::XSub])
+                .property(EPOCH, epoch_text(ctx.epoch));
+            match ctx.query.endpoint.clone() {
+                Some(query) => config.property(QUERY, query),
+                None => config,
+            }
+        }
+        Side::Query => {
+            HandshakeConfig::new(SocketType::Rep).accept(&[SocketType::Req, SocketType::Dealer])
+        }
     }
     .timeout(ctx.config.handshake_timeout);
     let max_frame = match side {
         Side::Frontend => ctx.publisher_limits().max_message_size,
         Side::Backend => ctx.subscriber_limits().max_message_size,
+        Side::Query => crate::query::MAX_REQUEST,
     };
     let hs = tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
@@ -107,5 +117,6 @@ async fn handle(ctx: Arc<Ctx>, mut stream: Stream, peer: String, side: Side) {
     match side {
         Side::Frontend => publisher::serve(ctx, stream, hs, peer).await,
         Side::Backend => subscriber::serve(ctx, stream, hs, peer).await,
+        Side::Query => crate::query::serve(ctx, stream, hs, peer).await,
     }
 }

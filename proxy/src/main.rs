@@ -109,6 +109,20 @@ struct Cli {
     /// The event store's engine: redb or fjall [default: redb].
     #[arg(long, env = "XBUS_STORE_ENGINE", value_name = "ENGINE")]
     store_engine: Option<String>,
+    /// Delete recorded messages older than this; 0 = keep them [default: 0].
+    #[arg(long, env = "XBUS_RETAIN_AGE", value_name = "DURATION", value_parser = parse_duration)]
+    retain_age: Option<Duration>,
+    /// Delete the oldest recorded messages while the store holds more than this; 0 = no
+    /// limit [default: 0].
+    #[arg(long, env = "XBUS_RETAIN_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    retain_size: Option<u64>,
+    /// How often the retention is applied [default: 10s].
+    #[arg(long, env = "XBUS_RETENTION_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    retention_interval: Option<Duration>,
+    /// Serve queries (latest values, history) here when recording: tcp://HOST:PORT,
+    /// ipc:///PATH, or off [default: tcp://127.0.0.1:5124].
+    #[arg(long, env = "XBUS_QUERY", value_name = "ENDPOINT")]
+    query: Option<String>,
     /// Runtime threads: 1 = single-threaded runtime, N = N workers [default: 1].
     #[arg(long, env = "XBUS_THREADS", value_name = "N")]
     threads: Option<usize>,
@@ -166,7 +180,11 @@ impl Cli {
             startup_grace,
             linger,
             stats_interval,
-            subscribe_all
+            subscribe_all,
+            retain_age,
+            retain_size,
+            retention_interval,
+            query
         );
         if self.curve_key_file.is_some() {
             c.curve_key_file = self.curve_key_file;

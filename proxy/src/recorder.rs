@@ -8,16 +8,22 @@
 //! The store also keeps the proxy's numbering: the epoch is the store's, and sequence numbers
 //! continue across restarts (crashes included) because the router reserves them in blocks in
 //! the store before handing them out.
+//!
+//! The writer also applies the retention (age, size) every `retention_interval`, and the
+//! recorder keeps what queries need to know about its progress: how far every message has
+//! been handled ([`Recorder::wait_handled`]), and which numbers it failed to record this run
+//! ([`Recorder::missing_between`]).
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
-use tracing::{error, info, warn};
-use xbus_store::{Backend, EventStore, Record, StoreOptions};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use tokio::sync::Notify;
+use tracing::{debug, error, info, warn};
+use xbus_store::{Backend, EventStore, Record, Retention, StoreOptions};
 
 use crate::access::LogBudget;
 use crate::scan::Span;
@@ -29,19 +35,65 @@ pub(crate) const SEQ_BLOCK: u64 = 1 << 20;
 pub(crate) const QUEUE_RECORDS: usize = 1 << 20;
 /// Most bytes of recorded messages waiting for the writer (the other bound).
 pub(crate) const QUEUE_BYTES: u64 = 256 << 20;
+/// Ranges of unrecorded sequence numbers remembered; past it they merge into one (wider, so
+/// answers stay conservative).
+const MISSING_RANGES: usize = 1024;
+
+/// How far recording has got, shared by the router, the writer and queries.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Every message numbered up to this has been through [`Recorder::record`].
+    routed_through: AtomicU64,
+    /// The writer has finished every batch numbered up to this.
+    written_through: AtomicU64,
+    /// Records and bytes waiting for the writer.
+    queued_records: AtomicU64,
+    queued_bytes: AtomicU64,
+    /// Rung by the writer after each batch.
+    advanced: Notify,
+    /// Unrecorded sequence-number ranges of this run, oldest first, merged.
+    missing: Mutex<Vec<(u64, u64)>>,
+    /// The writer stops writing once past this (shutdown's linger); `None`: no hurry.
+    give_up_at: Mutex<Option<Instant>>,
+}
+
+impl Progress {
+    /// Whether every message numbered up to `seq` has been recorded or counted unrecorded.
+    fn handled(&self, seq: u64) -> bool {
+        self.routed_through.load(Relaxed) >= seq
+            && (self.queued_records.load(Relaxed) == 0 || self.written_through.load(Relaxed) >= seq)
+    }
+
+    fn note_missing(&self, first: u64, last: u64) {
+        let mut missing = self.missing.lock().unwrap_or_else(PoisonError::into_inner);
+        match missing.last_mut() {
+            Some(prev) if prev.1.saturating_add(1) >= first => prev.1 = prev.1.max(last),
+            _ => missing.push((first, last)),
+        }
+        if missing.len() > MISSING_RANGES {
+            let (lo, hi) = (missing[0].0, missing[missing.len() - 1].1);
+            missing.clear();
+            missing.push((lo, hi));
+        }
+    }
+}
 
 /// The open store and what routing needs to record into it.
 pub(crate) struct Recorder {
     pub(crate) store: Arc<dyn EventStore>,
     prefixes: Vec<Bytes>,
     tx: Mutex<Option<Sender<Vec<Record>>>>,
-    /// Records and bytes waiting for the writer.
-    queued: Arc<(AtomicU64, AtomicU64)>,
+    progress: Arc<Progress>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Messages recorded (appended to the store).
     pub(crate) recorded: Arc<AtomicU64>,
-    /// Messages that matched a record prefix but were not recorded (queue full, store error).
+    /// Messages that matched a record prefix but were not recorded (queue full, store error,
+    /// shutdown's linger over).
     pub(crate) unrecorded: Arc<AtomicU64>,
+    /// Records deleted by the retention.
+    pub(crate) trimmed: Arc<AtomicU64>,
+    /// The retention in force.
+    pub(crate) retention: Retention,
     log: Mutex<LogBudget>,
     /// The first sequence number of this run, and the highest reserved at start.
     pub(crate) numbering: (u64, u64),
@@ -88,21 +140,37 @@ impl Recorder {
             record = ?config.record,
             "event store open"
         );
+        let retention = Retention {
+            max_age: (!config.retain_age.is_zero()).then_some(config.retain_age),
+            max_bytes: (config.retain_size > 0).then_some(config.retain_size),
+        };
+        if retention.is_unlimited() {
+            info!(dir = %dir.display(), "no retention set: the store keeps every record");
+        } else {
+            info!(max_age = ?retention.max_age, max_bytes = ?retention.max_bytes,
+                every = ?config.retention_interval, "retention");
+        }
         let (tx, rx) = crossbeam_channel::unbounded::<Vec<Record>>();
-        let queued = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let progress = Arc::new(Progress::default());
+        progress.routed_through.store(next - 1, Relaxed);
+        progress.written_through.store(next - 1, Relaxed);
         let recorded = Arc::new(AtomicU64::new(0));
         let unrecorded = Arc::new(AtomicU64::new(0));
+        let trimmed = Arc::new(AtomicU64::new(0));
         let writer = {
-            let (store, queued, recorded, unrecorded) = (
-                store.clone(),
-                queued.clone(),
-                recorded.clone(),
-                unrecorded.clone(),
-            );
-            let dir = dir.clone();
+            let writer = Writer {
+                store: store.clone(),
+                progress: progress.clone(),
+                recorded: recorded.clone(),
+                unrecorded: unrecorded.clone(),
+                trimmed: trimmed.clone(),
+                dir: dir.clone(),
+                retention,
+                retention_interval: config.retention_interval,
+            };
             std::thread::Builder::new()
                 .name("xbus-recorder".into())
-                .spawn(move || write_loop(&*store, &rx, &queued, &recorded, &unrecorded, &dir))
+                .spawn(move || writer.run(&rx))
                 .map_err(Error::Io)?
         };
         Ok(Some(Recorder {
@@ -113,10 +181,12 @@ impl Recorder {
                 .map(|p| Bytes::from(p.clone()))
                 .collect(),
             tx: Mutex::new(Some(tx)),
-            queued,
+            progress,
             writer: Mutex::new(Some(writer)),
             recorded,
             unrecorded,
+            trimmed,
+            retention,
             log: Mutex::new(LogBudget::default()),
             numbering: (next, reserved),
         }))
@@ -130,6 +200,47 @@ impl Recorder {
 
     fn wants(&self, topic: &[u8]) -> bool {
         self.prefixes.iter().any(|p| topic.starts_with(p))
+    }
+
+    /// The `--record` prefixes.
+    pub(crate) fn prefixes(&self) -> &[Bytes] {
+        &self.prefixes
+    }
+
+    /// Whether every topic under `prefix` is recorded.
+    pub(crate) fn covers(&self, prefix: &[u8]) -> bool {
+        self.prefixes.iter().any(|p| prefix.starts_with(p))
+    }
+
+    /// Waits (up to `timeout`) until every message numbered up to `seq` has been recorded or
+    /// counted unrecorded, so a query sees all of them. Returns whether it got there.
+    pub(crate) async fn wait_handled(&self, seq: u64, timeout: Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let advanced = self.progress.advanced.notified();
+            tokio::pin!(advanced);
+            advanced.as_mut().enable();
+            if self.progress.handled(seq) {
+                return true;
+            }
+            // the writer rings after each batch; routing does not, so look again now and then
+            let wake = (tokio::time::Instant::now() + Duration::from_millis(20)).min(until);
+            if tokio::time::timeout_at(wake, advanced).await.is_err()
+                && tokio::time::Instant::now() >= until
+            {
+                return self.progress.handled(seq);
+            }
+        }
+    }
+
+    /// Whether this run failed to record any message numbered in `first..=last`.
+    pub(crate) fn missing_between(&self, first: u64, last: u64) -> bool {
+        self.progress
+            .missing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|&(lo, hi)| lo <= last && first <= hi)
     }
 
     /// Hands the recorded messages of a routed chunk to the writer (numbered from `seq_base`,
@@ -148,15 +259,20 @@ impl Recorder {
                 ));
             }
         }
+        let through = seq_base + spans.len() as u64 - 1;
         if batch.is_empty() {
+            self.progress.routed_through.store(through, Relaxed);
             return;
         }
         let n = batch.len() as u64;
-        let (records, queued_bytes) = (&self.queued.0, &self.queued.1);
+        let range = (batch[0].seq, batch[batch.len() - 1].seq);
+        let progress = &*self.progress;
+        let (records, queued_bytes) = (&progress.queued_records, &progress.queued_bytes);
         if records.load(Relaxed) + n > QUEUE_RECORDS as u64
             || queued_bytes.load(Relaxed) + bytes > QUEUE_BYTES
         {
-            self.lost(n, "the store is behind (recording queue full)");
+            self.lost(n, range, "the store is behind (recording queue full)");
+            progress.routed_through.store(through, Relaxed);
             return;
         }
         let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
@@ -168,11 +284,13 @@ impl Recorder {
         if let Err(TrySendError::Disconnected(_) | TrySendError::Full(_)) = tx.try_send(batch) {
             records.fetch_sub(n, Relaxed);
             queued_bytes.fetch_sub(bytes, Relaxed);
-            self.lost(n, "the recorder has stopped");
+            self.lost(n, range, "the recorder has stopped");
         }
+        progress.routed_through.store(through, Relaxed);
     }
 
-    fn lost(&self, n: u64, why: &str) {
+    fn lost(&self, n: u64, (first, last): (u64, u64), why: &str) {
+        self.progress.note_missing(first, last);
         self.unrecorded.fetch_add(n, Relaxed);
         if let Some(not_logged) = self
             .log
@@ -184,8 +302,14 @@ impl Recorder {
         }
     }
 
-    /// Lets the writer finish what is queued, syncs the store and stops the writer.
-    pub(crate) fn close(&self) {
+    /// Lets the writer finish what is queued, for at most `linger` (what is still queued then
+    /// is counted unrecorded), syncs the store and stops the writer.
+    pub(crate) fn close(&self, linger: Duration) {
+        *self
+            .progress
+            .give_up_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now().checked_add(linger);
         drop(
             self.tx
                 .lock()
@@ -203,48 +327,113 @@ impl Recorder {
     }
 }
 
-/// The writer thread: appends queued batches (merged up to a few thousand records) until the
-/// queue is closed, then syncs.
-fn write_loop(
-    store: &dyn EventStore,
-    rx: &Receiver<Vec<Record>>,
-    queued: &(AtomicU64, AtomicU64),
-    recorded: &AtomicU64,
-    unrecorded: &AtomicU64,
-    dir: &Path,
-) {
-    let mut batch: Vec<Record> = Vec::new();
-    let mut log = LogBudget::default();
-    while let Ok(first) = rx.recv() {
-        batch.clear();
-        batch.extend(first);
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
+/// The writer thread's state.
+struct Writer {
+    store: Arc<dyn EventStore>,
+    progress: Arc<Progress>,
+    recorded: Arc<AtomicU64>,
+    unrecorded: Arc<AtomicU64>,
+    trimmed: Arc<AtomicU64>,
+    dir: std::path::PathBuf,
+    retention: Retention,
+    retention_interval: Duration,
+}
+
+impl Writer {
+    /// Appends queued batches (merged up to a few thousand records) until the queue is
+    /// closed, applying the retention when it is due; then syncs.
+    fn run(self, rx: &Receiver<Vec<Record>>) {
+        let mut batch: Vec<Record> = Vec::new();
+        let mut log = LogBudget::default();
+        let mut trim_due = Instant::now();
+        loop {
+            if !self.retention.is_unlimited() && Instant::now() >= trim_due {
+                self.trim(&mut log);
+                trim_due = Instant::now() + self.retention_interval;
             }
+            let wait = if self.retention.is_unlimited() {
+                Duration::from_secs(3600)
+            } else {
+                trim_due.saturating_duration_since(Instant::now())
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            batch.clear();
+            batch.extend(first);
+            while batch.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend(more),
+                    Err(_) => break,
+                }
+            }
+            self.write(&batch, &mut log);
         }
+        if let Err(e) = self.store.sync() {
+            error!(dir = %self.dir.display(), error = %e, "store sync at shutdown failed");
+        }
+    }
+
+    fn giving_up(&self) -> bool {
+        self.progress
+            .give_up_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| Instant::now() >= at)
+    }
+
+    fn write(&self, batch: &[Record], log: &mut LogBudget) {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            return;
+        };
         let n = batch.len() as u64;
         let bytes: u64 = batch
             .iter()
             .map(|r| (r.topic.len() + r.payload.len()) as u64)
             .sum();
-        match store.append(&batch) {
+        let result = if self.giving_up() {
+            Err("the shutdown linger ran out".to_owned())
+        } else {
+            self.store.append(batch).map_err(|e| e.to_string())
+        };
+        match result {
             Ok(()) => {
-                recorded.fetch_add(n, Relaxed);
+                self.recorded.fetch_add(n, Relaxed);
             }
             Err(e) => {
-                unrecorded.fetch_add(n, Relaxed);
+                self.progress.note_missing(first.seq, last.seq);
+                self.unrecorded.fetch_add(n, Relaxed);
                 if let Some(not_logged) = log.allow() {
-                    error!(dir = %dir.display(), messages = n, not_logged, error = %e,
-                        "store append failed; messages not recorded");
+                    error!(dir = %self.dir.display(), messages = n, not_logged, error = %e,
+                        "messages not recorded");
                 }
             }
         }
-        queued.0.fetch_sub(n, Relaxed);
-        queued.1.fetch_sub(bytes, Relaxed);
+        let p = &*self.progress;
+        p.written_through.fetch_max(last.seq, Relaxed);
+        p.queued_records.fetch_sub(n, Relaxed);
+        p.queued_bytes.fetch_sub(bytes, Relaxed);
+        p.advanced.notify_waiters();
     }
-    if let Err(e) = store.sync() {
-        error!(dir = %dir.display(), error = %e, "store sync at shutdown failed");
+
+    fn trim(&self, log: &mut LogBudget) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        match self.store.trim(&self.retention, now) {
+            Ok(report) if report.records > 0 => {
+                self.trimmed.fetch_add(report.records, Relaxed);
+                debug!(records = report.records, bytes = report.bytes, topics = report.topics,
+                    first_seq = ?report.first_seq, "retention deleted old records");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(not_logged) = log.allow() {
+                    error!(dir = %self.dir.display(), error = %e, not_logged, "retention failed");
+                }
+            }
+        }
     }
 }

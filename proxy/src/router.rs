@@ -318,21 +318,27 @@ impl Router {
             .unwrap_or_default()
     }
 
-    /// Applies a subscribe or cancel from the subscriber in `slot`.
-    pub(crate) fn subscription(&self, slot: Slot, sub: Subscription) -> Result<(), Error> {
+    /// Applies a subscribe or cancel from the subscriber in `slot`. Returns the sequence
+    /// number the next routed message gets: the subscription applies from that message on
+    /// (the sequencer is held while it is applied, so no message is routed in between).
+    pub(crate) fn subscription(&self, slot: Slot, sub: Subscription) -> Result<u64, Error> {
+        // the sequencer before the state lock, as `route` takes them
+        let seq = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
+        let next_seq = seq.next;
         let mut guard = self.write();
+        drop(seq);
         let st = &mut *guard;
         let Some(entry) = st
             .subscribers
             .get_mut(slot.0 as usize)
             .and_then(Option::as_mut)
         else {
-            return Ok(());
+            return Ok(next_seq);
         };
         let upstream = match sub {
             Subscription::Subscribe(prefix) => {
                 if entry.prefixes.contains_key(&prefix) {
-                    return Ok(());
+                    return Ok(next_seq);
                 }
                 let pattern = match Pattern::parse(&prefix) {
                     None => None,
@@ -369,7 +375,7 @@ impl Router {
             }
             Subscription::Cancel(prefix) => {
                 let Some(pattern) = entry.prefixes.remove(&prefix) else {
-                    return Ok(());
+                    return Ok(next_seq);
                 };
                 entry.prefix_bytes -= prefix.len();
                 st.subscriptions -= 1;
@@ -379,12 +385,12 @@ impl Router {
             }
         };
         let update = match upstream {
-            Upstream::Unchanged => return Ok(()),
+            Upstream::Unchanged => return Ok(next_seq),
             Upstream::Subscribe(p) => Subscription::Subscribe(p),
             Upstream::Cancel(p) => Subscription::Cancel(p),
         };
         self.send_upstream(st, encode(&update));
-        Ok(())
+        Ok(next_seq)
     }
 
     /// Removes a subscriber and withdraws its subscriptions.
@@ -477,6 +483,7 @@ impl Router {
         if let Some(rec) = &self.recorder {
             snap.recorded_messages = rec.recorded.load(Relaxed);
             snap.unrecorded_messages = rec.unrecorded.load(Relaxed);
+            snap.trimmed_messages = rec.trimmed.load(Relaxed);
         }
         let st = self.read();
         snap.subscriptions = st.subscriptions;

@@ -90,6 +90,12 @@ pub struct StatsSnapshot {
     /// Denied by the access rules, by what was denied: `publish` (messages dropped because
     /// their topic is outside the publisher's rights) and `subscribe` (subscriptions refused).
     pub denied: BTreeMap<String, u64>,
+    /// Records deleted by the retention.
+    pub trimmed_messages: u64,
+    /// Queries answered, by operation (`info`, `latest`, `history`).
+    pub queries: BTreeMap<String, u64>,
+    /// Queries refused, by error code (`bad_request`, `denied`, `store`, …).
+    pub query_errors: BTreeMap<String, u64>,
     /// Every connected subscriber, by id.
     pub subscribers: Vec<SubscriberStats>,
 }
@@ -152,6 +158,8 @@ pub(crate) struct Stats {
     refused: Mutex<BTreeMap<&'static str, u64>>,
     faulted: Mutex<BTreeMap<&'static str, u64>>,
     denied: Mutex<BTreeMap<&'static str, u64>>,
+    queries: Mutex<BTreeMap<&'static str, u64>>,
+    query_errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Stats {
@@ -168,6 +176,14 @@ impl Stats {
     pub(crate) fn denied(&self, what: &'static str, n: u64) {
         let mut m = self.denied.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(what).or_insert(0) += n;
+    }
+
+    pub(crate) fn query(&self, outcome: Result<&'static str, &'static str>) {
+        let (map, key) = match outcome {
+            Ok(op) => (&self.queries, op),
+            Err(code) => (&self.query_errors, code),
+        };
+        *map.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(0) += 1;
     }
 
     /// Everything but the router-held parts (subscriptions and subscribers).
@@ -189,6 +205,8 @@ impl Stats {
             refused: map(&self.refused),
             faulted: map(&self.faulted),
             denied: map(&self.denied),
+            queries: map(&self.queries),
+            query_errors: map(&self.query_errors),
             ..StatsSnapshot::default()
         }
     }

@@ -225,9 +225,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Subscription::Subscribe(p) if shared.wants_meta => Some(p.clone()),
                     _ => None,
                 };
-                ctx.router.subscription(conn.slot, sub)?;
+                let next_seq = ctx.router.subscription(conn.slot, sub)?;
                 if let Some(prefix) = ok {
-                    push_control(&shared.queue, Notice::SubscribeOk(prefix).to_bytes())?;
+                    push_control(
+                        &shared.queue,
+                        Notice::SubscribeOk { prefix, next_seq }.to_bytes(),
+                    )?;
                 }
             }
         }
@@ -323,10 +326,14 @@ fn recheck(ctx: &Ctx, conn: &Conn<'_>, refused: &mut Refused) -> Result<(), Erro
     }
     for prefix in now_allowed {
         refused.forget(&prefix);
-        ctx.router
+        let next_seq = ctx
+            .router
             .subscription(conn.slot, Subscription::Subscribe(prefix.clone()))?;
         if conn.shared.wants_meta {
-            push_control(&conn.shared.queue, Notice::SubscribeOk(prefix).to_bytes())?;
+            push_control(
+                &conn.shared.queue,
+                Notice::SubscribeOk { prefix, next_seq }.to_bytes(),
+            )?;
         }
     }
     Ok(())

@@ -49,6 +49,25 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message of these frames (copied into wire form), as if it had been received.
+    ///
+    /// ```
+    /// let msg = xbus_zmtp::Message::from_frames(&[b"A.", b"x"]);
+    /// assert_eq!(msg.frames().collect::<Vec<_>>(), vec![&b"A."[..], &b"x"[..]]);
+    /// ```
+    pub fn from_frames(frames: &[&[u8]]) -> Message {
+        let mut wire = bytes::BytesMut::new();
+        if frames.is_empty() {
+            crate::frame::encode_message(&mut wire, &[b""]);
+        } else {
+            crate::frame::encode_message(&mut wire, frames);
+        }
+        Message {
+            wire: wire.freeze(),
+            frames: frames.len().max(1),
+        }
+    }
+
     /// The message's frames exactly as they travel on the wire (headers and bodies): valid to
     /// write unchanged to any ZMTP 3.x peer.
     pub fn wire(&self) -> &Bytes {

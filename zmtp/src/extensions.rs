@@ -26,6 +26,11 @@ pub const WANTS_META: &str = "X-Xbus-Meta";
 /// READY property the proxy sends to subscribers: its epoch, 16 lowercase hex digits. Sequence
 /// numbers are comparable only within one epoch.
 pub const EPOCH: &str = "X-Xbus-Epoch";
+/// READY property the proxy sends to subscribers when it serves queries (it records): the
+/// query endpoint as bound, for example `tcp://127.0.0.1:5124`. A client that connected to
+/// the proxy under another host name connects to the same port on that host when this one
+/// names an unspecified address (`0.0.0.0`, `::`).
+pub const QUERY: &str = "X-Xbus-Query";
 
 const META: &str = "XMETA";
 const GAP: &str = "XGAP";
@@ -54,8 +59,17 @@ pub enum Notice {
         /// How many were dropped.
         count: u64,
     },
-    /// The proxy has applied this subscription (the prefix as subscribed).
-    SubscribeOk(Bytes),
+    /// The proxy has applied this subscription: every message numbered `next_seq` or later
+    /// that matches `prefix` is routed to this subscriber (or reported dropped), and none
+    /// numbered below it was routed to it through this subscription. That boundary is what
+    /// lets a client replay history up to `next_seq - 1` and go on live with no gap and no
+    /// duplicate.
+    SubscribeOk {
+        /// The prefix, as subscribed.
+        prefix: Bytes,
+        /// The sequence number the next routed message gets.
+        next_seq: u64,
+    },
 }
 
 impl Notice {
@@ -83,7 +97,8 @@ impl Notice {
                 data.put_u64(*count);
                 GAP
             }
-            Notice::SubscribeOk(prefix) => {
+            Notice::SubscribeOk { prefix, next_seq } => {
+                data.put_u64(*next_seq);
                 data.put_slice(prefix);
                 SUBSCRIBE_OK
             }
@@ -103,7 +118,7 @@ impl Notice {
     ///
     /// ```
     /// use xbus_zmtp::extensions::Notice;
-    /// let ok = Notice::SubscribeOk("Temperature.".into());
+    /// let ok = Notice::SubscribeOk { prefix: "Temperature.".into(), next_seq: 42 };
     /// let mut wire = ok.to_bytes().into();
     /// let Some(xbus_zmtp::Inbound::Command(cmd)) = xbus_zmtp::Decoder::default().decode(&mut wire).unwrap() else {
     ///     panic!()
@@ -136,7 +151,10 @@ impl Notice {
                 matches!(n, Notice::Gap { first_seq, last_seq, count }
                     if *count > 0 && first_seq <= last_seq && *count - 1 <= last_seq - first_seq)
             }),
-            SUBSCRIBE_OK => Some(Notice::SubscribeOk(data.clone())),
+            SUBSCRIBE_OK if data.len() >= 8 => Some(Notice::SubscribeOk {
+                next_seq: u64_at(0)?,
+                prefix: data.slice(8..),
+            }),
             _ => None,
         }
     }
@@ -180,7 +198,14 @@ mod tests {
                 last_seq: 10,
                 count: 4,
             },
-            Notice::SubscribeOk(Bytes::new()),
+            Notice::SubscribeOk {
+                prefix: Bytes::new(),
+                next_seq: 1,
+            },
+            Notice::SubscribeOk {
+                prefix: Bytes::from_static(b"Temperature."),
+                next_seq: u64::MAX,
+            },
         ] {
             let mut wire = BytesMut::from(&n.to_bytes()[..]);
             let Some(Inbound::Command(cmd)) = Decoder::default().decode(&mut wire).unwrap() else {

@@ -126,6 +126,29 @@ impl<S: EventSet> SubscriberAsync<S> {
         self.core.subscribe::<S, E>(filter)
     }
 
+    /// Subscribes to `E` (under `filter`, as [`subscribe`](Self::subscribe) takes it) and
+    /// first delivers its recorded history from `replay` on, then its live events: no gap and
+    /// no duplicate at the seam, in order. The history comes from the proxy's query endpoint
+    /// (the proxy must record these topics: `--record`); what it cannot give is reported as
+    /// [`Gap::NotRecorded`](crate::Gap::NotRecorded). Replayed events carry their metadata
+    /// like live ones. Needs delivery metadata, and a prefix not subscribed already
+    /// ([`Error::Unsupported`] otherwise).
+    ///
+    /// See docs/delivery.md for the guarantees (an event also matched by another, live
+    /// subscription is delivered once, through that one).
+    pub fn subscribe_from<E: Event>(
+        &self,
+        filter: Option<&str>,
+        replay: crate::Replay,
+    ) -> Result<(), Error> {
+        self.core.subscribe_from::<S, E>(filter, replay)
+    }
+
+    /// [`subscribe_from`](Self::subscribe_from) for a raw topic-frame prefix.
+    pub fn subscribe_raw_from(&self, prefix: &[u8], replay: crate::Replay) -> Result<(), Error> {
+        self.core.subscribe_raw_from(prefix, replay)
+    }
+
     /// Removes one [`subscribe`](Self::subscribe) with the same arguments. Returns whether
     /// there was one. Events already received stay queued.
     pub fn unsubscribe<E: Event>(&self, filter: Option<&str>) -> Result<bool, Error> {

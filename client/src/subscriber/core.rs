@@ -14,6 +14,14 @@
 //! covers it, turns `XGAP` commands and reconnects into [`Gap`] reports queued in order with
 //! the messages, and records each `XSUBOK` (and each denial) against the subscriptions it
 //! sent on the connection, which `wait_subscribed` reads.
+//!
+//! History (the proxy's query endpoint, [`crate::query`]): an `XSUBOK` carries the number
+//! from which the subscription is live, so a subscription with a [`Replay`] start fetches the
+//! recorded events before that number and delivers them ahead of the live ones (live messages
+//! that arrive while the subscription is unanswered are held back meanwhile). Under
+//! [`GapPolicy::Refill`] an `XGAP` fetches the dropped range, and a reconnect to the same
+//! epoch replays every subscription after the last number seen; what the store cannot give
+//! is still reported. Each such job runs between reads, in stream order.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +34,7 @@ use crossbeam_channel as cb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use xbus_schema::{Event, EventSet};
-use xbus_zmtp::extensions::{parse_epoch, Notice, EPOCH, WANTS_META};
+use xbus_zmtp::extensions::{parse_epoch, Notice, EPOCH, QUERY, WANTS_META};
 use xbus_zmtp::heartbeat::{pong_for, Liveness};
 use xbus_zmtp::{Command, Inbound, Message, SocketType, Subscription, ZmtpError};
 
@@ -35,7 +43,8 @@ use crate::connection::{
 };
 use crate::deadline::{deadline, deadline_std, run_until};
 use crate::meta::{time_from_micros, Epoch, EventMeta, Gap, Received};
-use crate::options::{ConnectionOptions, OnDecodeError, SubscriberOptions};
+use crate::options::{ConnectionOptions, GapPolicy, OnDecodeError, SubscriberOptions};
+use crate::query::{HistoryQuery, QueryAsync, QueryOptions, Replay, StoredMessage, MAX_PAGE};
 use crate::state::StateLog;
 use crate::Error;
 
@@ -68,6 +77,9 @@ struct Sent {
     unanswered: u32,
     /// The last answer.
     answer: Option<Answer>,
+    /// Everything numbered above this that matches the prefix is delivered through this
+    /// subscription: `XSUBOK`'s number minus one, or where its replay started.
+    covers_after: Option<u64>,
 }
 
 /// The connection, as `wait_subscribed` needs to know it.
@@ -90,6 +102,8 @@ struct Subs {
     link: Link,
     /// The epoch of the current connection's proxy, or the last one's.
     epoch: Option<Epoch>,
+    /// Replays asked for and not started yet, by prefix.
+    replays: BTreeMap<Bytes, Replay>,
 }
 
 /// Where `wait_subscribed` stands.
@@ -130,6 +144,7 @@ impl Subs {
                     subscribed: true,
                     unanswered: 0,
                     answer: Some(answer),
+                    ..
                 }) => {
                     if *answer == Answer::Denied && denied.is_none() {
                         denied = Some(prefix.clone());
@@ -151,6 +166,29 @@ impl Subs {
             sent.unanswered = sent.unanswered.saturating_sub(1);
             sent.answer = Some(answer);
         }
+        if answer == Answer::Denied {
+            self.replays.remove(prefix);
+        }
+    }
+
+    /// Whether a replay waits for its subscription's answer: live messages are held back.
+    fn holding(&self) -> bool {
+        self.replays.keys().any(|p| {
+            self.sent
+                .get(p)
+                .is_some_and(|s| s.subscribed && s.unanswered > 0)
+        })
+    }
+
+    /// Whether a message numbered `seq` with `topic` is (or will be) delivered through some
+    /// subscription other than `except`.
+    fn delivered_elsewhere(&self, except: &[u8], topic: &[u8], seq: u64) -> bool {
+        self.sent.iter().any(|(p, s)| {
+            p.as_ref() != except
+                && s.subscribed
+                && topic.starts_with(p)
+                && s.covers_after.is_some_and(|after| seq > after)
+        })
     }
 }
 
@@ -252,6 +290,15 @@ impl SubscriberCore {
             metadata: options.metadata,
             backlog: VecDeque::new(),
             stamps: Stamps::default(),
+            history: HistoryLink {
+                policy: options.gap_policy,
+                configured: options.query_endpoint.clone(),
+                endpoint: endpoint.to_owned(),
+                announced: None,
+                client: None,
+            },
+            held: VecDeque::new(),
+            jobs: VecDeque::new(),
         };
         let core = SubscriberCore {
             rx,
@@ -315,6 +362,41 @@ impl SubscriberCore {
         self.shared.subs_updated();
     }
 
+    /// Adds a subscription whose recorded history from `replay` is delivered before its live
+    /// events.
+    pub(crate) fn subscribe_raw_from(&self, prefix: &[u8], replay: Replay) -> Result<(), Error> {
+        if !self.metadata {
+            return Err(Error::Unsupported {
+                feature: "replay",
+                reason: "delivery metadata is turned off in the options",
+            });
+        }
+        let mut subs = self.shared.subs();
+        if subs.wanted.contains_key(prefix) {
+            return Err(Error::Unsupported {
+                feature: "replay",
+                reason: "this prefix is subscribed already (a replay starts with a new \
+                         subscription)",
+            });
+        }
+        let prefix = Bytes::copy_from_slice(prefix);
+        subs.replays.insert(prefix.clone(), replay);
+        subs.wanted.insert(prefix, 1);
+        drop(subs);
+        self.shared.subs_changed.notify_one();
+        self.shared.subs_updated();
+        Ok(())
+    }
+
+    /// [`subscribe_raw_from`](Self::subscribe_raw_from) for `E` under `filter`.
+    pub(crate) fn subscribe_from<S: EventSet, E: Event>(
+        &self,
+        filter: Option<&str>,
+        replay: Replay,
+    ) -> Result<(), Error> {
+        self.subscribe_raw_from(&Self::prefix::<S, E>(filter)?, replay)
+    }
+
     pub(crate) fn unsubscribe_raw(&self, prefix: &[u8]) -> bool {
         let mut subs = self.shared.subs();
         let Some(count) = subs.wanted.get_mut(prefix) else {
@@ -323,6 +405,7 @@ impl SubscriberCore {
         *count -= 1;
         if *count == 0 {
             subs.wanted.remove(prefix);
+            subs.replays.remove(prefix);
         }
         drop(subs);
         self.shared.subs_changed.notify_one();
@@ -633,6 +716,80 @@ struct SubDriver {
     /// What did not fit in the channel, delivered in order before anything else.
     backlog: VecDeque<Delivery>,
     stamps: Stamps,
+    history: HistoryLink,
+    /// Live messages held back while a replay waits for its subscription's answer.
+    held: VecDeque<Delivery>,
+    /// Replays and refills to run before reading on.
+    jobs: VecDeque<Job>,
+}
+
+/// What the I/O task needs to ask the proxy's query endpoint.
+struct HistoryLink {
+    policy: GapPolicy,
+    /// The endpoint the options name, if any.
+    configured: Option<String>,
+    /// The subscriber's own endpoint (its host replaces an unspecified one).
+    endpoint: String,
+    /// The endpoint the current proxy announced.
+    announced: Option<String>,
+    client: Option<(String, QueryAsync)>,
+}
+
+impl HistoryLink {
+    /// The query endpoint to use, if the options name one or the proxy announced one.
+    fn endpoint(&self) -> Option<String> {
+        if let Some(e) = &self.configured {
+            return Some(e.clone());
+        }
+        let announced = self.announced.as_ref()?;
+        let host_of = |e: &str| {
+            let rest = e.strip_prefix("tcp://")?;
+            let colon = rest.rfind(':')?;
+            Some((rest[..colon].to_owned(), rest[colon + 1..].to_owned()))
+        };
+        match (host_of(announced), host_of(&self.endpoint)) {
+            (Some((host, port)), Some((ours, _)))
+                if ["0.0.0.0", "[::]", "::", "*"].contains(&host.as_str()) =>
+            {
+                Some(format!("tcp://{ours}:{port}"))
+            }
+            _ => Some(announced.clone()),
+        }
+    }
+
+    /// A connected query client, made on first use.
+    async fn client(&mut self, conn: &ConnectionOptions) -> Result<&QueryAsync, String> {
+        let endpoint = self.endpoint().ok_or_else(|| {
+            "the proxy serves no queries (it records nothing, or its --query is off)".to_owned()
+        })?;
+        if self.client.as_ref().is_none_or(|(e, _)| *e != endpoint) {
+            let client = QueryAsync::connect_with(&endpoint, QueryOptions::from_connection(conn.clone()))
+                .await
+                .map_err(|e| format!("the query endpoint {endpoint}: {e}"))?;
+            self.client = Some((endpoint, client));
+        }
+        match &self.client {
+            Some((_, client)) => Ok(client),
+            None => Err("no query client".to_owned()),
+        }
+    }
+}
+
+/// History to fetch between reads.
+#[derive(Debug)]
+enum Job {
+    /// A subscription's replay: recorded events from `start` up to `next_seq - 1`.
+    Replay {
+        prefix: Bytes,
+        start: Replay,
+        next_seq: u64,
+    },
+    /// Events the proxy dropped at this subscriber's high-water mark.
+    Refill {
+        first_seq: u64,
+        last_seq: u64,
+        count: u64,
+    },
 }
 
 impl Drop for SubDriver {
@@ -653,6 +810,8 @@ enum Flow {
     Full,
     /// The consumer is gone.
     Gone,
+    /// History must be fetched (queued in `jobs`) before decoding more.
+    Job,
 }
 
 impl SubDriver {
@@ -705,6 +864,11 @@ impl SubDriver {
         let epoch = xbus_zmtp::command::property(&session.peer.metadata, EPOCH)
             .and_then(|value| parse_epoch(value))
             .map(Epoch);
+        self.history.announced = xbus_zmtp::command::property(&session.peer.metadata, QUERY)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned);
+        self.held.clear();
+        self.jobs.clear();
         {
             let mut subs = self.shared.subs();
             subs.link = Link::Up {
@@ -717,6 +881,19 @@ impl SubDriver {
         if self.metadata {
             if let Some(gap) = self.stamps.connected(epoch) {
                 self.backlog.push_back(Delivery::Gap(gap));
+            }
+            if self.history.policy == GapPolicy::Refill {
+                // the same run: every subscription replays what came after the last number
+                // seen, instead of reporting the gap
+                if let Some(after) = self.stamps.reconnected_after.take() {
+                    let mut subs = self.shared.subs();
+                    let wanted: Vec<Bytes> = subs.wanted.keys().cloned().collect();
+                    for prefix in wanted {
+                        subs.replays
+                            .entry(prefix)
+                            .or_insert(Replay::AfterSeq(after));
+                    }
+                }
             }
         }
     }
@@ -780,20 +957,52 @@ impl SubDriver {
                     None => Flow::Go,
                 };
                 self.stamps.saw(epoch, last_seq);
+                if flow == Flow::Gone {
+                    return flow;
+                }
+                if self.history.policy == GapPolicy::Refill {
+                    self.jobs.push_back(Job::Refill {
+                        first_seq,
+                        last_seq,
+                        count,
+                    });
+                    return Flow::Job;
+                }
                 let gap = Gap::Dropped {
                     epoch,
                     first_seq,
                     last_seq,
                     count,
                 };
-                if flow != Flow::Gone {
-                    flow = self.hand(Delivery::Gap(gap), delivered);
-                }
+                flow = self.hand(Delivery::Gap(gap), delivered);
                 flow
             }
-            Notice::SubscribeOk(prefix) => {
-                self.answered(&prefix, Answer::Applied);
-                Flow::Go
+            Notice::SubscribeOk { prefix, next_seq } => {
+                let replay = {
+                    let mut subs = self.shared.subs();
+                    subs.answered(&prefix, Answer::Applied);
+                    let replay = subs.replays.remove(&prefix);
+                    if let Some(sent) = subs.sent.get_mut(&prefix) {
+                        sent.covers_after = Some(match replay {
+                            Some(Replay::AfterSeq(after)) => after.min(next_seq.saturating_sub(1)),
+                            // Last and Since: set once the replay knows where it starts
+                            _ => next_seq.saturating_sub(1),
+                        });
+                    }
+                    replay
+                };
+                self.shared.subs_updated();
+                match replay {
+                    Some(start) => {
+                        self.jobs.push_back(Job::Replay {
+                            prefix,
+                            start,
+                            next_seq,
+                        });
+                        Flow::Job
+                    }
+                    None => Flow::Go,
+                }
             }
         }
     }
@@ -824,25 +1033,30 @@ impl SubDriver {
                 }
             }
         }
+        let mut holding = self.metadata && self.shared.subs().holding();
         while flow == Flow::Go {
             let Some(item) = reader.decode(rbuf)? else {
                 break;
             };
             flow = match item {
-                Inbound::Message(msg) => {
-                    let delivery = match denial(&msg, DENIED_SUBSCRIBE) {
-                        // Denial notices are never numbered.
-                        Some(prefix) => {
-                            self.answered(&prefix, Answer::Denied);
-                            Delivery::Denied(prefix)
+                Inbound::Message(msg) => match denial(&msg, DENIED_SUBSCRIBE) {
+                    // Denial notices are never numbered.
+                    Some(prefix) => {
+                        self.answered(&prefix, Answer::Denied);
+                        holding = self.shared.subs().holding();
+                        self.hand(Delivery::Denied(prefix), &mut delivered)
+                    }
+                    None => {
+                        let meta = self.stamps.stamp();
+                        let delivery = Delivery::Message(msg, meta);
+                        if holding {
+                            self.held.push_back(delivery);
+                            Flow::Go
+                        } else {
+                            self.hand(delivery, &mut delivered)
                         }
-                        None => {
-                            let meta = self.stamps.stamp();
-                            Delivery::Message(msg, meta)
-                        }
-                    };
-                    self.hand(delivery, &mut delivered)
-                }
+                    }
+                },
                 Inbound::Command(Command::Error(reason)) => {
                     return Err(ZmtpError::PeerError(reason));
                 }
@@ -861,7 +1075,223 @@ impl SubDriver {
         if delivered {
             self.shared.wake_consumer();
         }
+        if flow != Flow::Gone && !self.held.is_empty() && !self.shared.subs().holding() {
+            // every held-back message goes after what the replays delivered
+            if self.jobs.is_empty() {
+                let held = std::mem::take(&mut self.held);
+                self.backlog.extend(held);
+            }
+        }
         Ok(flow != Flow::Gone)
+    }
+
+    /// Waits until the backlog has gone into the channel; `false` if the consumer is gone.
+    async fn drain_backlog(&mut self) -> bool {
+        loop {
+            while let Some(delivery) = self.backlog.pop_front() {
+                match self.tx.try_send(delivery) {
+                    Ok(()) => self.shared.wake_consumer(),
+                    Err(cb::TrySendError::Full(delivery)) => {
+                        self.backlog.push_front(delivery);
+                        break;
+                    }
+                    Err(cb::TrySendError::Disconnected(_)) => return false,
+                }
+            }
+            if self.backlog.is_empty() {
+                return true;
+            }
+            if self.closed() {
+                return false;
+            }
+            self.shared.io_waiting.store(true, Ordering::SeqCst);
+            if self.tx.is_full() {
+                self.shared.room.notified().await;
+            }
+        }
+    }
+
+    /// Runs the queued jobs in order; `false` if the consumer is gone.
+    async fn run_jobs(&mut self) -> bool {
+        while let Some(job) = self.jobs.pop_front() {
+            let Some(epoch) = self.stamps.epoch else {
+                continue;
+            };
+            let done = match job {
+                Job::Replay {
+                    prefix,
+                    start,
+                    next_seq,
+                } => self.replay(epoch, prefix, start, next_seq).await,
+                Job::Refill {
+                    first_seq,
+                    last_seq,
+                    count,
+                } => self.refill(epoch, first_seq, last_seq, count).await,
+            };
+            if !done {
+                return false;
+            }
+        }
+        if !self.shared.subs().holding() {
+            let held = std::mem::take(&mut self.held);
+            self.backlog.extend(held);
+        }
+        self.drain_backlog().await
+    }
+
+    /// Walks `query` page by page, handing each message `keep` accepts to the consumer.
+    /// Returns how many it handed, whether the proxy said the range is complete, and the
+    /// error that stopped it, if any; `None` if the consumer is gone.
+    async fn walk(
+        &mut self,
+        query: HistoryQuery,
+        mut keep: impl FnMut(&Subs, &StoredMessage) -> bool,
+        reverse: bool,
+    ) -> Option<(u64, bool, Option<String>)> {
+        let mut raw = match self.history.client(&self.conn).await {
+            Ok(client) => client.history_raw(query),
+            Err(e) => return Some((0, false, Some(e))),
+        };
+        let mut handed = 0;
+        let mut collected = Vec::new();
+        loop {
+            let next = match self.history.client(&self.conn).await {
+                Ok(client) => raw.next(client).await,
+                Err(e) => return Some((handed, false, Some(e))),
+            };
+            let message = match next {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Some((handed, false, Some(e.to_string()))),
+            };
+            if !keep(&self.shared.subs(), &message) {
+                continue;
+            }
+            if reverse {
+                collected.push(message);
+                continue;
+            }
+            handed += 1;
+            self.hand_stored(message);
+            if self.backlog.len() >= MAX_PAGE && !self.drain_backlog().await {
+                return None;
+            }
+        }
+        for message in collected.into_iter().rev() {
+            handed += 1;
+            self.hand_stored(message);
+            if self.backlog.len() >= MAX_PAGE && !self.drain_backlog().await {
+                return None;
+            }
+        }
+        Some((handed, raw.complete(), None))
+    }
+
+    fn hand_stored(&mut self, m: StoredMessage) {
+        if let Some(epoch) = self.stamps.epoch {
+            self.stamps.saw(epoch, m.meta.seq);
+        }
+        let msg = xbus_zmtp::Message::from_frames(&[&m.topic, &m.payload]);
+        self.backlog.push_back(Delivery::Message(msg, Some(m.meta)));
+    }
+
+    /// A subscription's replay (see [`Job::Replay`]).
+    async fn replay(&mut self, epoch: Epoch, prefix: Bytes, start: Replay, next_seq: u64) -> bool {
+        let last = next_seq.saturating_sub(1);
+        if prefix.starts_with(b"$xbus.match.") {
+            return self.not_recorded(epoch, 1, last, "wildcard subscriptions cannot be replayed".into()).await;
+        }
+        let base = HistoryQuery::new().prefix(prefix.clone()).max_seq(last).wait_for(last);
+        let (query, reverse, first) = match start {
+            Replay::AfterSeq(after) => (base.after_seq(after), false, after.saturating_add(1)),
+            Replay::Since(time) => (base.since(time), false, 1),
+            Replay::Last(n) => (
+                base.newest_first().max_results(n).page_size(n.clamp(1, MAX_PAGE)),
+                true,
+                1,
+            ),
+        };
+        if first > last {
+            return true;
+        }
+        let own = prefix.clone();
+        let Some((_, complete, error)) = self
+            .walk(query, |subs, m| !subs.delivered_elsewhere(&own, &m.topic, m.meta.seq), reverse)
+            .await
+        else {
+            return false;
+        };
+        if let Some(sent) = self.shared.subs().sent.get_mut(&prefix) {
+            if let Replay::AfterSeq(after) = start {
+                sent.covers_after = Some(after);
+            }
+        }
+        match error {
+            Some(reason) => self.not_recorded(epoch, first, last, reason).await,
+            // Last and Since replay what the store holds; only a replay from a number
+            // promises a whole range
+            None if !complete && matches!(start, Replay::AfterSeq(_)) => {
+                self.not_recorded(
+                    epoch,
+                    first,
+                    last,
+                    "the proxy did not record all of them, or deleted some (retention)".into(),
+                )
+                .await
+            }
+            None => true,
+        }
+    }
+
+    /// Events dropped at the high-water mark (see [`Job::Refill`]).
+    async fn refill(&mut self, epoch: Epoch, first_seq: u64, last_seq: u64, count: u64) -> bool {
+        let prefixes: Vec<Bytes> = {
+            let subs = self.shared.subs();
+            subs.sent
+                .iter()
+                .filter(|(p, s)| s.subscribed && s.covers_after.is_some() && !p.starts_with(b"$xbus.match."))
+                .map(|(p, _)| p.clone())
+                .collect()
+        };
+        let mut query = HistoryQuery::new()
+            .after_seq(first_seq.saturating_sub(1))
+            .max_seq(last_seq)
+            .wait_for(last_seq)
+            .page_size(MAX_PAGE);
+        for p in prefixes {
+            query = query.prefix(p);
+        }
+        // a message was dropped for us if a subscription of ours routed it to us
+        let keep = |subs: &Subs, m: &StoredMessage| subs.delivered_elsewhere(b"", &m.topic, m.meta.seq);
+        let (refilled, error) = match self.walk(query, keep, false).await {
+            None => return false,
+            Some((n, _, error)) => (n, error),
+        };
+        if refilled >= count {
+            return true;
+        }
+        let gap = Gap::Dropped {
+            epoch,
+            first_seq,
+            last_seq,
+            count: count - refilled,
+        };
+        if let Some(reason) = error {
+            tracing::warn!(%reason, "could not refill dropped events");
+        }
+        self.backlog.push_back(Delivery::Gap(gap));
+        self.drain_backlog().await
+    }
+
+    async fn not_recorded(&mut self, epoch: Epoch, first_seq: u64, last_seq: u64, reason: String) -> bool {
+        self.backlog.push_back(Delivery::Gap(Gap::NotRecorded {
+            epoch,
+            first_seq,
+            last_seq,
+            reason,
+        }));
+        self.drain_backlog().await
     }
 
     /// One connected session: see [`Driver::session`].
@@ -878,6 +1308,18 @@ impl SubDriver {
         loop {
             if !self.deliver(&mut reader, &mut writer, &mut rbuf, &mut out)? || self.closed() {
                 return Ok(());
+            }
+            if !self.jobs.is_empty() {
+                if !out.is_empty() {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
+                if !self.run_jobs().await {
+                    return Ok(());
+                }
+                // we were busy with history, not listening: that is not the proxy's silence
+                liveness.heard();
+                continue;
             }
             if !out.is_empty() {
                 stream.write_all(&out).await?;
