@@ -99,6 +99,21 @@ impl<S: EventSet> SubscriberBlocking<S> {
         self.core.subscribe::<S, E>(filter)
     }
 
+    /// As [`SubscriberAsync::subscribe_from`](crate::SubscriberAsync::subscribe_from): the
+    /// recorded history from `replay` on, then live events, with no gap and no duplicate.
+    pub fn subscribe_from<E: Event>(
+        &self,
+        filter: Option<&str>,
+        replay: crate::Replay,
+    ) -> Result<(), Error> {
+        self.core.subscribe_from::<S, E>(filter, replay)
+    }
+
+    /// As [`SubscriberAsync::subscribe_raw_from`](crate::SubscriberAsync::subscribe_raw_from).
+    pub fn subscribe_raw_from(&self, prefix: &[u8], replay: crate::Replay) -> Result<(), Error> {
+        self.core.subscribe_raw_from(prefix, replay)
+    }
+
     /// As [`SubscriberAsync::unsubscribe`](crate::SubscriberAsync::unsubscribe).
     pub fn unsubscribe<E: Event>(&self, filter: Option<&str>) -> Result<bool, Error> {
         self.core.unsubscribe::<S, E>(filter)
