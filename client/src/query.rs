@@ -741,7 +741,17 @@ pub(crate) fn prepare(session: Session) -> Session {
 /// ```
 pub struct QueryBlocking {
     client: QueryAsync,
-    rt: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for QueryBlocking {
+    fn drop(&mut self) {
+        // never blocks (dropping a runtime inside another one would panic)
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for QueryBlocking {
@@ -761,13 +771,16 @@ impl QueryBlocking {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let client = block_on(&rt, QueryAsync::connect_with(endpoint, options))?;
-        Ok(QueryBlocking { client, rt })
+        let client = block_on(Some(&rt), QueryAsync::connect_with(endpoint, options))?;
+        Ok(QueryBlocking {
+            client,
+            rt: Some(rt),
+        })
     }
 
     /// See [`QueryAsync::info`].
     pub fn info(&self) -> Result<QueryInfo, Error> {
-        block_on(&self.rt, self.client.info())
+        block_on(self.rt.as_ref(), self.client.info())
     }
 
     /// See [`QueryAsync::latest`].
@@ -775,12 +788,12 @@ impl QueryBlocking {
         &self,
         filter: Option<&str>,
     ) -> Result<Vec<Result<Received<S>, Error>>, Error> {
-        block_on(&self.rt, self.client.latest::<S>(filter))
+        block_on(self.rt.as_ref(), self.client.latest::<S>(filter))
     }
 
     /// See [`QueryAsync::latest_raw`].
     pub fn latest_raw(&self, prefixes: &[Bytes]) -> Result<Vec<StoredMessage>, Error> {
-        block_on(&self.rt, self.client.latest_raw(prefixes))
+        block_on(self.rt.as_ref(), self.client.latest_raw(prefixes))
     }
 
     /// See [`QueryAsync::history`]: an iterator that fetches a page at a time.
@@ -804,7 +817,13 @@ impl QueryBlocking {
 
 /// Runs `fut` to completion on `rt`; from inside an async task, on a thread of its own (a
 /// runtime cannot block inside another).
-fn block_on<T: Send>(rt: &tokio::runtime::Runtime, fut: impl std::future::Future<Output = T> + Send) -> T {
+fn block_on<T: Send>(
+    rt: Option<&tokio::runtime::Runtime>,
+    fut: impl std::future::Future<Output = T> + Send,
+) -> T {
+    let Some(rt) = rt else {
+        unreachable!("the runtime is only taken when the client is dropped")
+    };
     if tokio::runtime::Handle::try_current().is_ok() {
         std::thread::scope(|s| match s.spawn(|| rt.block_on(fut)).join() {
             Ok(v) => v,
@@ -827,7 +846,7 @@ impl<S: EventSet> Iterator for HistoryIter<'_, S> {
     type Item = Result<Received<S>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let next = block_on(&self.client.rt, self.raw.next(&self.client.client))?;
+        let next = block_on(self.client.rt.as_ref(), self.raw.next(&self.client.client))?;
         Some(next.and_then(decode::<S>))
     }
 }
@@ -850,6 +869,6 @@ impl Iterator for RawHistoryIter<'_> {
     type Item = Result<StoredMessage, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        block_on(&self.client.rt, self.raw.next(&self.client.client))
+        block_on(self.client.rt.as_ref(), self.raw.next(&self.client.client))
     }
 }

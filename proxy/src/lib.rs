@@ -249,6 +249,36 @@ impl ProxyBuilder {
         self
     }
 
+    /// The event store's directory (default: none). See [`Config::data_dir`].
+    pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Records messages whose topic frame starts with `prefix` (`""`: everything); call once
+    /// per prefix. Needs [`data_dir`](Self::data_dir). See [`Config::record`].
+    pub fn record(mut self, prefix: &str) -> Self {
+        self.config.record.push(prefix.to_owned());
+        self
+    }
+
+    /// Where to serve queries when recording: an endpoint, or `off` (default
+    /// [`config::DEFAULT_QUERY`]). See [`Config::query`].
+    pub fn query(mut self, endpoint: &str) -> Self {
+        self.config.query = endpoint.to_owned();
+        self
+    }
+
+    /// The retention: delete records older than `max_age` and/or the oldest while the store
+    /// holds more than `max_bytes` (0 / zero: no limit), checked every `every`. See
+    /// [`Config::retain_age`].
+    pub fn retention(mut self, max_age: Duration, max_bytes: u64, every: Duration) -> Self {
+        self.config.retain_age = max_age;
+        self.config.retain_size = max_bytes;
+        self.config.retention_interval = every;
+        self
+    }
+
     /// Checks the configuration.
     pub fn build(self) -> Result<Proxy, Error> {
         Proxy::new(self.config)

@@ -248,16 +248,26 @@ impl Recorder {
     pub(crate) fn record(&self, chunk: &Bytes, spans: &[Span], seq_base: u64, time_us: u64) {
         let mut batch = Vec::new();
         let mut bytes = 0u64;
+        let mut multipart = Vec::new();
         for (i, s) in spans.iter().enumerate() {
-            if self.wants(&chunk[s.topic_start..s.topic_end]) {
-                bytes += (s.end - s.topic_start) as u64;
-                batch.push(Record::new(
-                    seq_base + i as u64,
-                    time_us,
-                    Bytes::copy_from_slice(&chunk[s.topic_start..s.topic_end]),
-                    Bytes::copy_from_slice(&chunk[s.topic_end..s.end]),
-                ));
+            if !self.wants(&chunk[s.topic_start..s.topic_end]) {
+                continue;
             }
+            let seq = seq_base + i as u64;
+            let Some(payload) = payload_of(&chunk[s.topic_end..s.end]) else {
+                multipart.push(seq);
+                continue;
+            };
+            bytes += (s.end - s.topic_start) as u64;
+            batch.push(Record::new(
+                seq,
+                time_us,
+                Bytes::copy_from_slice(&chunk[s.topic_start..s.topic_end]),
+                Bytes::copy_from_slice(payload),
+            ));
+        }
+        for seq in multipart {
+            self.lost(1, (seq, seq), "a message of more than two frames (the store keeps a topic and a payload)");
         }
         let through = seq_base + spans.len() as u64 - 1;
         if batch.is_empty() {
@@ -325,6 +335,17 @@ impl Recorder {
             let _ = w.join();
         }
     }
+}
+
+/// The payload of a message, given what follows its topic frame: the second frame's body,
+/// empty for a one-frame message, `None` for more than two frames.
+fn payload_of(rest: &[u8]) -> Option<&[u8]> {
+    if rest.is_empty() {
+        return Some(rest);
+    }
+    let h = xbus_zmtp::frame::FrameHeader::parse(rest).ok()?;
+    let body = rest.get(h.header_len..)?;
+    (!h.more() && body.len() as u64 == h.body_len).then_some(body)
 }
 
 /// The writer thread's state.

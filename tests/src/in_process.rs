@@ -4,13 +4,15 @@ use std::time::{Duration, Instant};
 
 use xbus_proxy::{Proxy, ProxyBuilder, ProxyHandle, StatsSnapshot};
 
-/// The settings every test proxy shares: no stats log line, a short shutdown linger, and no
-/// start-up grace (tests start their subscribers first; the grace has tests of its own).
+/// The settings every test proxy shares: no stats log line, a short shutdown linger, no
+/// start-up grace (tests start their subscribers first; the grace has tests of its own), and
+/// queries (when recording) on an ephemeral port.
 pub fn test_settings(builder: ProxyBuilder) -> ProxyBuilder {
     builder
         .stats_interval(Duration::ZERO)
         .linger(Duration::from_millis(200))
         .startup_grace(Duration::ZERO)
+        .query("tcp://127.0.0.1:0")
 }
 
 /// A proxy builder on ephemeral loopback ports with [`test_settings`]; set more options, then

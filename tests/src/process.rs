@@ -36,6 +36,8 @@ pub struct ProxyProcess {
     pub frontend: String,
     /// Where subscribers connect.
     pub backend: String,
+    /// Where it serves queries (when started with `--data-dir`).
+    pub query: Option<String>,
     /// Every log line the proxy wrote so far (JSON lines).
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -59,6 +61,11 @@ impl ProxyProcess {
         let mut child = Command::new(proxy_binary())
             .args(["--frontend", frontend, "--backend", backend])
             .args(["--log-format", "json", "--log", "info"])
+            .args(if extra_args.contains(&"--query") {
+                &[][..]
+            } else {
+                &["--query", "tcp://127.0.0.1:0"][..]
+            })
             .args(extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -81,11 +88,15 @@ impl ProxyProcess {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        let (mut frontend, mut backend) = (None, None);
-        while frontend.is_none() || backend.is_none() {
+        let (mut frontend, mut backend, mut query) = (None, None, None);
+        // queries are served when the proxy records, unless they are off
+        let queries = extra_args.contains(&"--data-dir")
+            && !extra_args.windows(2).any(|w| w == ["--query", "off"]);
+        while frontend.is_none() || backend.is_none() || (queries && query.is_none()) {
             match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok((side, ep)) if side == "frontend" => frontend = Some(ep),
                 Ok((side, ep)) if side == "backend" => backend = Some(ep),
+                Ok((side, ep)) if side == "query" => query = Some(ep),
                 Ok(_) => {}
                 Err(_) => {
                     let _ = child.kill();
@@ -100,6 +111,7 @@ impl ProxyProcess {
             child,
             frontend: frontend.unwrap_or_default(),
             backend: backend.unwrap_or_default(),
+            query,
             log,
         }
     }
