@@ -251,16 +251,20 @@ async fn run(
             let keep = protocol::fitting(&page.records);
             let cut = keep < page.records.len();
             page.records.truncate(keep);
-            let more = cut || page.next.is_some();
+            // not caught up: more may be recorded within the range; the next request asks
+            // (and waits) again
+            let more = cut || page.next.is_some() || !caught_up;
             let next = match page.records.last() {
-                Some(last) if more => protocol::history_next(&query, last.seq),
+                Some(last) if more => protocol::history_next(&query, last.seq, wait_seq),
+                None if more => Some(protocol::history_request(&query, wait_seq)),
                 _ => None,
             };
-            let complete = caught_up && complete(&rec, &query, first_kept, &page.records, more);
+            let complete = complete(&rec, &query, first_kept, &page.records, more);
             let mut extra = Map::new();
             extra.insert("more".into(), (more && next.is_some()).into());
             extra.insert("next".into(), next.unwrap_or(Value::Null));
             extra.insert("complete".into(), complete.into());
+            extra.insert("caught_up".into(), caught_up.into());
             let header = protocol::page_header("history", ctx.epoch, &page.records, extra);
             Ok(("history", header, page.records))
         }

@@ -278,12 +278,17 @@ pub(crate) fn latest_next(query: &LatestQuery, last: &[u8]) -> Value {
 
 /// The request that continues a history query after the record numbered `last`; `None`
 /// when nothing can follow.
-pub(crate) fn history_next(query: &HistoryQuery, last: u64) -> Option<Value> {
+pub(crate) fn history_next(query: &HistoryQuery, last: u64, wait_seq: Option<u64>) -> Option<Value> {
     let mut q = query.clone();
     match q.order {
         Order::OldestFirst => q.min_seq = Some(last.checked_add(1)?),
         Order::NewestFirst => q.max_seq = Some(last.checked_sub(1)?),
     }
+    Some(history_request(&q, wait_seq))
+}
+
+/// A history request, as JSON.
+pub(crate) fn history_request(q: &HistoryQuery, wait_seq: Option<u64>) -> Value {
     let mut next = Map::new();
     next.insert("v".into(), VERSION.into());
     next.insert("op".into(), "history".into());
@@ -293,6 +298,7 @@ pub(crate) fn history_next(query: &HistoryQuery, last: u64) -> Option<Value> {
         ("max_seq", q.max_seq),
         ("since_us", q.since_us),
         ("until_us", q.until_us),
+        ("wait_seq", wait_seq),
     ] {
         if let Some(v) = value {
             next.insert(name.into(), v.into());
@@ -307,7 +313,7 @@ pub(crate) fn history_next(query: &HistoryQuery, last: u64) -> Option<Value> {
         .into(),
     );
     next.insert("limit".into(), q.limit.into());
-    Some(Value::Object(next))
+    Value::Object(next)
 }
 
 /// The header of a page of records: their numbers and times, in the order of the frames
@@ -407,19 +413,19 @@ mod tests {
     #[test]
     fn next_requests_continue_where_a_page_ended() {
         let q = HistoryQuery::new(["A."]).after_seq(4).limit(10);
-        let next = history_next(&q, 14).unwrap();
+        let next = history_next(&q, 14, None).unwrap();
         let Request::History { query, .. } = parse(next.to_string().as_bytes()).unwrap() else {
             panic!()
         };
         assert_eq!((query.min_seq, query.limit), (Some(15), 10));
         let q = q.order(Order::NewestFirst);
         let Request::History { query, .. } =
-            parse(history_next(&q, 14).unwrap().to_string().as_bytes()).unwrap()
+            parse(history_next(&q, 14, Some(3)).unwrap().to_string().as_bytes()).unwrap()
         else {
             panic!()
         };
         assert_eq!((query.min_seq, query.max_seq, query.order), (Some(5), Some(13), Order::NewestFirst));
-        assert!(history_next(&q, 0).is_none());
+        assert!(history_next(&q, 0, None).is_none());
 
         let l = LatestQuery::new(["A."]);
         for last in [&b"A.b."[..], b"A.\xff."] {
