@@ -162,18 +162,25 @@ impl Router {
         forwarding_open: bool,
         recorder: Option<Arc<Recorder>>,
     ) -> Router {
-        let permanent = if subscribe_all {
+        let welcome = if subscribe_all {
             Bytes::new()
         } else {
             Bytes::from_static(WELCOME_PREFIX)
         };
+        // what is recorded must reach the proxy whether anyone subscribes or not (libzmq
+        // publishers send only what is subscribed)
+        let recorded = recorder
+            .as_ref()
+            .map(|r| r.prefixes().to_vec())
+            .unwrap_or_default();
+        let permanent = std::iter::once(welcome).chain(recorded);
         Router {
             state: RwLock::new(State {
                 trie: PrefixTrie::new(),
                 subscribers: Vec::new(),
                 free_slots: Vec::new(),
                 publishers: Vec::new(),
-                forwarding: Forwarding::new([permanent]),
+                forwarding: Forwarding::new(permanent),
                 subscriptions: 0,
                 subscription_bytes: 0,
                 forwarding_open,

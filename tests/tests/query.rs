@@ -408,3 +408,56 @@ async fn under_curve_a_key_queries_only_what_it_may_subscribe_to() {
         .is_err());
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_publishers_are_recorded_with_no_subscriber_around() {
+    // a libzmq PUB sends only what is subscribed: the proxy subscribes to what it records
+    let dir = Dir::new("libzmq");
+    let proxy = recording(&dir, &["Temperature."]).await;
+    let frontend = proxy.frontend_endpoints()[0].to_string();
+    let mut py = tokio::task::spawn_blocking(move || {
+        xbus_tests::pyzmq::Py::spawn(&["connect", "PUB", &frontend])
+    })
+    .await
+    .unwrap();
+    let message = |c: u32| {
+        format!(
+            "send {}",
+            xbus_tests::pyzmq::hex(&[b"Temperature.lab.", format!("{{\"room\":\"lab\",\"celsius\":{c}}}").as_bytes()])
+        )
+    };
+    // until the subscription has reached it, libzmq drops what it publishes
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.stats().recorded_messages == 0 {
+        assert!(Instant::now() < deadline, "{:?}", proxy.stats());
+        py = tokio::task::spawn_blocking(move || {
+            assert_eq!(py.cmd(&message(0)), "OK");
+            py
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = proxy.stats().recorded_messages;
+    py = tokio::task::spawn_blocking(move || {
+        for c in 1..=10 {
+            assert_eq!(py.cmd(&message(c)), "OK");
+        }
+        py
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.stats().recorded_messages < before + 10 {
+        assert!(Instant::now() < deadline, "{:?}", proxy.stats());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let query = QueryAsync::connect(&proxy.query_endpoint().unwrap().to_string())
+        .await
+        .unwrap();
+    let latest = query.latest::<Temperature>(None).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].as_ref().unwrap().event, temp("lab", 10.0));
+    drop(py);
+    proxy.shutdown().await;
+}

@@ -287,8 +287,9 @@ fn refill_recovers_what_a_subscriber_missed_while_the_proxy_restarted() {
     const BATCH: u64 = 2_000;
     let dir = Dir::new("restart");
     let data = dir.0.to_str().unwrap().to_owned();
-    // no start-up grace: the publisher flushes its queue before the subscriber is back, and
-    // only the store can give those events to it
+    // no start-up grace, and a subscriber that retries only every 3 s: the publisher flushes
+    // its queue (and publishes more) before the subscriber is back, so only the store can
+    // give those events to it
     let args = ["--data-dir", data.as_str(), "--record", "", "--startup-grace", "0"];
     let mut proxy = xbus_tests::ProxyProcess::start(&args);
     let (frontend, backend) = (proxy.frontend.clone(), proxy.backend.clone());
@@ -297,7 +298,9 @@ fn refill_recovers_what_a_subscriber_missed_while_the_proxy_restarted() {
         .enable_all()
         .build()
         .unwrap();
-    let options = SubscriberOptions::new().gap_policy(GapPolicy::Refill);
+    let options = SubscriberOptions::new()
+        .gap_policy(GapPolicy::Refill)
+        .reconnect_interval(Duration::from_secs(3));
     let mut sub = rt
         .block_on(SubscriberAsync::<Tick>::connect_with(&backend, options))
         .unwrap();
@@ -327,4 +330,8 @@ fn refill_recovers_what_a_subscriber_missed_while_the_proxy_restarted() {
     assert!(gaps.is_empty(), "{gaps:?}");
     publisher.close(Duration::from_secs(10)).unwrap();
     proxy.terminate();
+    // the restarted proxy routed most of them to nobody: they came from the store
+    let last = proxy.log_lines_containing("\"stats\"").pop().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert!(v["fields"]["unrouted"].as_u64().unwrap() > BATCH, "{last}");
 }
