@@ -10,50 +10,66 @@ use xbus_zmtp::ZmtpError;
 /// an unreachable-proxy hint needs.
 #[derive(Clone, Copy, Debug)]
 pub struct Side {
-    /// Whether the client is a subscriber (it connects to the backend) or a publisher.
-    pub subscriber: bool,
+    /// Which of the proxy's endpoints the client connects to.
+    pub role: Role,
     /// The option that sets the endpoint (`--endpoint`, `--backend`, ...).
     pub flag: &'static str,
 }
 
+/// The proxy's endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The backend.
+    Subscriber,
+    /// The frontend.
+    Publisher,
+    /// The query endpoint.
+    Query,
+}
+
 impl Side {
+    /// `xbus latest`, `xbus history`.
+    pub const QUERY: Side = Side {
+        role: Role::Query,
+        flag: "--endpoint",
+    };
     /// `xbus sub`.
     pub const SUB: Side = Side {
-        subscriber: true,
+        role: Role::Subscriber,
         flag: "--endpoint",
     };
     /// `xbus pub`.
     pub const PUB: Side = Side {
-        subscriber: false,
+        role: Role::Publisher,
         flag: "--endpoint",
     };
     /// `xbus bench`'s subscribers.
     pub const BENCH_SUB: Side = Side {
-        subscriber: true,
+        role: Role::Subscriber,
         flag: "--backend",
     };
     /// `xbus bench`'s publishers.
     pub const BENCH_PUB: Side = Side {
-        subscriber: false,
+        role: Role::Publisher,
         flag: "--frontend",
     };
 
     /// The environment variable that sets the endpoint, and the default endpoint.
     fn env_and_default(self) -> (&'static str, &'static str) {
-        if self.subscriber {
-            ("XBUS_BACKEND", xbus::DEFAULT_SUBSCRIBE_ENDPOINT)
-        } else {
-            ("XBUS_FRONTEND", xbus::DEFAULT_PUBLISH_ENDPOINT)
+        match self.role {
+            Role::Subscriber => ("XBUS_BACKEND", xbus::DEFAULT_SUBSCRIBE_ENDPOINT),
+            Role::Publisher => ("XBUS_FRONTEND", xbus::DEFAULT_PUBLISH_ENDPOINT),
+            Role::Query => ("XBUS_QUERY", xbus::query::DEFAULT_QUERY_ENDPOINT),
         }
     }
 
     /// What to suggest for a failed connect.
     fn hint(self, endpoint: &str, failure: Option<&ConnectFailure>) -> String {
         let (env, default) = self.env_and_default();
-        let side = if self.subscriber {
-            "subscriber (backend)"
-        } else {
-            "publisher (frontend)"
+        let side = match self.role {
+            Role::Subscriber => "subscriber (backend)",
+            Role::Publisher => "publisher (frontend)",
+            Role::Query => "query",
         };
         match failure {
             Some(ConnectFailure::WrongPeer(ZmtpError::IncompatibleSocketType { peer, .. })) => {
@@ -93,6 +109,12 @@ impl Side {
                     self.flag
                 )
             }
+            _ if self.role == Role::Query => format!(
+                "is xbus-proxy running at {endpoint}, recording (--data-dir)? It serves queries \
+                 only when it records. If it listens elsewhere, pass {} or set {env} (default \
+                 {default})",
+                self.flag
+            ),
             _ => format!(
                 "is xbus-proxy running at {endpoint}? If it listens elsewhere, pass {} or set \
                  {env} (default {default})",

@@ -46,9 +46,11 @@ fn decode_error(err: &schema::Error, topic_frame: &[u8]) -> String {
     }
 }
 
-/// Formats one received event. A payload that is neither a MessagePack map nor a JSON object is
-/// shown as hex (with `"payload_hex"` in `--json` mode) rather than dropped.
-pub fn line(event: &RawEvent, received: &Timestamp, style: Style) -> String {
+/// Formats one received event: `received` is when the proxy received it (or, when the proxy
+/// did not say, when we did), `seq` its sequence number when known. A payload that is neither
+/// a MessagePack map nor a JSON object is shown as hex (with `"payload_hex"` in `--json` mode)
+/// rather than dropped.
+pub fn line(event: &RawEvent, received: &Timestamp, seq: Option<u64>, style: Style) -> String {
     let topic_frame = String::from_utf8_lossy(&event.topic_frame);
     let decoded = event.to_json();
     match style {
@@ -72,6 +74,9 @@ pub fn line(event: &RawEvent, received: &Timestamp, style: Style) -> String {
                 "topic": topic,
                 "codec": codec_name(&event.payload),
             });
+            if let Some(seq) = seq {
+                obj["seq"] = Value::from(seq);
+            }
             match decoded {
                 Ok(value) => obj["payload"] = value,
                 Err(err) => {
@@ -102,16 +107,19 @@ mod tests {
         let msgpack = schema::json_to_payload(&json!({"n": 1}), xbus::Codec::MessagePack).unwrap();
         let ev = raw("Ping.a.b.", &msgpack);
         assert_eq!(
-            line(&ev, &t, Style::Text),
+            line(&ev, &t, None, Style::Text),
             r#"2026-11-24T09:00:00.123456Z Ping.a.b. {"n":1}"#
         );
-        let v: Value = serde_json::from_str(&line(&ev, &t, Style::Json)).unwrap();
+        let v: Value = serde_json::from_str(&line(&ev, &t, None, Style::Json)).unwrap();
+        assert!(v.get("seq").is_none());
+        let v: Value = serde_json::from_str(&line(&ev, &t, Some(7), Style::Json)).unwrap();
+        assert_eq!(v["seq"], 7);
         assert_eq!(v["name"], "Ping");
         assert_eq!(v["topic"], "a.b");
         assert_eq!(v["codec"], "msgpack");
         assert_eq!(v["payload"]["n"], 1);
         assert_eq!(
-            line(&raw("Ping.", b"{}"), &t, Style::Raw),
+            line(&raw("Ping.", b"{}"), &t, None, Style::Raw),
             "2026-11-24T09:00:00.123456Z Ping. 7b7d"
         );
     }
@@ -120,13 +128,13 @@ mod tests {
     fn undecodable_payload_is_shown_not_dropped() {
         let t = Timestamp::now();
         let ev = raw("Ping.", b"\xc1\xc1");
-        let text = line(&ev, &t, Style::Text);
+        let text = line(&ev, &t, None, Style::Text);
         assert!(
             text.contains("<undecodable: failed to decode event `Ping`: payload is neither"),
             "{text}"
         );
         assert!(!text.contains('?'), "{text}");
-        let v: Value = serde_json::from_str(&line(&ev, &t, Style::Json)).unwrap();
+        let v: Value = serde_json::from_str(&line(&ev, &t, None, Style::Json)).unwrap();
         assert_eq!(v["payload_hex"], "c1c1");
         assert!(v["error"].as_str().unwrap().contains("`Ping`"), "{v}");
     }

@@ -3,6 +3,8 @@
 //! - `xbus sub [NAME[.TOPIC]…]`: print events as they pass (any codec, shown as JSON).
 //! - `xbus pub NAME [--topic T] [JSON]`: publish one event, or one per stdin line.
 //! - `xbus bench`: publishers × subscribers load test against a running proxy.
+//! - `xbus latest [FILTER…]`, `xbus history [FILTER…]`: what the proxy recorded (its query
+//!   endpoint).
 //! - `xbus keygen [--out PATH_STEM]`: a CURVE key pair, as a ZeroMQ certificate.
 //! - `xbus completions SHELL`, `xbus man`: a shell completion script, the man page.
 //!
@@ -16,6 +18,7 @@ mod filter;
 mod format;
 mod keys;
 mod publish;
+mod query;
 mod sub;
 
 use std::process::ExitCode;
@@ -38,7 +41,8 @@ use crate::error::CliError;
                   mechanism); 4 --count not reached within --timeout.\n\
                   Environment: XBUS_FRONTEND (where `pub` and `bench` publish, default \
                   tcp://127.0.0.1:5122), XBUS_BACKEND (where `sub` and `bench` subscribe, default \
-                  tcp://127.0.0.1:5123), XBUS_CURVE_SERVER_KEY (--curve-server-key), \
+                  tcp://127.0.0.1:5123), XBUS_QUERY (where `latest` and `history` ask, default \
+                  tcp://127.0.0.1:5124), XBUS_CURVE_SERVER_KEY (--curve-server-key), \
                   XBUS_CURVE_KEY_FILE (--curve-key-file)."
 )]
 struct Cli {
@@ -54,6 +58,11 @@ enum Command {
     Pub(publish::PubArgs),
     /// Measure the bus: N publishers × M subscribers through a running proxy.
     Bench(bench::BenchArgs),
+    /// Print the last recorded event of every topic (the proxy must record: --data-dir).
+    Latest(query::LatestArgs),
+    /// Print recorded events by time or sequence range, oldest (or with --reverse newest)
+    /// first.
+    History(query::HistoryArgs),
     /// Make a CURVE key pair: print its secret certificate to stdout (the public key to
     /// stderr), or with --out write PATH_STEM.key_secret and PATH_STEM.key. For the proxy
     /// (xbus-proxy --curve-key-file) and for clients (--curve-key-file; the public key goes in
@@ -71,7 +80,7 @@ enum Command {
     /// xbus-sub(1), the page of one subcommand.
     Man {
         /// The subcommand whose page to print; none: xbus(1).
-        #[arg(value_parser = ["sub", "pub", "bench", "keygen", "completions"])]
+        #[arg(value_parser = ["sub", "pub", "bench", "latest", "history", "keygen", "completions"])]
         subcommand: Option<String>,
     },
 }
@@ -82,6 +91,8 @@ fn page_name(subcommand: &str) -> &'static str {
         "sub" => "xbus-sub",
         "pub" => "xbus-pub",
         "bench" => "xbus-bench",
+        "latest" => "xbus-latest",
+        "history" => "xbus-history",
         "keygen" => "xbus-keygen",
         _ => "xbus-completions",
     }
@@ -143,6 +154,8 @@ fn main() -> ExitCode {
             Command::Sub(args) => sub::run(args).await,
             Command::Pub(args) => publish::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Latest(args) => query::latest(args).await,
+            Command::History(args) => query::history(args).await,
             // Handled by `print_docs` above.
             Command::Completions { .. } | Command::Man { .. } | Command::Keygen(_) => Ok(()),
         }

@@ -47,9 +47,16 @@ pub struct SubArgs {
     /// Give up after this long (e.g. `10s`): exit 4 if --count events have not arrived, else 0.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
-    /// Print one JSON object per event: {"time","name","topic","codec","payload"}.
+    /// Print one JSON object per event: {"time","name","topic","codec","payload"}, and "seq"
+    /// when the proxy numbers events ("time" is when the proxy received it, when it says).
     #[arg(long, conflicts_with = "raw")]
     pub json: bool,
+    /// First print the recorded history, then go on live with no gap and no duplicate:
+    /// `last:N` (the last N events of each subscription), `since:TIME` (an RFC 3339 time, or
+    /// a duration ago such as `10m`) or `seq:N` (events numbered after N). The proxy must
+    /// record the topics (`--record`); what it cannot give is reported on stderr.
+    #[arg(long, value_name = "START", value_parser = parse_replay)]
+    pub replay: Option<xbus::Replay>,
     /// Print the payload as hex instead of transcoding it.
     #[arg(long)]
     pub raw: bool,
@@ -99,6 +106,51 @@ impl Status {
     }
 }
 
+/// When the proxy received an event (now, if it did not say) and its number, if known.
+pub fn when(meta: Option<xbus::EventMeta>) -> (Timestamp, Option<u64>) {
+    match meta {
+        Some(m) => (
+            Timestamp::try_from(m.time).unwrap_or_else(|_| Timestamp::now()),
+            Some(m.seq),
+        ),
+        None => (Timestamp::now(), None),
+    }
+}
+
+/// A time given on the command line: RFC 3339 (`2026-11-30T09:00:00Z`), or a duration ago
+/// (`10m`, `1h 30m`).
+pub fn parse_time(text: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t.into());
+    }
+    match humantime::parse_duration(text) {
+        Ok(ago) => std::time::SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("{text:?} ago is before the clock's beginning")),
+        Err(_) => Err(format!(
+            "{text:?} is neither an RFC 3339 time (2026-11-30T09:00:00Z) nor a duration ago (10m)"
+        )),
+    }
+}
+
+/// `--replay`'s value.
+fn parse_replay(text: &str) -> Result<xbus::Replay, String> {
+    let bad = || format!("{text:?}: expected last:N, since:TIME or seq:N");
+    let (kind, value) = text.split_once(':').ok_or_else(bad)?;
+    match kind {
+        "last" => value
+            .parse()
+            .map(xbus::Replay::Last)
+            .map_err(|_| format!("last:{value}: N must be a whole number")),
+        "since" => parse_time(value).map(xbus::Replay::Since),
+        "seq" => value
+            .parse()
+            .map(xbus::Replay::AfterSeq)
+            .map_err(|_| format!("seq:{value}: N must be a whole number")),
+        _ => Err(bad()),
+    }
+}
+
 /// A duration cut to whole milliseconds, for messages.
 fn round_to_millis(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
@@ -117,6 +169,9 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
     let mut options = SubscriberOptions::new()
         .connect_timeout(args.connect_timeout)
         .retry_refused(false);
+    if let Ok(query) = std::env::var("XBUS_QUERY") {
+        options = options.query_endpoint(&query);
+    }
     if let Some(curve) = &curve {
         options = options.curve(curve.clone());
     }
@@ -130,9 +185,20 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
     // What was asked for, to tell when the proxy's access rules refused all of it.
     let mut wanted: BTreeSet<Vec<u8>> = subscriptions.iter().cloned().collect();
     wanted.extend(args.raw_prefix.iter().map(|p| p.as_bytes().to_vec()));
+    let subscribe = |prefix: &[u8]| -> Result<(), CliError> {
+        match args.replay {
+            Some(start) => sub
+                .subscribe_raw_from(prefix, start)
+                .map_err(CliError::from),
+            None => {
+                sub.subscribe_raw(prefix);
+                Ok(())
+            }
+        }
+    };
     if everything {
         wanted.insert(Vec::new());
-        sub.subscribe_raw(b"");
+        subscribe(b"")?;
         if args.all {
             status.say(format_args!("subscribed to every event"));
         } else {
@@ -142,10 +208,10 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
         }
     } else {
         for prefix in subscriptions.iter().map(Vec::as_slice) {
-            sub.subscribe_raw(prefix);
+            subscribe(prefix)?;
         }
         for prefix in &args.raw_prefix {
-            sub.subscribe_raw(prefix.as_bytes());
+            subscribe(prefix.as_bytes())?;
         }
         let raw = args.raw_prefix.iter().map(|p| format!("raw prefix {p:?}"));
         let all: Vec<String> = args.filters.iter().cloned().chain(raw).collect();
@@ -169,7 +235,7 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
     while args.count.is_none_or(|n| got < n) {
         let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
         let event = tokio::select! {
-            ev = sub.get(remaining) => ev,
+            ev = sub.get_with_meta(remaining) => ev,
             change = events.next(), if events_open => {
                 match change {
                     Some(change) => status.connection(&change, &args.endpoint),
@@ -180,7 +246,9 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
             _ = tokio::signal::ctrl_c() => break,
         };
         match event {
-            Ok(event) if skip_bench && event.name().is_ok_and(|name| name == BENCH_NAME) => {
+            Ok(received)
+                if skip_bench && received.event.name().is_ok_and(|name| name == BENCH_NAME) =>
+            {
                 if skipped_bench == 0 {
                     status.say(format_args!(
                         "skipping `xbus bench` traffic ({BENCH_NAME} events); pass --all or the \
@@ -189,8 +257,9 @@ pub async fn run(args: SubArgs) -> Result<(), CliError> {
                 }
                 skipped_bench += 1;
             }
-            Ok(event) => {
-                writeln!(stdout, "{}", line(&event, &Timestamp::now(), style))?;
+            Ok(received) => {
+                let (time, seq) = when(received.meta);
+                writeln!(stdout, "{}", line(&received.event, &time, seq, style))?;
                 stdout.flush()?;
                 got += 1;
             }

@@ -66,6 +66,9 @@ use crate::meta::{time_from_micros, Epoch, EventMeta, Received};
 use crate::options::ConnectionOptions;
 use crate::Error;
 
+/// Where the proxy serves queries by default.
+pub const DEFAULT_QUERY_ENDPOINT: &str = "tcp://127.0.0.1:5124";
+
 /// The protocol version this client speaks.
 const VERSION: u64 = 1;
 /// The most records one page may hold (the proxy's limit).
@@ -332,7 +335,12 @@ impl HistoryQuery {
         }
         r.insert(
             "order".into(),
-            if self.newest_first { "newest" } else { "oldest" }.into(),
+            if self.newest_first {
+                "newest"
+            } else {
+                "oldest"
+            }
+            .into(),
         );
         let page = self.page_size.unwrap_or(1_000);
         let page = self.max_results.map_or(page, |m| page.min(m.max(1)));
@@ -446,7 +454,10 @@ impl QueryAsync {
         let header: Value = serde_json::from_slice(&header)
             .map_err(|e| Error::QueryProtocol(format!("the header is not JSON: {e}")))?;
         if header["ok"] != Value::Bool(true) {
-            let code = header["error"]["code"].as_str().unwrap_or("unknown").to_owned();
+            let code = header["error"]["code"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_owned();
             let message = header["error"]["message"]
                 .as_str()
                 .unwrap_or("no message")
@@ -464,7 +475,11 @@ impl QueryAsync {
             last_seq: h["last_seq"].as_u64().unwrap_or(0),
             record: h["record"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default(),
             recorded: h["recorded"].as_u64().unwrap_or(0),
             unrecorded: h["unrecorded"].as_u64().unwrap_or(0),
@@ -694,7 +709,11 @@ async fn exchange(session: &mut Session, request: &Value) -> Result<Vec<Bytes>, 
         .map_err(zmtp_error)?;
     session.stream.write_all(&out).await?;
     loop {
-        while let Some(item) = session.reader.decode(&mut session.buffer).map_err(zmtp_error)? {
+        while let Some(item) = session
+            .reader
+            .decode(&mut session.buffer)
+            .map_err(zmtp_error)?
+        {
             match item {
                 Inbound::Message(m) => return Ok(m.frames().collect()),
                 Inbound::Command(xbus_zmtp::Command::Error(reason)) => {

@@ -292,9 +292,7 @@ impl Config {
         self.query
             .parse()
             .map(Some)
-            .map_err(|e: xbus_zmtp::EndpointError| {
-                Error::Config(format!("query: {e} (or `off`)"))
-            })
+            .map_err(|e: xbus_zmtp::EndpointError| Error::Config(format!("query: {e} (or `off`)")))
     }
 
     /// Checks the values make sense together.

@@ -267,7 +267,11 @@ impl Recorder {
             ));
         }
         for seq in multipart {
-            self.lost(1, (seq, seq), "a message of more than two frames (the store keeps a topic and a payload)");
+            self.lost(
+                1,
+                (seq, seq),
+                "a message of more than two frames (the store keeps a topic and a payload)",
+            );
         }
         let through = seq_base + spans.len() as u64 - 1;
         if batch.is_empty() {

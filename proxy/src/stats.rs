@@ -183,7 +183,10 @@ impl Stats {
             Ok(op) => (&self.queries, op),
             Err(code) => (&self.query_errors, code),
         };
-        *map.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(0) += 1;
+        *map.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(0) += 1;
     }
 
     /// Everything but the router-held parts (subscriptions and subscribers).

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use xbus_tests::pyzmq::{hex, Py};
@@ -55,7 +55,14 @@ async fn a_subscriber_that_asks_gets_sequence_numbers_and_acknowledgements() {
     let Inbound::Command(ack) = next(&mut sub, &mut buf, &mut d).await else {
         panic!("expected an acknowledgement")
     };
-    assert_eq!(Notice::parse(&ack), Some(Notice::SubscribeOk("A.".into())));
+    // it applies from the next message routed: the first, number 1
+    assert_eq!(
+        Notice::parse(&ack),
+        Some(Notice::SubscribeOk {
+            prefix: "A.".into(),
+            next_seq: 1
+        })
+    );
 
     // a libzmq subscriber beside it
     let mut py = Py::spawn(&["connect", "SUB", &backend.to_string()]);
@@ -107,7 +114,7 @@ async fn a_subscriber_that_asks_gets_sequence_numbers_and_acknowledgements() {
             Inbound::Message(m) => panic!("a message without XMETA: {m:?}"),
         }
     }
-    assert_eq!(seen[0].1, "A.1");
+    assert_eq!(seen[0], (1, Bytes::from("A.1")), "the acknowledged number");
     assert_eq!(seen[1].1, "A.2");
     assert_eq!(seen[1].0, seen[0].0 + 2, "{seen:?}");
     assert_eq!(proxy.stats().last_seq, seen[1].0);

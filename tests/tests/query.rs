@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-
 use serde::{Deserialize, Serialize};
 use xbus::query::{HistoryQuery, QueryAsync, QueryBlocking, QueryOptions};
 use xbus_proxy::ProxyHandle;
@@ -130,10 +129,28 @@ async fn the_python_client_in_the_docs_works_as_printed() {
     assert_eq!(found["info"]["unrecorded"], 0);
     assert_eq!(found["info"]["record"], serde_json::json!(["Temperature."]));
     let errors = &found["errors"];
-    assert!(errors["limit"].as_str().unwrap().starts_with("bad_request: limit 0"), "{errors}");
-    assert!(errors["version"].as_str().unwrap().starts_with("unsupported_version"), "{errors}");
-    assert!(errors["op"].as_str().unwrap().starts_with("unknown_op"), "{errors}");
-    assert!(errors["field"].as_str().unwrap().contains("prefix"), "{errors}");
+    assert!(
+        errors["limit"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad_request: limit 0"),
+        "{errors}"
+    );
+    assert!(
+        errors["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("unsupported_version"),
+        "{errors}"
+    );
+    assert!(
+        errors["op"].as_str().unwrap().starts_with("unknown_op"),
+        "{errors}"
+    );
+    assert!(
+        errors["field"].as_str().unwrap().contains("prefix"),
+        "{errors}"
+    );
     let stats = proxy.stats();
     assert_eq!(stats.query_errors.values().sum::<u64>(), 4, "{stats:?}");
     assert!(stats.queries["history"] >= 3, "{stats:?}");
@@ -282,7 +299,12 @@ async fn retention_deletes_by_age_and_by_size() {
     // counted just after the store commits the deletion
     let deadline = Instant::now() + Duration::from_secs(10);
     while proxy.stats().trimmed_messages + info.records < 200 {
-        assert!(Instant::now() < deadline, "{:?} {:?}", proxy.stats(), info.raw);
+        assert!(
+            Instant::now() < deadline,
+            "{:?} {:?}",
+            proxy.stats(),
+            info.raw
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // the newest are the ones kept; latest only names topics history still has
@@ -325,7 +347,12 @@ async fn retention_deletes_by_age_and_by_size() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_store_there_is_nothing_to_query_and_queries_can_be_off() {
-    let proxy = xbus_tests::proxy_builder().build().unwrap().start().await.unwrap();
+    let proxy = xbus_tests::proxy_builder()
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     assert!(proxy.query_endpoint().is_none());
     proxy.shutdown().await;
     let dir = Dir::new("off");
@@ -339,7 +366,10 @@ async fn without_a_store_there_is_nothing_to_query_and_queries_can_be_off() {
         .unwrap();
     assert!(proxy.query_endpoint().is_none());
     proxy.shutdown().await;
-    let err = xbus_tests::proxy_builder().query("udp://x:1").build().unwrap_err();
+    let err = xbus_tests::proxy_builder()
+        .query("udp://x:1")
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("query"), "{err}");
 }
 
@@ -403,9 +433,11 @@ async fn under_curve_a_key_queries_only_what_it_may_subscribe_to() {
         other => panic!("expected a denial, got {other:?}"),
     }
     // a plain-text client is refused at the handshake
-    assert!(QueryAsync::connect(&proxy.query_endpoint().unwrap().to_string())
-        .await
-        .is_err());
+    assert!(
+        QueryAsync::connect(&proxy.query_endpoint().unwrap().to_string())
+            .await
+            .is_err()
+    );
     proxy.shutdown().await;
 }
 
@@ -423,7 +455,10 @@ async fn libzmq_publishers_are_recorded_with_no_subscriber_around() {
     let message = |c: u32| {
         format!(
             "send {}",
-            xbus_tests::pyzmq::hex(&[b"Temperature.lab.", format!("{{\"room\":\"lab\",\"celsius\":{c}}}").as_bytes()])
+            xbus_tests::pyzmq::hex(&[
+                b"Temperature.lab.",
+                format!("{{\"room\":\"lab\",\"celsius\":{c}}}").as_bytes()
+            ])
         )
     };
     // until the subscription has reached it, libzmq drops what it publishes

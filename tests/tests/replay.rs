@@ -51,7 +51,10 @@ async fn recording(dir: &Dir, record: &str, hwm: usize) -> ProxyHandle {
 }
 
 /// Publishes ticks `range` from a thread of its own (so the test's runtime keeps receiving).
-fn publish_in_background(endpoint: String, range: std::ops::Range<u64>) -> std::thread::JoinHandle<()> {
+fn publish_in_background(
+    endpoint: String,
+    range: std::ops::Range<u64>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let publisher = xbus::PublisherBlocking::connect(&endpoint).unwrap();
         for n in range {
@@ -83,9 +86,15 @@ async fn receive_all(sub: &mut SubscriberAsync<Tick>, from: u64, until: u64) -> 
     while next < until {
         match sub.get_with_meta(WAIT).await {
             Ok(r) => {
-                assert_eq!(r.event.n, next, "lost or out of order (gaps so far: {gaps:?})");
+                assert_eq!(
+                    r.event.n, next,
+                    "lost or out of order (gaps so far: {gaps:?})"
+                );
                 let seq = r.meta.unwrap().seq;
-                assert!(seq > last_seq, "sequence numbers go up: {seq} after {last_seq}");
+                assert!(
+                    seq > last_seq,
+                    "sequence numbers go up: {seq} after {last_seq}"
+                );
                 last_seq = seq;
                 next += 1;
             }
@@ -126,18 +135,26 @@ async fn a_replay_joins_live_events_with_no_gap_and_no_duplicate() {
     let mut sub = SubscriberAsync::<Tick>::connect(&proxy.backend_endpoints()[0].to_string())
         .await
         .unwrap();
-    sub.subscribe_from::<Tick>(None, Replay::AfterSeq(0)).unwrap();
+    sub.subscribe_from::<Tick>(None, Replay::AfterSeq(0))
+        .unwrap();
     let (mut next, mut last_seq, mut published) = (0, 0, None);
     while published != Some(next) {
         let r = sub.get_with_meta(WAIT).await.unwrap();
         assert_eq!(r.event.n, next, "lost or out of order");
         let seq = r.meta.unwrap().seq;
-        assert!(seq > last_seq, "sequence numbers go up: {seq} after {last_seq}");
+        assert!(
+            seq > last_seq,
+            "sequence numbers go up: {seq} after {last_seq}"
+        );
         (next, last_seq) = (next + 1, seq);
         // once live events flow to the subscriber, the seam is behind us: stop publishing
         if published.is_none() && proxy.stats().backend.messages_out > 2_000 {
             stop.store(true, Ordering::Relaxed);
-            published = Some(tokio::task::spawn_blocking(|| publisher.join().unwrap()).await.unwrap());
+            published = Some(
+                tokio::task::spawn_blocking(|| publisher.join().unwrap())
+                    .await
+                    .unwrap(),
+            );
             assert!(published.unwrap() >= next);
             break;
         }
@@ -152,8 +169,14 @@ async fn a_replay_joins_live_events_with_no_gap_and_no_duplicate() {
     }
     // the seam fell inside the run: some came from the store, some live
     let stats = proxy.stats();
-    assert!(stats.queries.get("history").copied().unwrap_or(0) >= 1, "{stats:?}");
-    assert!(next > 5_000 && stats.backend.messages_out > 2_000, "{stats:?}");
+    assert!(
+        stats.queries.get("history").copied().unwrap_or(0) >= 1,
+        "{stats:?}"
+    );
+    assert!(
+        next > 5_000 && stats.backend.messages_out > 2_000,
+        "{stats:?}"
+    );
     assert!(sub.try_get().is_none(), "nothing after the last");
     proxy.shutdown().await;
 }
@@ -169,13 +192,20 @@ async fn replays_start_at_the_last_n_or_a_time() {
     let backend = proxy.backend_endpoints()[0].to_string();
 
     let mut last = SubscriberAsync::<Tick>::connect(&backend).await.unwrap();
-    last.subscribe_from::<Tick>(Some("a"), Replay::Last(10)).unwrap();
+    last.subscribe_from::<Tick>(Some("a"), Replay::Last(10))
+        .unwrap();
     // a future time replays nothing; live events follow
     let mut since = SubscriberAsync::<Tick>::connect(&backend).await.unwrap();
     since
-        .subscribe_from::<Tick>(None, Replay::Since(SystemTime::now() + Duration::from_secs(3600)))
+        .subscribe_from::<Tick>(
+            None,
+            Replay::Since(SystemTime::now() + Duration::from_secs(3600)),
+        )
         .unwrap();
-    since.wait_subscribed(Duration::from_secs(10)).await.unwrap();
+    since
+        .wait_subscribed(Duration::from_secs(10))
+        .await
+        .unwrap();
     last.wait_subscribed(Duration::from_secs(10)).await.unwrap();
     publish_in_background(proxy.frontend_endpoints()[0].to_string(), 100..105)
         .join()
@@ -184,7 +214,9 @@ async fn replays_start_at_the_last_n_or_a_time() {
     assert!(receive_all(&mut since, 100, 105).await.is_empty());
 
     // a replay of a prefix that is subscribed already is refused at once
-    let err = last.subscribe_from::<Tick>(Some("a"), Replay::Last(1)).unwrap_err();
+    let err = last
+        .subscribe_from::<Tick>(Some("a"), Replay::Last(1))
+        .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
     proxy.shutdown().await;
 }
@@ -204,10 +236,13 @@ async fn a_replay_of_what_was_not_recorded_is_reported() {
     let mut sub = SubscriberAsync::<Tick>::connect(&proxy.backend_endpoints()[0].to_string())
         .await
         .unwrap();
-    sub.subscribe_from::<Tick>(None, Replay::AfterSeq(0)).unwrap();
+    sub.subscribe_from::<Tick>(None, Replay::AfterSeq(0))
+        .unwrap();
     match sub.get(WAIT).await {
         Err(Error::Gap(Gap::NotRecorded {
-            first_seq, last_seq, ..
+            first_seq,
+            last_seq,
+            ..
         })) => assert_eq!((first_seq, last_seq), (1, 10)),
         other => panic!("expected a NotRecorded gap, got {other:?}"),
     }
@@ -290,7 +325,14 @@ fn refill_recovers_what_a_subscriber_missed_while_the_proxy_restarted() {
     // no start-up grace, and a subscriber that retries only every 3 s: the publisher flushes
     // its queue (and publishes more) before the subscriber is back, so only the store can
     // give those events to it
-    let args = ["--data-dir", data.as_str(), "--record", "", "--startup-grace", "0"];
+    let args = [
+        "--data-dir",
+        data.as_str(),
+        "--record",
+        "",
+        "--startup-grace",
+        "0",
+    ];
     let mut proxy = xbus_tests::ProxyProcess::start(&args);
     let (frontend, backend) = (proxy.frontend.clone(), proxy.backend.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -305,7 +347,8 @@ fn refill_recovers_what_a_subscriber_missed_while_the_proxy_restarted() {
         .block_on(SubscriberAsync::<Tick>::connect_with(&backend, options))
         .unwrap();
     sub.subscribe::<Tick>(None).unwrap();
-    rt.block_on(sub.wait_subscribed(Duration::from_secs(10))).unwrap();
+    rt.block_on(sub.wait_subscribed(Duration::from_secs(10)))
+        .unwrap();
     let publisher = xbus::PublisherBlocking::connect(&frontend).unwrap();
     let publish = |range: std::ops::Range<u64>| {
         for n in range {

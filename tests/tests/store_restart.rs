@@ -48,7 +48,7 @@ async fn one_message(proxy: &ProxyProcess) -> (u64, u64) {
                 };
                 match Notice::parse(&cmd) {
                     // subscribed: now publish (the proxy holds the subscription)
-                    Some(Notice::SubscribeOk(_)) => {
+                    Some(Notice::SubscribeOk { .. }) => {
                         let mut wire = BytesMut::new();
                         xbus_zmtp::encode_message(&mut wire, &[b"T.x", b"{}"]);
                         publisher.write_all(&wire).await.unwrap();

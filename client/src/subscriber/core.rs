@@ -763,9 +763,10 @@ impl HistoryLink {
             "the proxy serves no queries (it records nothing, or its --query is off)".to_owned()
         })?;
         if self.client.as_ref().is_none_or(|(e, _)| *e != endpoint) {
-            let client = QueryAsync::connect_with(&endpoint, QueryOptions::from_connection(conn.clone()))
-                .await
-                .map_err(|e| format!("the query endpoint {endpoint}: {e}"))?;
+            let client =
+                QueryAsync::connect_with(&endpoint, QueryOptions::from_connection(conn.clone()))
+                    .await
+                    .map_err(|e| format!("the query endpoint {endpoint}: {e}"))?;
             self.client = Some((endpoint, client));
         }
         match &self.client {
@@ -1200,14 +1201,26 @@ impl SubDriver {
     async fn replay(&mut self, epoch: Epoch, prefix: Bytes, start: Replay, next_seq: u64) -> bool {
         let last = next_seq.saturating_sub(1);
         if prefix.starts_with(b"$xbus.match.") {
-            return self.not_recorded(epoch, 1, last, "wildcard subscriptions cannot be replayed".into()).await;
+            return self
+                .not_recorded(
+                    epoch,
+                    1,
+                    last,
+                    "wildcard subscriptions cannot be replayed".into(),
+                )
+                .await;
         }
-        let base = HistoryQuery::new().prefix(prefix.clone()).max_seq(last).wait_for(last);
+        let base = HistoryQuery::new()
+            .prefix(prefix.clone())
+            .max_seq(last)
+            .wait_for(last);
         let (query, reverse, first) = match start {
             Replay::AfterSeq(after) => (base.after_seq(after), false, after.saturating_add(1)),
             Replay::Since(time) => (base.since(time), false, 1),
             Replay::Last(n) => (
-                base.newest_first().max_results(n).page_size(n.clamp(1, MAX_PAGE)),
+                base.newest_first()
+                    .max_results(n)
+                    .page_size(n.clamp(1, MAX_PAGE)),
                 true,
                 1,
             ),
@@ -1217,7 +1230,11 @@ impl SubDriver {
         }
         let own = prefix.clone();
         let Some((_, complete, error)) = self
-            .walk(query, |subs, m| !subs.delivered_elsewhere(&own, &m.topic, m.meta.seq), reverse)
+            .walk(
+                query,
+                |subs, m| !subs.delivered_elsewhere(&own, &m.topic, m.meta.seq),
+                reverse,
+            )
             .await
         else {
             return false;
@@ -1250,7 +1267,9 @@ impl SubDriver {
             let subs = self.shared.subs();
             subs.sent
                 .iter()
-                .filter(|(p, s)| s.subscribed && s.covers_after.is_some() && !p.starts_with(b"$xbus.match."))
+                .filter(|(p, s)| {
+                    s.subscribed && s.covers_after.is_some() && !p.starts_with(b"$xbus.match.")
+                })
                 .map(|(p, _)| p.clone())
                 .collect()
         };
@@ -1263,7 +1282,8 @@ impl SubDriver {
             query = query.prefix(p);
         }
         // a message was dropped for us if a subscription of ours routed it to us
-        let keep = |subs: &Subs, m: &StoredMessage| subs.delivered_elsewhere(b"", &m.topic, m.meta.seq);
+        let keep =
+            |subs: &Subs, m: &StoredMessage| subs.delivered_elsewhere(b"", &m.topic, m.meta.seq);
         let (refilled, error) = match self.walk(query, keep, false).await {
             None => return false,
             Some((n, _, error)) => (n, error),
@@ -1284,7 +1304,13 @@ impl SubDriver {
         self.drain_backlog().await
     }
 
-    async fn not_recorded(&mut self, epoch: Epoch, first_seq: u64, last_seq: u64, reason: String) -> bool {
+    async fn not_recorded(
+        &mut self,
+        epoch: Epoch,
+        first_seq: u64,
+        last_seq: u64,
+        reason: String,
+    ) -> bool {
         self.backlog.push_back(Delivery::Gap(Gap::NotRecorded {
             epoch,
             first_seq,
@@ -1454,6 +1480,7 @@ mod tests {
                     subscribed: true,
                     unanswered: 2,
                     answer: None,
+                    covers_after: None,
                 },
             );
         }

@@ -165,7 +165,10 @@ async fn answer(
         _ => {
             let e = QueryError::new(
                 "bad_request",
-                format!("{} frames after the delimiter; a request is one JSON frame", body.len()),
+                format!(
+                    "{} frames after the delimiter; a request is one JSON frame",
+                    body.len()
+                ),
             );
             ctx.stats.query(Err(e.code));
             (e.header(), Vec::new())
@@ -221,7 +224,10 @@ async fn run(
     match request {
         Request::Info => Ok(("info", info(ctx, &rec).await?, Vec::new())),
         Request::Latest(query) => {
-            let page = blocking(ctx, &rec, move |store| store.latest(&query).map(|p| (p, query))).await?;
+            let page = blocking(ctx, &rec, move |store| {
+                store.latest(&query).map(|p| (p, query))
+            })
+            .await?;
             let (mut page, query) = page;
             let keep = protocol::fitting(&page.records);
             let cut = keep < page.records.len();
@@ -287,7 +293,10 @@ fn complete(
     } else {
         query.prefixes.iter().all(|p| rec.covers(p))
     };
-    let (mut lo, mut hi) = (query.min_seq.unwrap_or(1), query.max_seq.unwrap_or(u64::MAX));
+    let (mut lo, mut hi) = (
+        query.min_seq.unwrap_or(1),
+        query.max_seq.unwrap_or(u64::MAX),
+    );
     if more {
         // the page covers up to (down to) its last record
         if let Some(last) = records.last() {
@@ -362,7 +371,10 @@ async fn blocking<T: Send + 'static>(
             warn!(error = %e, "query failed in the store");
             Err(QueryError::new("store", e.to_string()))
         }
-        Err(e) => Err(QueryError::new("store", format!("the query did not finish: {e}"))),
+        Err(e) => Err(QueryError::new(
+            "store",
+            format!("the query did not finish: {e}"),
+        )),
     }
 }
 

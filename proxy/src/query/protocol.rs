@@ -185,9 +185,11 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Request, QueryError> {
                     ))
                 }
                 (Some(t), None) => Some(Bytes::from(t.clone())),
-                (None, Some(h)) => Some(Bytes::from(from_hex(h).ok_or_else(|| {
-                    QueryError::bad("`after_topic_hex` is not hexadecimal")
-                })?)),
+                (None, Some(h)) => {
+                    Some(Bytes::from(from_hex(h).ok_or_else(|| {
+                        QueryError::bad("`after_topic_hex` is not hexadecimal")
+                    })?))
+                }
                 (None, None) => None,
             };
             Ok(Request::Latest(LatestQuery {
@@ -200,8 +202,15 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Request, QueryError> {
             fields.only(
                 "history",
                 &[
-                    "prefixes", "limit", "after_seq", "min_seq", "max_seq", "since_us",
-                    "until_us", "order", "wait_seq",
+                    "prefixes",
+                    "limit",
+                    "after_seq",
+                    "min_seq",
+                    "max_seq",
+                    "since_us",
+                    "until_us",
+                    "order",
+                    "wait_seq",
                 ],
             )?;
             let min_seq = match (fields.after_seq, fields.min_seq) {
@@ -209,7 +218,9 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Request, QueryError> {
                     return Err(QueryError::bad("give `after_seq` or `min_seq`, not both"))
                 }
                 (Some(after), None) => Some(after.checked_add(1).ok_or_else(|| {
-                    QueryError::bad("`after_seq` is the largest sequence number: nothing is after it")
+                    QueryError::bad(
+                        "`after_seq` is the largest sequence number: nothing is after it",
+                    )
                 })?),
                 (None, min) => min,
             };
@@ -278,7 +289,11 @@ pub(crate) fn latest_next(query: &LatestQuery, last: &[u8]) -> Value {
 
 /// The request that continues a history query after the record numbered `last`; `None`
 /// when nothing can follow.
-pub(crate) fn history_next(query: &HistoryQuery, last: u64, wait_seq: Option<u64>) -> Option<Value> {
+pub(crate) fn history_next(
+    query: &HistoryQuery,
+    last: u64,
+    wait_seq: Option<u64>,
+) -> Option<Value> {
     let mut q = query.clone();
     match q.order {
         Order::OldestFirst => q.min_seq = Some(last.checked_add(1)?),
@@ -318,7 +333,12 @@ pub(crate) fn history_request(q: &HistoryQuery, wait_seq: Option<u64>) -> Value 
 
 /// The header of a page of records: their numbers and times, in the order of the frames
 /// that follow it, plus `extra` (paging, completeness).
-pub(crate) fn page_header(op: &str, epoch: u64, records: &[Record], extra: Map<String, Value>) -> Value {
+pub(crate) fn page_header(
+    op: &str,
+    epoch: u64,
+    records: &[Record],
+    extra: Map<String, Value>,
+) -> Value {
     let mut header = Map::new();
     header.insert("v".into(), VERSION.into());
     header.insert("ok".into(), true.into());
@@ -345,7 +365,7 @@ fn to_hex(bytes: &[u8]) -> String {
 }
 
 fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -377,7 +397,10 @@ mod tests {
             panic!()
         };
         assert_eq!((query.min_seq, query.max_seq), (Some(10), Some(20)));
-        assert_eq!((query.order, query.limit, wait_seq), (Order::NewestFirst, DEFAULT_LIMIT, Some(20)));
+        assert_eq!(
+            (query.order, query.limit, wait_seq),
+            (Order::NewestFirst, DEFAULT_LIMIT, Some(20))
+        );
         assert!(query.prefixes.is_empty());
     }
 
@@ -387,27 +410,75 @@ mod tests {
             (&b"nope"[..], "bad_request", "not a JSON object"),
             (b"[1]", "bad_request", "not a JSON object"),
             (br#"{"op":"info"}"#, "bad_request", "`v`"),
-            (br#"{"v":2,"op":"info"}"#, "unsupported_version", "version 2"),
+            (
+                br#"{"v":2,"op":"info"}"#,
+                "unsupported_version",
+                "version 2",
+            ),
             (br#"{"v":1,"op":"drop"}"#, "unknown_op", "drop"),
-            (br#"{"v":1,"op":"latest","prefix":["A."]}"#, "bad_request", "prefix"),
-            (br#"{"v":1,"op":"latest","order":"newest"}"#, "bad_request", "`order` does not apply"),
-            (br#"{"v":1,"op":"history","limit":0}"#, "bad_request", "limit 0"),
-            (br#"{"v":1,"op":"history","limit":10001}"#, "bad_request", "limit 10001"),
-            (br#"{"v":1,"op":"history","order":"up"}"#, "bad_request", "order"),
-            (br#"{"v":1,"op":"history","after_seq":1,"min_seq":1}"#, "bad_request", "not both"),
-            (br#"{"v":1,"op":"history","after_seq":18446744073709551615}"#, "bad_request", "nothing is after"),
-            (br#"{"v":1,"op":"latest","after_topic_hex":"zz"}"#, "bad_request", "hexadecimal"),
-            (br#"{"v":1,"op":"history","min_seq":-1}"#, "bad_request", "min_seq"),
+            (
+                br#"{"v":1,"op":"latest","prefix":["A."]}"#,
+                "bad_request",
+                "prefix",
+            ),
+            (
+                br#"{"v":1,"op":"latest","order":"newest"}"#,
+                "bad_request",
+                "`order` does not apply",
+            ),
+            (
+                br#"{"v":1,"op":"history","limit":0}"#,
+                "bad_request",
+                "limit 0",
+            ),
+            (
+                br#"{"v":1,"op":"history","limit":10001}"#,
+                "bad_request",
+                "limit 10001",
+            ),
+            (
+                br#"{"v":1,"op":"history","order":"up"}"#,
+                "bad_request",
+                "order",
+            ),
+            (
+                br#"{"v":1,"op":"history","after_seq":1,"min_seq":1}"#,
+                "bad_request",
+                "not both",
+            ),
+            (
+                br#"{"v":1,"op":"history","after_seq":18446744073709551615}"#,
+                "bad_request",
+                "nothing is after",
+            ),
+            (
+                br#"{"v":1,"op":"latest","after_topic_hex":"zz"}"#,
+                "bad_request",
+                "hexadecimal",
+            ),
+            (
+                br#"{"v":1,"op":"history","min_seq":-1}"#,
+                "bad_request",
+                "min_seq",
+            ),
         ] {
             let err = parse(req).unwrap_err();
             assert_eq!(err.code, code, "{}", String::from_utf8_lossy(req));
-            assert!(err.message.contains(says), "{}: {}", String::from_utf8_lossy(req), err.message);
+            assert!(
+                err.message.contains(says),
+                "{}: {}",
+                String::from_utf8_lossy(req),
+                err.message
+            );
         }
         let many = format!(
             r#"{{"v":1,"op":"latest","prefixes":[{}]}}"#,
             vec!["\"a\""; MAX_PREFIXES + 1].join(",")
         );
-        assert!(parse(many.as_bytes()).unwrap_err().message.contains("at most"));
+        assert!(parse(many.as_bytes())
+            .unwrap_err()
+            .message
+            .contains("at most"));
     }
 
     #[test]
@@ -419,17 +490,25 @@ mod tests {
         };
         assert_eq!((query.min_seq, query.limit), (Some(15), 10));
         let q = q.order(Order::NewestFirst);
-        let Request::History { query, .. } =
-            parse(history_next(&q, 14, Some(3)).unwrap().to_string().as_bytes()).unwrap()
-        else {
+        let Request::History { query, .. } = parse(
+            history_next(&q, 14, Some(3))
+                .unwrap()
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap() else {
             panic!()
         };
-        assert_eq!((query.min_seq, query.max_seq, query.order), (Some(5), Some(13), Order::NewestFirst));
+        assert_eq!(
+            (query.min_seq, query.max_seq, query.order),
+            (Some(5), Some(13), Order::NewestFirst)
+        );
         assert!(history_next(&q, 0, None).is_none());
 
         let l = LatestQuery::new(["A."]);
         for last in [&b"A.b."[..], b"A.\xff."] {
-            let Request::Latest(next) = parse(latest_next(&l, last).to_string().as_bytes()).unwrap()
+            let Request::Latest(next) =
+                parse(latest_next(&l, last).to_string().as_bytes()).unwrap()
             else {
                 panic!()
             };
