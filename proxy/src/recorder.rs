@@ -33,7 +33,9 @@ use crate::{Config, Error};
 pub(crate) const SEQ_BLOCK: u64 = 1 << 20;
 /// Most recorded messages waiting for the writer; past it they are counted as unrecorded.
 pub(crate) const QUEUE_RECORDS: usize = 1 << 20;
-/// Most bytes of recorded messages waiting for the writer (the other bound).
+/// Most bytes of recorded messages (topics and payloads) waiting for the writer (the other
+/// bound). A chunk's recorded messages are copied as one region when they fill at least half
+/// of it, so the memory held is at most twice this.
 pub(crate) const QUEUE_BYTES: u64 = 256 << 20;
 /// Ranges of unrecorded sequence numbers remembered; past it they merge into one (wider, so
 /// answers stay conservative).
@@ -249,6 +251,8 @@ impl Recorder {
         let mut batch = Vec::new();
         let mut bytes = 0u64;
         let mut multipart = Vec::new();
+        // Where the recorded messages lie in the chunk: (index, topic range, payload range).
+        let mut found = Vec::new();
         for (i, s) in spans.iter().enumerate() {
             if !self.wants(&chunk[s.topic_start..s.topic_end]) {
                 continue;
@@ -258,13 +262,32 @@ impl Recorder {
                 multipart.push(seq);
                 continue;
             };
-            bytes += (s.end - s.topic_start) as u64;
-            batch.push(Record::new(
-                seq,
-                time_us,
-                Bytes::copy_from_slice(&chunk[s.topic_start..s.topic_end]),
-                Bytes::copy_from_slice(payload),
-            ));
+            let payload_start = s.end - payload.len();
+            // the writer counts the same measure back out (`Writer::write`)
+            bytes += (s.topic_end - s.topic_start + payload.len()) as u64;
+            found.push((seq, s.topic_start..s.topic_end, payload_start..s.end));
+        }
+        if let (Some(first), Some(last)) = (found.first(), found.last()) {
+            // One copy of the region they span when they fill most of it (the usual case: a
+            // busy recorded stream), else one copy each; never the read buffer itself, which
+            // would pin everything around them.
+            let (lo, hi) = (first.1.start, last.2.end);
+            let one_copy = bytes * 2 >= (hi - lo) as u64;
+            let region = one_copy.then(|| Bytes::copy_from_slice(&chunk[lo..hi]));
+            batch.reserve(found.len());
+            for (seq, topic, payload) in found {
+                let (topic, payload) = match &region {
+                    Some(r) => (
+                        r.slice(topic.start - lo..topic.end - lo),
+                        r.slice(payload.start - lo..payload.end - lo),
+                    ),
+                    None => (
+                        Bytes::copy_from_slice(&chunk[topic]),
+                        Bytes::copy_from_slice(&chunk[payload]),
+                    ),
+                };
+                batch.push(Record::new(seq, time_us, topic, payload));
+            }
         }
         for seq in multipart {
             self.lost(

@@ -166,6 +166,24 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Request, QueryError> {
             )))
         }
     }
+    // say which field is wrong (serde's message names only the value)
+    for (key, v) in object {
+        let ok = match key.as_str() {
+            "limit" | "after_seq" | "min_seq" | "max_seq" | "since_us" | "until_us"
+            | "wait_seq" => v.is_u64(),
+            "op" | "order" | "after_topic" | "after_topic_hex" => v.is_string(),
+            "prefixes" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            _ => true,
+        };
+        if !ok {
+            let want = match key.as_str() {
+                "op" | "order" | "after_topic" | "after_topic_hex" => "a string",
+                "prefixes" => "an array of strings",
+                _ => "a whole number from 0 to 18446744073709551615",
+            };
+            return Err(QueryError::bad(format!("`{key}` must be {want}, not {v}")));
+        }
+    }
     let fields: Fields =
         serde_json::from_value(value).map_err(|e| QueryError::bad(e.to_string()))?;
     match fields.op.as_str() {
