@@ -28,6 +28,7 @@
 //! - `recorder`: recording routed messages into the event store (`xbus-store`), off the
 //!   routing path; the store also keeps the numbering across restarts; retention.
 //! - `query`: the query endpoint (latest values, history) over ZMQ request/reply.
+//! - `last_values`: the in-memory copy of every topic's newest record that answers `latest`.
 //! - [`stats`]: counters and [`StatsSnapshot`].
 //! - [`error`]: the crate's [`Error`].
 //!
@@ -58,6 +59,7 @@ pub mod config;
 mod context;
 pub mod error;
 pub mod forwarding;
+mod last_values;
 mod listener;
 pub mod pattern;
 mod peer;

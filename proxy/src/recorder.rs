@@ -15,7 +15,7 @@
 //! ([`Recorder::missing_between`]).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,10 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
-use xbus_store::{Backend, EventStore, Record, Retention, StoreOptions};
+use xbus_store::{Backend, EventStore, LatestQuery, Record, Retention, StoreOptions};
 
 use crate::access::LogBudget;
+use crate::last_values::LastValues;
 use crate::scan::Span;
 use crate::{Config, Error};
 
@@ -96,6 +97,8 @@ pub(crate) struct Recorder {
     pub(crate) trimmed: Arc<AtomicU64>,
     /// The retention in force.
     pub(crate) retention: Retention,
+    /// The newest record of every topic, in memory, while it fits.
+    pub(crate) last_values: Arc<RwLock<LastValues>>,
     log: Mutex<LogBudget>,
     /// The first sequence number of this run, and the highest reserved at start.
     pub(crate) numbering: (u64, u64),
@@ -152,6 +155,7 @@ impl Recorder {
             info!(max_age = ?retention.max_age, max_bytes = ?retention.max_bytes,
                 every = ?config.retention_interval, "retention");
         }
+        let last_values = Arc::new(RwLock::new(load_last_values(&*store)));
         let (tx, rx) = crossbeam_channel::unbounded::<Vec<Record>>();
         let progress = Arc::new(Progress::default());
         progress.routed_through.store(next - 1, Relaxed);
@@ -169,6 +173,7 @@ impl Recorder {
                 dir: dir.clone(),
                 retention,
                 retention_interval: config.retention_interval,
+                last_values: last_values.clone(),
             };
             std::thread::Builder::new()
                 .name("xbus-recorder".into())
@@ -189,6 +194,7 @@ impl Recorder {
             unrecorded,
             trimmed,
             retention,
+            last_values,
             log: Mutex::new(LogBudget::default()),
             numbering: (next, reserved),
         }))
@@ -375,6 +381,30 @@ fn payload_of(rest: &[u8]) -> Option<&[u8]> {
     (!h.more() && body.len() as u64 == h.body_len).then_some(body)
 }
 
+/// The cache as the store has it: every topic's newest record, while they fit.
+fn load_last_values(store: &dyn EventStore) -> LastValues {
+    let mut lv = LastValues::new_complete();
+    let mut query = Some(LatestQuery::new([Bytes::new()]).limit(10_000));
+    while let Some(q) = query.take() {
+        match store.latest(&q) {
+            Ok(page) => {
+                for r in &page.records {
+                    lv.update(r);
+                }
+                if !lv.is_complete() {
+                    break;
+                }
+                query = page.next;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot load the last values; latest queries read the store");
+                lv.abandon();
+            }
+        }
+    }
+    lv
+}
+
 /// The writer thread's state.
 struct Writer {
     store: Arc<dyn EventStore>,
@@ -385,6 +415,7 @@ struct Writer {
     dir: std::path::PathBuf,
     retention: Retention,
     retention_interval: Duration,
+    last_values: Arc<RwLock<LastValues>>,
 }
 
 impl Writer {
@@ -449,6 +480,7 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.recorded.fetch_add(n, Relaxed);
+                self.remember_last(batch);
             }
             Err(e) => {
                 self.progress.note_missing(first.seq, last.seq);
@@ -466,6 +498,23 @@ impl Writer {
         p.advanced.notify_waiters();
     }
 
+    /// Puts each topic's last record of an appended batch in the cache.
+    fn remember_last(&self, batch: &[Record]) {
+        let mut last: std::collections::HashMap<&[u8], &Record> = std::collections::HashMap::new();
+        for r in batch {
+            last.insert(&r.topic, r);
+        }
+        let mut lv = self
+            .last_values
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if lv.is_complete() {
+            for r in last.values() {
+                lv.update(r);
+            }
+        }
+    }
+
     fn trim(&self, log: &mut LogBudget) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -473,6 +522,14 @@ impl Writer {
         match self.store.trim(&self.retention, now) {
             Ok(report) if report.records > 0 => {
                 self.trimmed.fetch_add(report.records, Relaxed);
+                if report.topics > 0 {
+                    // topics left the store: rebuild the cache from it
+                    let fresh = load_last_values(&*self.store);
+                    *self
+                        .last_values
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = fresh;
+                }
                 debug!(records = report.records, bytes = report.bytes, topics = report.topics,
                     first_seq = ?report.first_seq, "retention deleted old records");
             }

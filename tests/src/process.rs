@@ -160,6 +160,27 @@ impl ProxyProcess {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's resident set size now and at its peak, in KiB (`VmRSS`, `VmHWM` from
+    /// `/proc`; `None` where there is no `/proc`).
+    pub fn rss_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
     /// Waits (up to 20 s) until `count` log lines contain `needle`; returns them.
     ///
     /// # Panics

@@ -224,11 +224,29 @@ async fn run(
     match request {
         Request::Info => Ok(("info", info(ctx, &rec).await?, Vec::new())),
         Request::Latest(query) => {
-            let page = blocking(ctx, &rec, move |store| {
-                store.latest(&query).map(|p| (p, query))
-            })
-            .await?;
-            let (mut page, query) = page;
+            let cached = {
+                let lv = rec
+                    .last_values
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                lv.is_complete()
+                    .then(|| lv.latest(&query.prefixes, query.after_topic.as_deref(), query.limit))
+            };
+            let (mut page, query) = match cached {
+                Some((records, more)) => (
+                    xbus_store::LatestPage {
+                        records,
+                        next: more.then(|| query.clone()),
+                    },
+                    query,
+                ),
+                None => {
+                    blocking(ctx, &rec, move |store| {
+                        store.latest(&query).map(|p| (p, query))
+                    })
+                    .await?
+                }
+            };
             let keep = protocol::fitting(&page.records);
             let cut = keep < page.records.len();
             page.records.truncate(keep);
