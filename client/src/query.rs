@@ -417,7 +417,7 @@ impl QueryAsync {
     }
 
     /// Sends one request and returns the reply's header and record frames.
-    pub(crate) async fn request(&self, request: &Value) -> Result<(Value, Vec<Bytes>), Error> {
+    pub(crate) async fn request(&self, request: &Value) -> Result<(Bytes, Vec<Bytes>), Error> {
         let timeout = self.timeout;
         match run_until(deadline(timeout), self.request_inner(request)).await {
             Some(result) => result,
@@ -429,7 +429,7 @@ impl QueryAsync {
         }
     }
 
-    async fn request_inner(&self, request: &Value) -> Result<(Value, Vec<Bytes>), Error> {
+    async fn request_inner(&self, request: &Value) -> Result<(Bytes, Vec<Bytes>), Error> {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
             *guard = Some(prepare(self.target.connect_first().await?));
@@ -451,25 +451,28 @@ impl QueryAsync {
         let header = frames
             .next()
             .ok_or_else(|| Error::QueryProtocol("an empty reply".into()))?;
+        Ok((header, frames.collect()))
+    }
+
+    /// Sends one request and returns the reply's header, as JSON, once it says `ok`.
+    async fn request_json(&self, request: &Value) -> Result<Value, Error> {
+        let (header, _) = self.request(request).await?;
         let header: Value = serde_json::from_slice(&header)
             .map_err(|e| Error::QueryProtocol(format!("the header is not JSON: {e}")))?;
         if header["ok"] != Value::Bool(true) {
-            let code = header["error"]["code"]
-                .as_str()
-                .unwrap_or("unknown")
-                .to_owned();
-            let message = header["error"]["message"]
-                .as_str()
-                .unwrap_or("no message")
-                .to_owned();
-            return Err(Error::Query { code, message });
+            return Err(refusal(
+                header["error"]["code"].as_str(),
+                header["error"]["message"].as_str(),
+            ));
         }
-        Ok((header, frames.collect()))
+        Ok(header)
     }
 
     /// The proxy's numbering and store.
     pub async fn info(&self) -> Result<QueryInfo, Error> {
-        let (h, _) = self.request(&json!({"v": VERSION, "op": "info"})).await?;
+        let h = self
+            .request_json(&json!({"v": VERSION, "op": "info"}))
+            .await?;
         Ok(QueryInfo {
             epoch: Epoch(parse_epoch_value(&h["epoch"])?),
             last_seq: h["last_seq"].as_u64().unwrap_or(0),
@@ -646,21 +649,58 @@ fn parse_epoch_value(v: &Value) -> Result<u64, Error> {
         .ok_or_else(|| Error::QueryProtocol("no epoch in the header".into()))
 }
 
+/// The protocol's error as the client's.
+fn refusal(code: Option<&str>, message: Option<&str>) -> Error {
+    Error::Query {
+        code: code.unwrap_or("unknown").to_owned(),
+        message: message.unwrap_or("no message").to_owned(),
+    }
+}
+
+/// A page's header, read straight into its fields (a page has up to 20,000 numbers).
+#[derive(serde::Deserialize)]
+struct PageHeader {
+    ok: bool,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+    #[serde(default)]
+    epoch: Option<String>,
+    #[serde(default)]
+    seq: Vec<u64>,
+    #[serde(default)]
+    time_us: Vec<u64>,
+    #[serde(default)]
+    more: bool,
+    #[serde(default)]
+    next: Option<Value>,
+    #[serde(default)]
+    complete: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    code: Option<String>,
+    message: Option<String>,
+}
+
 /// Reads a page: the header's numbers and times, and the frames two by two.
-pub(crate) fn parse_page(header: &Value, frames: Vec<Bytes>) -> Result<Page, Error> {
-    let epoch = Epoch(parse_epoch_value(&header["epoch"])?);
-    let numbers = |name: &str| -> Result<Vec<u64>, Error> {
-        header[name]
-            .as_array()
-            .ok_or_else(|| Error::QueryProtocol(format!("no `{name}` in the header")))?
-            .iter()
-            .map(|v| {
-                v.as_u64()
-                    .ok_or_else(|| Error::QueryProtocol(format!("`{name}` holds a non-number")))
-            })
-            .collect()
-    };
-    let (seqs, times) = (numbers("seq")?, numbers("time_us")?);
+pub(crate) fn parse_page(header: &[u8], frames: Vec<Bytes>) -> Result<Page, Error> {
+    let header: PageHeader = serde_json::from_slice(header)
+        .map_err(|e| Error::QueryProtocol(format!("the header is not a page's: {e}")))?;
+    if !header.ok {
+        let e = header.error.as_ref();
+        return Err(refusal(
+            e.and_then(|e| e.code.as_deref()),
+            e.and_then(|e| e.message.as_deref()),
+        ));
+    }
+    let epoch = header
+        .epoch
+        .as_deref()
+        .and_then(|t| xbus_zmtp::extensions::parse_epoch(t.as_bytes()))
+        .map(Epoch)
+        .ok_or_else(|| Error::QueryProtocol("no epoch in the header".into()))?;
+    let (seqs, times) = (header.seq, header.time_us);
     if seqs.len() != times.len() || frames.len() != 2 * seqs.len() {
         return Err(Error::QueryProtocol(format!(
             "{} numbers, {} times and {} frames do not make a page",
@@ -685,15 +725,14 @@ pub(crate) fn parse_page(header: &Value, frames: Vec<Bytes>) -> Result<Page, Err
             payload,
         });
     }
-    let more = header["more"].as_bool().unwrap_or(false);
     Ok(Page {
         records,
-        next: if more {
-            Some(header["next"].clone()).filter(Value::is_object)
+        next: if header.more {
+            header.next.filter(Value::is_object)
         } else {
             None
         },
-        complete: header["complete"].as_bool().unwrap_or(false),
+        complete: header.complete,
     })
 }
 

@@ -38,6 +38,9 @@ pub(crate) const QUEUE_RECORDS: usize = 1 << 20;
 /// bound). A chunk's recorded messages are copied as one region when they fill at least half
 /// of it, so the memory held is at most twice this.
 pub(crate) const QUEUE_BYTES: u64 = 256 << 20;
+/// How long the writer waits idle before syncing what it appended (the store syncs on its
+/// own, once a second, while appends keep coming).
+const IDLE_SYNC: Duration = Duration::from_secs(1);
 /// Ranges of unrecorded sequence numbers remembered; past it they merge into one (wider, so
 /// answers stay conservative).
 const MISSING_RANGES: usize = 1024;
@@ -425,21 +428,39 @@ impl Writer {
         let mut batch: Vec<Record> = Vec::new();
         let mut log = LogBudget::default();
         let mut trim_due = Instant::now();
+        // appended since the last sync: synced once the queue has been idle for a sync
+        // interval (appends sync on their own while traffic flows)
+        let mut unsynced = false;
         loop {
             if !self.retention.is_unlimited() && Instant::now() >= trim_due {
                 self.trim(&mut log);
                 trim_due = Instant::now() + self.retention_interval;
             }
-            let wait = if self.retention.is_unlimited() {
+            let mut wait = if self.retention.is_unlimited() {
                 Duration::from_secs(3600)
             } else {
                 trim_due.saturating_duration_since(Instant::now())
             };
+            if unsynced {
+                wait = wait.min(IDLE_SYNC);
+            }
             let first = match rx.recv_timeout(wait) {
                 Ok(first) => first,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    if unsynced {
+                        unsynced = false;
+                        if let Err(e) = self.store.sync() {
+                            if let Some(not_logged) = log.allow() {
+                                error!(dir = %self.dir.display(), error = %e, not_logged,
+                                    "store sync failed");
+                            }
+                        }
+                    }
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            unsynced = true;
             batch.clear();
             batch.extend(first);
             while batch.len() < 4096 {

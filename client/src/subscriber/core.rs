@@ -1457,6 +1457,32 @@ mod tests {
     }
 
     #[test]
+    fn replays_hold_live_events_and_skip_what_another_subscription_delivers() {
+        let mut subs = Subs::default();
+        let sent = |covers_after, unanswered| Sent {
+            subscribed: true,
+            unanswered,
+            answer: None,
+            covers_after,
+        };
+        // "A." is live from number 10 on; "A.b." replays and is not answered yet
+        subs.sent.insert("A.".into(), sent(Some(9), 0));
+        subs.sent.insert("A.b.".into(), sent(None, 1));
+        subs.replays.insert("A.b.".into(), Replay::AfterSeq(0));
+        assert!(subs.holding(), "live messages wait for the replay");
+        // A.b.x numbered 12 came live through "A.": not replayed again; 5 did not
+        assert!(subs.delivered_elsewhere(b"A.b.", b"A.b.x", 12));
+        assert!(!subs.delivered_elsewhere(b"A.b.", b"A.b.x", 5));
+        // a subscription does not count itself, nor one that does not cover the topic
+        assert!(!subs.delivered_elsewhere(b"A.", b"A.b.x", 12));
+        assert!(!subs.delivered_elsewhere(b"A.b.", b"B.x", 12));
+        // answered: no more holding; a denial drops the replay too
+        subs.answered(b"A.b.", Answer::Denied);
+        assert!(subs.replays.is_empty());
+        assert!(!subs.holding());
+    }
+
+    #[test]
     fn confirmations_need_every_subscription_answered() {
         let mut subs = Subs::default();
         assert!(matches!(subs.confirmation(true), Confirmation::Done));

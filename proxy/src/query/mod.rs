@@ -159,7 +159,7 @@ async fn answer(
             Err(e) => {
                 ctx.stats.query(Err(e.code));
                 debug!(code = e.code, message = %e.message, "query refused");
-                (e.header(), Vec::new())
+                (e.header().to_string(), Vec::new())
             }
         },
         _ => {
@@ -171,13 +171,13 @@ async fn answer(
                 ),
             );
             ctx.stats.query(Err(e.code));
-            (e.header(), Vec::new())
+            (e.header().to_string(), Vec::new())
         }
     };
     for frame in envelope {
         encode_frame(out, frame, true);
     }
-    encode_frame(out, header.to_string().as_bytes(), !records.is_empty());
+    encode_frame(out, header.as_bytes(), !records.is_empty());
     for (i, r) in records.iter().enumerate() {
         encode_frame(out, &r.topic, true);
         encode_frame(out, &r.payload, i + 1 < records.len());
@@ -190,7 +190,7 @@ async fn run(
     ctx: &Ctx,
     frame: &[u8],
     key: Option<&CurvePublicKey>,
-) -> Result<(&'static str, Value, Vec<Record>), QueryError> {
+) -> Result<(&'static str, String, Vec<Record>), QueryError> {
     let request = protocol::parse(frame)?;
     let checked = !matches!(request, Request::Info);
     if let (true, Some(key), Some(security)) = (checked, key, &ctx.security) {
@@ -222,7 +222,7 @@ async fn run(
         return Err(QueryError::new("no_store", "this proxy records nothing"));
     };
     match request {
-        Request::Info => Ok(("info", info(ctx, &rec).await?, Vec::new())),
+        Request::Info => Ok(("info", info(ctx, &rec).await?.to_string(), Vec::new())),
         Request::Latest(query) => {
             let cached = {
                 let lv = rec
