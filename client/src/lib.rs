@@ -191,6 +191,7 @@ pub mod meta;
 pub mod options;
 pub mod raw;
 pub mod state;
+pub mod system;
 
 mod connection;
 mod deadline;

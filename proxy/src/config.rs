@@ -7,6 +7,7 @@
 //! suffix (`"64MiB"`, `"512KiB"`).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +27,9 @@ pub const WELCOME_PREFIX: &[u8] = b"$xbus.";
 /// Framing bytes a subscription may carry around its prefix (a SUBSCRIBE command's name, or the
 /// `\x01` of a subscription message).
 pub(crate) const SUBSCRIPTION_OVERHEAD: u64 = 16;
+/// Where the HTTP face (metrics, health, admin API, event stream, live page) listens by
+/// default: loopback only (see `docs/http.md` before exposing it).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:5180";
 /// Durations past this are refused for periodic settings (use 0 for "off").
 const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -167,6 +171,16 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// The event store's engine: `redb` or `fjall` (docs/benchmarks.md compares them). Default `redb`.
     pub store_engine: String,
+    /// Where the HTTP face listens (`/metrics`, `/healthz`, `/readyz`, `/api/v1/…`, the live
+    /// page at `/`); `None` (`"off"` in TOML) serves no HTTP. Default [`DEFAULT_HTTP`]
+    /// (loopback only). Port 0 picks a free port ([`crate::ProxyHandle::http_addr`]).
+    #[serde(with = "http_addr")]
+    pub http: Option<SocketAddr>,
+    /// A file holding a bearer token (one line): with it, `/api/v1/` and the live page's
+    /// data require `Authorization: Bearer TOKEN` (or `?token=TOKEN` for the event stream);
+    /// `/healthz`, `/readyz` and `/metrics` stay open. Default: none (no credential asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_token_file: Option<PathBuf>,
     /// Binary-only settings.
     pub service: ServiceConfig,
 }
@@ -197,6 +211,8 @@ impl Default for Config {
             record: Vec::new(),
             data_dir: None,
             store_engine: "redb".into(),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 5180))),
+            http_token_file: None,
             service: ServiceConfig::default(),
         }
     }
@@ -306,6 +322,9 @@ impl Config {
         if !self.record.is_empty() && self.data_dir.is_none() {
             return bad("record needs data_dir: where the event store lives");
         }
+        if self.http_token_file.is_some() && self.http.is_none() {
+            return bad("http_token_file needs http: the token guards the HTTP face");
+        }
         if self.access_file.is_some() && self.curve_key_file.is_none() {
             return bad(
                 "access_file needs curve_key_file: access rules are checked against CURVE keys",
@@ -341,6 +360,8 @@ const OPTION_DOCS: &[(&str, &str)] = &[
     ("record", "Topic-frame prefixes of the messages to record in the event store (\"\" = everything); needs data_dir."),
     ("data_dir", "The event store's directory; with it sequence numbers and the epoch survive restarts."),
     ("store_engine", "The event store's engine: redb or fjall."),
+    ("http", "Where the HTTP face (metrics, health, admin API, live page) listens: HOST:PORT, or \"off\"; loopback by default (see docs/http.md)."),
+    ("http_token_file", "A file holding a bearer token the admin API and event stream require (see docs/http.md)."),
 ];
 
 /// The one-line comments of the `[service]` table's options, in print order.
@@ -512,6 +533,47 @@ mod size {
             Raw::Int(n) => Ok(n),
             Raw::Text(t) => super::parse_size(&t).map_err(serde::de::Error::custom),
         }
+    }
+}
+
+/// Parses an HTTP listen address: `HOST:PORT` (an IP address), or `off` (no HTTP).
+///
+/// ```
+/// use xbus_proxy::config::parse_http;
+/// assert_eq!(parse_http("off"), Ok(None));
+/// assert_eq!(parse_http("127.0.0.1:5180").unwrap().unwrap().port(), 5180);
+/// assert!(parse_http("localhost").is_err());
+/// ```
+pub fn parse_http(s: &str) -> Result<Option<SocketAddr>, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|e| format!("{s:?}: {e} (expected IP:PORT such as 127.0.0.1:5180, or off)"))
+}
+
+mod http_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        a: &Option<SocketAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_http(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -16,7 +16,7 @@ use clap::error::{ContextKind, ContextValue};
 use clap::{CommandFactory, Parser};
 use sd_notify::NotifyState;
 use tracing_subscriber::EnvFilter;
-use xbus_proxy::config::{parse_duration, parse_size};
+use xbus_proxy::config::{parse_duration, parse_http, parse_size};
 use xbus_proxy::{Config, Endpoint, LogFormat, Proxy};
 
 /// The central xbus pub/sub proxy: publishers connect to the frontend, subscribers to the
@@ -109,6 +109,15 @@ struct Cli {
     /// The event store's engine: redb or fjall [default: redb].
     #[arg(long, env = "XBUS_STORE_ENGINE", value_name = "ENGINE")]
     store_engine: Option<String>,
+    /// Where the HTTP face listens (metrics, health, JSON admin API, event stream, live page):
+    /// IP:PORT, or `off`. Loopback only by default; read docs/http.md before exposing it
+    /// [default: 127.0.0.1:5180].
+    #[arg(long, env = "XBUS_HTTP", value_name = "ADDR|off", value_parser = parse_http)]
+    http: Option<Option<std::net::SocketAddr>>,
+    /// A file whose first line is a bearer token that /api/v1/ (admin API, event stream)
+    /// then requires [default: none].
+    #[arg(long, env = "XBUS_HTTP_TOKEN_FILE", value_name = "FILE")]
+    http_token_file: Option<PathBuf>,
     /// Runtime threads: 1 = single-threaded runtime, N = N workers [default: 1].
     #[arg(long, env = "XBUS_THREADS", value_name = "N")]
     threads: Option<usize>,
@@ -182,6 +191,12 @@ impl Cli {
         }
         if let Some(engine) = self.store_engine {
             c.store_engine = engine;
+        }
+        if let Some(http) = self.http {
+            c.http = http;
+        }
+        if self.http_token_file.is_some() {
+            c.http_token_file = self.http_token_file;
         }
         if let Some(t) = self.threads {
             c.service.threads = t;

@@ -128,6 +128,24 @@ impl Recorder {
         (e as u64) ^ ((e >> 64) as u64)
     }
 
+    /// Whether every message under `prefix` is recorded (a record prefix covers it).
+    pub(crate) fn covers(&self, prefix: &[u8]) -> bool {
+        self.prefixes.iter().any(|p| prefix.starts_with(p))
+    }
+
+    /// Records handed to the writer and not yet appended.
+    pub(crate) fn pending(&self) -> u64 {
+        self.queued.0.load(Relaxed)
+    }
+
+    /// Whether the recorder has been closed (the proxy is stopping).
+    pub(crate) fn closed(&self) -> bool {
+        self.tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
     fn wants(&self, topic: &[u8]) -> bool {
         self.prefixes.iter().any(|p| topic.starts_with(p))
     }
