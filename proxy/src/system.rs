@@ -152,10 +152,8 @@ fn look_for_slow(ctx: &Ctx, slow: &mut HashMap<u64, Slow>) {
         let id = entry.meta.id;
         let dropped = shared.queue.dropped();
         let (queued, _) = shared.queue.len();
-        let state = slow.entry(id).or_insert(Slow {
-            dropped,
-            since: None,
-        });
+        // first seen: its drops since it connected count
+        let state = slow.entry(id).or_default();
         let grew = dropped > state.dropped;
         let payload = |event: &str, since: u64| {
             json!({

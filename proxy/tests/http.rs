@@ -565,3 +565,50 @@ async fn system_events_announce_presence_and_slow_subscribers() {
     let _ = DEADLINE;
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_announced_slow_then_recovered() {
+    let h = common::builder()
+        .subscriber_hwm(100)
+        .http(xbus_tests::http_loopback())
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let mut watcher = Peer::connect(&be(&h), SocketType::Sub).await;
+    watcher.subscribe("$xbus.slow.").await;
+    let mut stalled = Peer::connect(&be(&h), SocketType::Sub).await;
+    stalled.subscribe("S.").await;
+    wait_stats(&h, "both subscriptions", |s| s.subscriptions == 2).await;
+    let stalled_id = h.stats().subscribers.iter().map(|s| s.id).max().unwrap();
+    let mut publ = Peer::connect(&fe(&h), SocketType::Pub).await;
+    // 1 KiB messages until the stalled subscriber's socket buffers and queue are full
+    let mut n = 0u32;
+    while h.stats().dropped_messages == 0 {
+        publ.send_many("S.x", n..n + 500, 1024).await;
+        n += 500;
+        assert!(n < 1_000_000, "no drops after {n} messages");
+    }
+    let m = watcher.recv().await;
+    assert_eq!(&m[0][..], b"$xbus.slow.started.");
+    let v: Value = serde_json::from_slice(&m[1]).unwrap();
+    assert_eq!(v["id"], stalled_id);
+    assert!(v["dropped_messages"].as_u64().unwrap() > 0, "{v}");
+    // it reads again, and the publisher has stopped: it recovers
+    let reader = tokio::spawn(async move {
+        while stalled
+            .next_within(Duration::from_millis(2000))
+            .await
+            .is_some()
+        {}
+        stalled
+    });
+    let m = watcher.recv().await;
+    assert_eq!(&m[0][..], b"$xbus.slow.recovered.");
+    let v: Value = serde_json::from_slice(&m[1]).unwrap();
+    assert_eq!(v["id"], stalled_id);
+    assert_eq!(v["event"], "recovered");
+    drop(reader);
+    h.shutdown().await;
+}

@@ -7,7 +7,7 @@ const token = new URLSearchParams(location.hash.slice(1)).get("token");
 const headers = token ? { Authorization: "Bearer " + token } : {};
 const HISTORY = 300; // seconds of the plot
 const TAIL_ROWS = 200;
-const history = []; // {t, in, out}
+const samples = []; // {in, out}: messages/s, one a second
 let prev = null;
 
 const $ = (id) => document.getElementById(id);
@@ -54,6 +54,7 @@ function counters(s, dt) {
     ["dropped", st.dropped_messages, rate(st.dropped_messages, p && p.dropped_messages), st.dropped_messages > 0],
     ["unrouted", st.unrouted_messages, rate(st.unrouted_messages, p && p.unrouted_messages)],
     ["subscriptions", st.subscriptions],
+    ["event streams", s.stream_clients],
     ["topics", s.topics],
     ["last seq", st.last_seq],
     ["recorded", st.recorded_messages],
@@ -87,7 +88,7 @@ function plot() {
   const h = (c.height = 180);
   const g = c.getContext("2d");
   g.clearRect(0, 0, w, h);
-  const max = Math.max(1, ...history.map((p) => Math.max(p.in, p.out)));
+  const max = Math.max(1, ...samples.map((p) => Math.max(p.in, p.out)));
   g.fillStyle = "#7d8794";
   g.font = "11px sans-serif";
   g.fillText(fmt(max) + "/s", 4, 12);
@@ -95,8 +96,10 @@ function plot() {
     g.strokeStyle = color;
     g.lineWidth = 2;
     g.beginPath();
-    history.forEach((p, i) => {
-      const x = w - (history.length - 1 - i) * (w / HISTORY);
+    samples.forEach((p, i) => {
+      // the last minute at least, up to five as the samples accumulate
+      const span = Math.max(60, Math.min(HISTORY, samples.length));
+      const x = w - (samples.length - 1 - i) * (w / span);
       const y = h - 4 - (p[key] / max) * (h - 20);
       if (i === 0) g.moveTo(x, y);
       else g.lineTo(x, y);
@@ -157,12 +160,13 @@ async function poll() {
     const dt = prev ? now - prev.at : 0;
     counters(s, dt);
     if (prev && dt > 0) {
-      history.push({
+      samples.push({
         in: Math.max(0, (s.stats.frontend.messages_in - prev.stats.frontend.messages_in) / dt),
         out: Math.max(0, (s.stats.backend.messages_out - prev.stats.backend.messages_out) / dt),
       });
-      while (history.length > HISTORY) history.shift();
+      while (samples.length > HISTORY) samples.shift();
     }
+    document.body.dataset.samples = String(samples.length);
     prev = { at: now, stats: s.stats };
     plot();
     connections(c);
@@ -239,6 +243,8 @@ async function startTail(prefix) {
           else if (field === "event") ev.event = val;
           else if (field === "id") ev.id = val;
         }
+        // a stream replaced by a new filter may still hold a chunk: drop it
+        if (tail !== ctl) return;
         if (has) addRow(ev);
       }
     }
