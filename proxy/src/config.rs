@@ -687,6 +687,29 @@ mod tests {
     }
 
     #[test]
+    fn http_is_an_address_or_off() {
+        assert_eq!(Config::default().http, Some(DEFAULT_HTTP.parse().unwrap()));
+        assert_eq!(Config::from_toml_str("http = \"off\"").unwrap().http, None);
+        let cfg = Config::from_toml_str("http = \"0.0.0.0:9000\"").unwrap();
+        assert_eq!(cfg.http.unwrap().port(), 9000);
+        let err = Config::from_toml_str("http = \"localhost:1\"").unwrap_err();
+        assert!(err.to_string().contains("or off"), "{err}");
+        let off = Config {
+            http: None,
+            ..Config::default()
+        };
+        let text = off.to_toml();
+        assert!(text.lines().any(|l| l == "http = \"off\""), "{text}");
+        assert_eq!(Config::from_toml_str(&text).unwrap(), off);
+        let token_without_http = Config {
+            http: None,
+            http_token_file: Some("/etc/xbus/token".into()),
+            ..Config::default()
+        };
+        assert!(token_without_http.validate().is_err());
+    }
+
+    #[test]
     fn validation() {
         let cfg = Config {
             frontend: vec![],

@@ -535,6 +535,20 @@ async fn a_stream_resumes_from_the_store_with_no_gap_and_no_duplicate() {
         .next_within(Duration::from_millis(300))
         .await
         .is_none());
+    // the store's counters are in /metrics
+    wait_stats(&h, "everything recorded", |s| s.recorded_messages == TOTAL).await;
+    let m = scrape(addr).await;
+    assert_eq!(
+        sample(
+            &m,
+            "xbus_recorded_messages",
+            "xbus_recorded_messages_total",
+            &[]
+        ),
+        TOTAL as f64
+    );
+    assert!(sample(&m, "xbus_store_records", "xbus_store_records", &[]) >= 1.0);
+    assert!(sample(&m, "xbus_store_bytes", "xbus_store_bytes", &[]) > 0.0);
     h.shutdown().await;
 }
 
@@ -610,5 +624,77 @@ async fn a_subscriber_that_stops_reading_is_announced_slow_then_recovered() {
     assert_eq!(v["id"], stalled_id);
     assert_eq!(v["event"], "recovered");
     drop(reader);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_stream_client_loses_only_its_own_events_and_is_told() {
+    let (h, addr) = start_http().await;
+    // a stream client that does not read, and a healthy ZMTP subscriber on the same prefix
+    let mut slow = Sse::open(addr, "/api/v1/stream?prefix=S.", &[]).await;
+    let (mut publ, mut healthy) = pub_and_sub(&h, "S.").await;
+    wait_stats(&h, "both subscriptions", |s| s.subscriptions == 2).await;
+    // 4 KiB messages, in rounds the healthy subscriber keeps up with, until the stream's
+    // queue (10,000 messages / 16 MiB) has overflowed
+    let mut n = 0u32;
+    while h.stats().dropped_messages == 0 {
+        publ.send_many("S.x", n..n + 500, 4096).await;
+        for i in n..n + 500 {
+            assert_eq!(common::seq(&healthy.recv().await), i);
+        }
+        n += 500;
+        assert!(n < 200_000, "the stream's queue never overflowed");
+    }
+    let st = h.stats();
+    let stream = st
+        .subscribers
+        .iter()
+        .find(|s| s.peer.starts_with("http:"))
+        .unwrap();
+    assert!(stream.dropped_messages > 0);
+    assert!(stream.queued_bytes <= xbus_proxy::http::STREAM_QUEUE_BYTES);
+    let healthy_stats = st.subscribers.iter().find(|s| s.id != stream.id).unwrap();
+    assert_eq!(healthy_stats.dropped_messages, 0);
+    // reading again, the client is told which events it lost, in order
+    let mut last_id = 0u64;
+    let gap = loop {
+        let e = slow.next().await;
+        if e.event == "gap" {
+            break e.json();
+        }
+        last_id = e.id.unwrap().parse().unwrap();
+    };
+    assert_eq!(gap["reason"], "slow_client");
+    assert_eq!(gap["first_seq"], last_id + 1, "{gap}");
+    assert!(gap["count"].as_u64().unwrap() > 0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn stream_clients_are_bounded() {
+    let (h, addr) = start_http().await;
+    let mut open = Vec::new();
+    for _ in 0..xbus_proxy::http::MAX_STREAM_CLIENTS {
+        let s = Sse::open(addr, "/api/v1/stream?prefix=A.", &[]).await;
+        assert_eq!(s.status, 200);
+        open.push(s);
+    }
+    let r = get(addr, "/api/v1/stream?prefix=A.").await;
+    assert_eq!(r.status, 503);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("too many"),
+        "{}",
+        r.body
+    );
+    let prefixes: String = (0..=xbus_proxy::http::MAX_STREAM_PREFIXES)
+        .map(|i| format!("prefix=P{i}.&"))
+        .collect();
+    drop(open.pop());
+    wait_stats(&h, "a slot to free", |s| {
+        s.subscribers.len() < xbus_proxy::http::MAX_STREAM_CLIENTS
+    })
+    .await;
+    let r = get(addr, &format!("/api/v1/stream?{prefixes}")).await;
+    assert_eq!(r.status, 400, "{}", r.body);
     h.shutdown().await;
 }
