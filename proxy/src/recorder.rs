@@ -45,6 +45,11 @@ pub(crate) struct Recorder {
     log: Mutex<LogBudget>,
     /// The first sequence number of this run, and the highest reserved at start.
     pub(crate) numbering: (u64, u64),
+    /// The highest sequence number handed to the writer (set under the router's sequencer).
+    handed: AtomicU64,
+    /// The highest sequence number the writer has finished with (appended, or failed and
+    /// counted as unrecorded).
+    appended: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -92,17 +97,27 @@ impl Recorder {
         let queued = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let recorded = Arc::new(AtomicU64::new(0));
         let unrecorded = Arc::new(AtomicU64::new(0));
+        let appended = Arc::new(AtomicU64::new(0));
         let writer = {
-            let (store, queued, recorded, unrecorded) = (
+            let (store, queued, recorded, unrecorded, appended) = (
                 store.clone(),
                 queued.clone(),
                 recorded.clone(),
                 unrecorded.clone(),
+                appended.clone(),
             );
             let dir = dir.clone();
             std::thread::Builder::new()
                 .name("xbus-recorder".into())
-                .spawn(move || write_loop(&*store, &rx, &queued, &recorded, &unrecorded, &dir))
+                .spawn(move || {
+                    let counts = Counts {
+                        queued: &queued,
+                        recorded: &recorded,
+                        unrecorded: &unrecorded,
+                        appended: &appended,
+                    };
+                    write_loop(&*store, &rx, &counts, &dir)
+                })
                 .map_err(Error::Io)?
         };
         Ok(Some(Recorder {
@@ -119,6 +134,8 @@ impl Recorder {
             unrecorded,
             log: Mutex::new(LogBudget::default()),
             numbering: (next, reserved),
+            handed: AtomicU64::new(0),
+            appended,
         }))
     }
 
@@ -133,9 +150,15 @@ impl Recorder {
         self.prefixes.iter().any(|p| prefix.starts_with(p))
     }
 
-    /// Records handed to the writer and not yet appended.
-    pub(crate) fn pending(&self) -> u64 {
-        self.queued.0.load(Relaxed)
+    /// The highest sequence number handed to the writer so far.
+    pub(crate) fn handed_through(&self) -> u64 {
+        self.handed.load(Relaxed)
+    }
+
+    /// The highest sequence number the writer is done with: every record handed up to it is
+    /// in the store (or was counted as unrecorded).
+    pub(crate) fn appended_through(&self) -> u64 {
+        self.appended.load(Relaxed)
     }
 
     /// Whether the recorder has been closed (the proxy is stopping).
@@ -183,10 +206,13 @@ impl Recorder {
         };
         records.fetch_add(n, Relaxed);
         queued_bytes.fetch_add(bytes, Relaxed);
+        let last = batch.last().map_or(0, |r| r.seq);
         if let Err(TrySendError::Disconnected(_) | TrySendError::Full(_)) = tx.try_send(batch) {
             records.fetch_sub(n, Relaxed);
             queued_bytes.fetch_sub(bytes, Relaxed);
             self.lost(n, "the recorder has stopped");
+        } else {
+            self.handed.fetch_max(last, Relaxed);
         }
     }
 
@@ -223,14 +249,13 @@ impl Recorder {
 
 /// The writer thread: appends queued batches (merged up to a few thousand records) until the
 /// queue is closed, then syncs.
-fn write_loop(
-    store: &dyn EventStore,
-    rx: &Receiver<Vec<Record>>,
-    queued: &(AtomicU64, AtomicU64),
-    recorded: &AtomicU64,
-    unrecorded: &AtomicU64,
-    dir: &Path,
-) {
+fn write_loop(store: &dyn EventStore, rx: &Receiver<Vec<Record>>, counts: &Counts<'_>, dir: &Path) {
+    let Counts {
+        queued,
+        recorded,
+        unrecorded,
+        appended,
+    } = *counts;
     let mut batch: Vec<Record> = Vec::new();
     let mut log = LogBudget::default();
     while let Ok(first) = rx.recv() {
@@ -261,8 +286,22 @@ fn write_loop(
         }
         queued.0.fetch_sub(n, Relaxed);
         queued.1.fetch_sub(bytes, Relaxed);
+        if let Some(r) = batch.last() {
+            appended.fetch_max(r.seq, Relaxed);
+        }
     }
     if let Err(e) = store.sync() {
         error!(dir = %dir.display(), error = %e, "store sync at shutdown failed");
     }
+}
+
+/// The counters the writer thread updates.
+#[derive(Clone, Copy)]
+struct Counts<'a> {
+    /// Records and bytes waiting.
+    queued: &'a (AtomicU64, AtomicU64),
+    recorded: &'a AtomicU64,
+    unrecorded: &'a AtomicU64,
+    /// The highest sequence number done with.
+    appended: &'a AtomicU64,
 }

@@ -49,6 +49,8 @@ async fn publish(proxy: &ProxyHandle, msgs: &[(&str, &str)]) {
         .to_string()
         .trim_start_matches("tcp://")
         .to_owned();
+    // counted before writing: the proxy may count them as soon as they are written
+    let want = proxy.stats().frontend.messages_in + msgs.len() as u64;
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     handshake(&mut tcp, &HandshakeConfig::new(SocketType::Pub))
         .await
@@ -60,7 +62,6 @@ async fn publish(proxy: &ProxyHandle, msgs: &[(&str, &str)]) {
     tcp.write_all(&wire).await.unwrap();
     tcp.flush().await.unwrap();
     // the proxy routes what it reads: wait (bounded) until it has counted them
-    let want = proxy.stats().frontend.messages_in + msgs.len() as u64;
     let deadline = Instant::now() + Duration::from_secs(10);
     while proxy.stats().frontend.messages_in < want {
         assert!(Instant::now() < deadline, "{:?}", proxy.stats());

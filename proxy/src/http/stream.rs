@@ -226,9 +226,11 @@ impl StreamState {
             return;
         }
         // Everything routed before this stream's subscriptions were in place was handed to
-        // the recorder then; once its queue is empty, the store holds all of it.
+        // the recorder by then (under the sequencer, before queueing); once the writer is
+        // done with it, the store holds all of it and the live queue has the rest.
+        let target = rec.handed_through();
         let deadline = tokio::time::Instant::now() + RECORDER_CATCH_UP;
-        while rec.pending() > 0 && tokio::time::Instant::now() < deadline {
+        while rec.appended_through() < target && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.replay = Some(Replay {
