@@ -42,7 +42,9 @@ use crate::error::CliError;
                   Environment: XBUS_FRONTEND (where `pub` and `bench` publish, default \
                   tcp://127.0.0.1:5122), XBUS_BACKEND (where `sub` and `bench` subscribe, default \
                   tcp://127.0.0.1:5123), XBUS_CURVE_SERVER_KEY (--curve-server-key), \
-                  XBUS_CURVE_KEY_FILE (--curve-key-file)."
+                  XBUS_CURVE_KEY_FILE (--curve-key-file), XBUS_HTTP (the proxy's HTTP face for \
+                  `stats`, `topics` and `top`, default http://127.0.0.1:5180), \
+                  XBUS_HTTP_TOKEN_FILE (--http-token-file)."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -154,3 +154,37 @@ fn an_unreachable_http_face_exits_3_with_a_hint() {
     let err = text(&out.stderr);
     assert!(err.contains("XBUS_HTTP"), "{err}");
 }
+
+#[tokio::test]
+async fn a_token_protected_api_needs_the_token_file() {
+    let dir = std::env::temp_dir().join(format!("xbus-cli-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "0123456789abcdef-token\n").unwrap();
+    let proxy = xbus_tests::proxy_builder()
+        .http(xbus_tests::http_loopback())
+        .http_token_file(&token)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let url = format!("http://{}", proxy.http_addr().unwrap());
+    let out = run(vec!["stats".into(), "--http".into(), url.clone()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+    let out = run(vec![
+        "stats".into(),
+        "--json".into(),
+        "--http".into(),
+        url,
+        "--http-token-file".into(),
+        token.display().to_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    proxy.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -98,3 +98,27 @@ fn http_json(base: &str, path: &str) -> serde_json::Value {
     s.read_to_string(&mut text).unwrap();
     serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap()
 }
+
+#[test]
+fn periodic_stats_decode_into_the_typed_definition() {
+    let proxy = ProxyProcess::start(&["--stats-interval", "1s"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut sub = rt
+        .block_on(RawSubscriberAsync::connect(&proxy.backend))
+        .unwrap();
+    sub.subscribe_raw(xbus::system::STATS.as_bytes());
+    rt.block_on(sub.wait_subscribed(Duration::from_secs(10)))
+        .unwrap();
+    let e = rt.block_on(sub.get(Some(Duration::from_secs(10)))).unwrap();
+    let SystemEvent::Stats(s) = SystemEvent::decode(&e.topic_frame, &e.payload).unwrap() else {
+        panic!("{e:?}")
+    };
+    assert_eq!(s.backend.connections, 1, "{s:?}");
+    assert_eq!(s.subscriptions, 1);
+    assert_eq!(s.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(s.epoch.len(), 16);
+    assert!(s.time_us > 0);
+}
