@@ -325,6 +325,18 @@ impl Config {
         if self.http_token_file.is_some() && self.http.is_none() {
             return bad("http_token_file needs http: the token guards the HTTP face");
         }
+        if let Some(addr) = self.http {
+            if self.curve_key_file.is_some()
+                && self.http_token_file.is_none()
+                && !addr.ip().is_loopback()
+            {
+                return Err(Error::Config(format!(
+                    "http on {addr} (beyond loopback) with CURVE required needs \
+                     http_token_file: the admin API and event stream would otherwise show \
+                     every topic to anyone who reaches the port (see docs/http.md)"
+                )));
+            }
+        }
         if self.access_file.is_some() && self.curve_key_file.is_none() {
             return bad(
                 "access_file needs curve_key_file: access rules are checked against CURVE keys",
@@ -701,6 +713,16 @@ mod tests {
         let text = off.to_toml();
         assert!(text.lines().any(|l| l == "http = \"off\""), "{text}");
         assert_eq!(Config::from_toml_str(&text).unwrap(), off);
+        let exposed_curve_without_token = Config {
+            http: Some("0.0.0.0:5180".parse().unwrap()),
+            curve_key_file: Some("/etc/xbus/proxy.key_secret".into()),
+            ..Config::default()
+        };
+        let err = exposed_curve_without_token
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http_token_file"), "{err}");
         let token_without_http = Config {
             http: None,
             http_token_file: Some("/etc/xbus/token".into()),

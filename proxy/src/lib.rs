@@ -376,6 +376,10 @@ impl Proxy {
             Some(listener) => {
                 let addr = listener.local_addr()?;
                 info!(http = %addr, "HTTP on http://{addr}/ (metrics, health, admin API, live page)");
+                if ctx.security.is_some() && http_token.is_none() {
+                    tracing::warn!(http = %addr, "CURVE is required but the HTTP admin API and event stream have no token: \
+                        anyone who can reach {addr} reads every topic; set http_token_file (docs/http.md)");
+                }
                 http::spawn(ctx.clone(), listener, http_token);
                 Some(addr)
             }

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -233,7 +233,7 @@ async fn healthz() -> impl IntoResponse {
 
 /// `200` when every listener is bound and the store (with `--data-dir`) is open; `503` with the
 /// reason otherwise (including while shutting down).
-async fn readyz(State(st): State<HttpState>, _headers: HeaderMap) -> Response {
+async fn readyz(State(st): State<HttpState>) -> Response {
     let ctx = &st.ctx;
     let reason = if ctx.shutdown.is_cancelled() {
         Some("shutting down")
