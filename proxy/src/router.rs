@@ -352,6 +352,15 @@ impl Router {
         seq_base
     }
 
+    /// The sequence number of the last message routed (0 before the first).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.sequencer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next
+            .saturating_sub(1)
+    }
+
     /// Every subscriber's number of subscriptions, by connection id.
     pub(crate) fn subscription_counts(&self) -> std::collections::BTreeMap<u64, usize> {
         self.read()

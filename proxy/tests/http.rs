@@ -449,8 +449,23 @@ async fn resuming_without_recording_starts_with_a_gap_event() {
     let mut sse = Sse::open(addr, "/api/v1/stream?prefix=A.", &[("Last-Event-ID", "41")]).await;
     let e = sse.next().await;
     assert_eq!(e.event, "gap");
-    assert_eq!(e.json()["reason"], "not_recorded");
+    assert_eq!(e.json()["reason"], "unknown_position");
     assert_eq!(e.json()["after_seq"], 41);
+    assert_eq!(e.json()["last_seq"], 0);
+    // a position this proxy has seen, but not recorded
+    let mut publ = Peer::connect(&fe(&h), SocketType::Pub).await;
+    publ.send(&[b"A.x", b"1"]).await;
+    wait_stats(&h, "the message", |s| s.last_seq == 1).await;
+    let mut sse = Sse::open(addr, "/api/v1/stream?prefix=A.", &[("Last-Event-ID", "0")]).await;
+    let e = sse.next().await;
+    assert_eq!(e.event, "gap");
+    assert_eq!(e.json()["reason"], "not_recorded");
+    assert_eq!(e.json()["after_seq"], 0);
+    // then live, nothing skipped
+    wait_stats(&h, "the second stream", |s| s.subscriptions == 2).await;
+    publ.send(&[b"A.x", b"2"]).await;
+    let e = sse.next().await;
+    assert_eq!((e.id.as_deref(), e.json()), (Some("2"), json!(2)));
     h.shutdown().await;
 }
 

@@ -215,6 +215,13 @@ impl StreamState {
     /// Sets up a resume after sequence `after`: a replay when every prefix is recorded, else
     /// a gap event.
     async fn start_resume(&mut self, after: u64, prefixes: &[Bytes]) {
+        let last = self.ctx.router.last_seq();
+        if after > last {
+            // not a position of this epoch: nothing to replay, and nothing live to skip
+            self.gap_event(json!({"reason": "unknown_position", "after_seq": after, "last_seq": last,
+                "detail": "Last-Event-ID is beyond the last sequence number routed: it comes from another epoch (a proxy that kept no store, or another store)"}));
+            return;
+        }
         let Some(rec) = self.ctx.recorder.clone() else {
             self.gap_event(json!({"reason": "not_recorded", "after_seq": after,
                 "detail": "the proxy records nothing (no --data-dir/--record): events since then cannot be replayed"}));
