@@ -2,9 +2,9 @@
 //! `$xbus.presence.` events: who is connected, since when, and its traffic.
 //!
 //! A connection registers once its handshake is done and is removed when its task ends (the
-//! [`Registration`] guard). Its counters are atomics its own tasks update once per read chunk
+//! `Registration` guard). Its counters are atomics its own tasks update once per read chunk
 //! (publishers) or per subscription (subscribers); a subscriber's delivered counts and queue are
-//! read from its [`SubscriberShared`]. Nothing here is touched per routed message.
+//! read from its shared half. Nothing here is touched per routed message.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -143,7 +143,8 @@ impl ProxyBuilder {
         self
     }
 
-    /// Starts from `config` instead of the defaults.
+    /// Starts from `config` instead of the defaults (its `http` included: `Config::default()`
+    /// serves HTTP on `127.0.0.1:5180`).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self.frontend_set = true;
