@@ -6,6 +6,8 @@
 //! - `xbus latest [FILTER…]`, `xbus history [FILTER…]`: what the proxy recorded (its query
 //!   endpoint).
 //! - `xbus keygen [--out PATH_STEM]`: a CURVE key pair, as a ZeroMQ certificate.
+//! - `xbus stats`, `xbus topics`, `xbus top`: the proxy's counters, topics and connections,
+//!   from its HTTP face (`--http`, default `http://127.0.0.1:5180`); see [`monitor`].
 //! - `xbus completions SHELL`, `xbus man`: a shell completion script, the man page.
 //!
 //! `sub`, `pub` and `bench` speak CURVE to a proxy that has a key with
@@ -17,6 +19,7 @@ mod error;
 mod filter;
 mod format;
 mod keys;
+mod monitor;
 mod publish;
 mod query;
 mod sub;
@@ -43,7 +46,9 @@ use crate::error::CliError;
                   tcp://127.0.0.1:5122), XBUS_BACKEND (where `sub` and `bench` subscribe, default \
                   tcp://127.0.0.1:5123), XBUS_QUERY (where `latest` and `history` ask, default \
                   tcp://127.0.0.1:5124), XBUS_CURVE_SERVER_KEY (--curve-server-key), \
-                  XBUS_CURVE_KEY_FILE (--curve-key-file)."
+                  XBUS_CURVE_KEY_FILE (--curve-key-file), XBUS_HTTP (the proxy's HTTP face for \
+                  `stats`, `topics` and `top`, default http://127.0.0.1:5180), \
+                  XBUS_HTTP_TOKEN_FILE (--http-token-file)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -69,6 +74,13 @@ enum Command {
     /// the proxy's access file). The files are ZeroMQ certificates, as pyzmq's zmq.auth reads
     /// them.
     Keygen(keys::KeygenArgs),
+    /// Print the proxy's counters (from its HTTP face, --http).
+    Stats(monitor::StatsArgs),
+    /// List the topics the proxy has routed, busiest first (from its HTTP face).
+    Topics(monitor::TopicsArgs),
+    /// A live view of the proxy: counters, rates, connections, topics; refreshed until
+    /// Ctrl-C (--once: one screen).
+    Top(monitor::TopArgs),
     /// Print a completion script for SHELL to stdout, e.g.
     /// `xbus completions bash > ~/.local/share/bash-completion/completions/xbus`.
     Completions {
@@ -80,7 +92,7 @@ enum Command {
     /// xbus-sub(1), the page of one subcommand.
     Man {
         /// The subcommand whose page to print; none: xbus(1).
-        #[arg(value_parser = ["sub", "pub", "bench", "latest", "history", "keygen", "completions"])]
+        #[arg(value_parser = ["sub", "pub", "bench", "latest", "history", "keygen", "stats", "topics", "top", "completions"])]
         subcommand: Option<String>,
     },
 }
@@ -94,15 +106,28 @@ fn page_name(subcommand: &str) -> &'static str {
         "latest" => "xbus-latest",
         "history" => "xbus-history",
         "keygen" => "xbus-keygen",
+        "stats" => "xbus-stats",
+        "topics" => "xbus-topics",
+        "top" => "xbus-top",
         _ => "xbus-completions",
     }
 }
 
-/// Runs what needs no proxy and no runtime: `xbus completions`, `xbus man` and `xbus keygen`.
+/// Runs what needs no runtime: `xbus completions`, `xbus man`, `xbus keygen`, and the HTTP
+/// commands (`stats`, `topics`, `top`, blocking HTTP).
 /// Returns whether `command` was one of them.
 fn print_docs(command: &Command) -> Result<bool, CliError> {
-    if let Command::Keygen(args) = command {
-        keys::keygen(args)?;
+    match command {
+        Command::Keygen(args) => keys::keygen(args)?,
+        Command::Stats(args) => monitor::stats(args)?,
+        Command::Topics(args) => monitor::topics(args)?,
+        Command::Top(args) => monitor::top(args)?,
+        _ => {}
+    }
+    if matches!(
+        command,
+        Command::Keygen(_) | Command::Stats(_) | Command::Topics(_) | Command::Top(_)
+    ) {
         return Ok(true);
     }
     let mut stdout = std::io::stdout().lock();
@@ -157,7 +182,12 @@ fn main() -> ExitCode {
             Command::Latest(args) => query::latest(args).await,
             Command::History(args) => query::history(args).await,
             // Handled by `print_docs` above.
-            Command::Completions { .. } | Command::Man { .. } | Command::Keygen(_) => Ok(()),
+            Command::Completions { .. }
+            | Command::Man { .. }
+            | Command::Keygen(_)
+            | Command::Stats(_)
+            | Command::Topics(_)
+            | Command::Top(_) => Ok(()),
         }
     });
     match result {

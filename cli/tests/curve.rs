@@ -234,7 +234,7 @@ async fn sub_pub_and_bench_speak_curve_with_key_files() {
     // bench: one key for both sides.
     let out = xbus(&["bench", "--json", "--no-progress", "-n", "200"])
         .args(["--frontend", &fe, "--backend", &be])
-        .args(["--curve-server-key", &server.public().to_z85()])
+        .arg(format!("--curve-server-key={}", server.public().to_z85()))
         .args(["--curve-key-file", &dir.s("bencher.key_secret")])
         .output()
         .unwrap();
@@ -243,7 +243,7 @@ async fn sub_pub_and_bench_speak_curve_with_key_files() {
     assert_eq!(summary["received"], 200, "{summary}");
     let out = xbus(&["bench", "--json", "--no-progress", "-n", "200"])
         .args(["--frontend", &fe, "--backend", &be])
-        .args(["--curve-server-key", &server.public().to_z85()])
+        .arg(format!("--curve-server-key={}", server.public().to_z85()))
         .args(["--curve-key-file", &dir.s("feeder.key_secret")])
         .output()
         .unwrap();
@@ -366,7 +366,7 @@ async fn curve_connect_failures_exit_3_with_a_hint_that_fits() {
     // Another proxy's key.
     let other = CurveKeyPair::generate().public().to_z85();
     let out = xbus(&["pub", "X", "{}", "--endpoint", &fe])
-        .args(["--curve-server-key", &other])
+        .arg(format!("--curve-server-key={other}"))
         .output()
         .unwrap();
     check(
@@ -426,7 +426,7 @@ async fn a_secret_key_file_others_can_read_is_warned_about() {
     let key_file: &Path = &dir.path("known.key_secret");
     std::fs::set_permissions(key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut child = xbus(&["pub", "X", "--endpoint", &fe])
-        .args(["--curve-server-key", &server.public().to_z85()])
+        .arg(format!("--curve-server-key={}", server.public().to_z85()))
         .args(["--curve-key-file", key_file.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())

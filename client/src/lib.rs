@@ -193,6 +193,7 @@ pub mod options;
 pub mod query;
 pub mod raw;
 pub mod state;
+pub mod system;
 
 mod connection;
 mod deadline;

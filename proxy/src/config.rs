@@ -7,6 +7,7 @@
 //! suffix (`"64MiB"`, `"512KiB"`).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,6 +29,9 @@ pub const WELCOME_PREFIX: &[u8] = b"$xbus.";
 /// Framing bytes a subscription may carry around its prefix (a SUBSCRIBE command's name, or the
 /// `\x01` of a subscription message).
 pub(crate) const SUBSCRIPTION_OVERHEAD: u64 = 16;
+/// Where the HTTP face (metrics, health, admin API, event stream, live page) listens by
+/// default: loopback only (see `docs/http.md` before exposing it).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:5180";
 /// Durations past this are refused for periodic settings (use 0 for "off").
 const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -183,6 +187,16 @@ pub struct Config {
     /// Where to serve queries (latest values, history) over ZMQ request/reply, when the proxy
     /// has an event store (`data_dir`): an endpoint, or `off`. Default [`DEFAULT_QUERY`].
     pub query: String,
+    /// Where the HTTP face listens (`/metrics`, `/healthz`, `/readyz`, `/api/v1/…`, the live
+    /// page at `/`); `None` (`"off"` in TOML) serves no HTTP. Default [`DEFAULT_HTTP`]
+    /// (loopback only). Port 0 picks a free port ([`crate::ProxyHandle::http_addr`]).
+    #[serde(with = "http_addr")]
+    pub http: Option<SocketAddr>,
+    /// A file holding a bearer token (one line): with it, `/api/v1/` and the live page's
+    /// data require `Authorization: Bearer TOKEN` (or `?token=TOKEN` for the event stream);
+    /// `/healthz`, `/readyz` and `/metrics` stay open. Default: none (no credential asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_token_file: Option<PathBuf>,
     /// Binary-only settings.
     pub service: ServiceConfig,
 }
@@ -217,6 +231,8 @@ impl Default for Config {
             retain_size: 0,
             retention_interval: Duration::from_secs(10),
             query: DEFAULT_QUERY.into(),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 5180))),
+            http_token_file: None,
             service: ServiceConfig::default(),
         }
     }
@@ -353,6 +369,21 @@ impl Config {
             return bad("retention_interval must be positive and at most a year");
         }
         self.query_endpoint()?;
+        if self.http_token_file.is_some() && self.http.is_none() {
+            return bad("http_token_file needs http: the token guards the HTTP face");
+        }
+        if let Some(addr) = self.http {
+            if self.curve_key_file.is_some()
+                && self.http_token_file.is_none()
+                && !addr.ip().is_loopback()
+            {
+                return Err(Error::Config(format!(
+                    "http on {addr} (beyond loopback) with CURVE required needs \
+                     http_token_file: the admin API and event stream would otherwise show \
+                     every topic to anyone who reaches the port (see docs/http.md)"
+                )));
+            }
+        }
         if self.access_file.is_some() && self.curve_key_file.is_none() {
             return bad(
                 "access_file needs curve_key_file: access rules are checked against CURVE keys",
@@ -392,6 +423,8 @@ const OPTION_DOCS: &[(&str, &str)] = &[
     ("retain_size", "Delete the oldest recorded messages while the store holds more than this; 0 = no limit."),
     ("retention_interval", "How often the retention is applied."),
     ("query", "Where to serve queries (latest, history) when recording: an endpoint, or off."),
+    ("http", "Where the HTTP face (metrics, health, admin API, live page) listens: HOST:PORT, or \"off\"; loopback by default (see docs/http.md)."),
+    ("http_token_file", "A file holding a bearer token the admin API and event stream require (see docs/http.md)."),
 ];
 
 /// The one-line comments of the `[service]` table's options, in print order.
@@ -566,6 +599,47 @@ mod size {
     }
 }
 
+/// Parses an HTTP listen address: `HOST:PORT` (an IP address), or `off` (no HTTP).
+///
+/// ```
+/// use xbus_proxy::config::parse_http;
+/// assert_eq!(parse_http("off"), Ok(None));
+/// assert_eq!(parse_http("127.0.0.1:5180").unwrap().unwrap().port(), 5180);
+/// assert!(parse_http("localhost").is_err());
+/// ```
+pub fn parse_http(s: &str) -> Result<Option<SocketAddr>, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|e| format!("{s:?}: {e} (expected IP:PORT such as 127.0.0.1:5180, or off)"))
+}
+
+mod http_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        a: &Option<SocketAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_http(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 mod endpoints {
     use serde::{Deserialize, Deserializer, Serializer};
     use xbus_zmtp::Endpoint;
@@ -673,6 +747,39 @@ mod tests {
         let cfg = Config::from_toml_str("[service]\nthreads = 2\nlog_format = \"json\"").unwrap();
         assert_eq!(cfg.service.threads, 2);
         assert_eq!(cfg.service.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn http_is_an_address_or_off() {
+        assert_eq!(Config::default().http, Some(DEFAULT_HTTP.parse().unwrap()));
+        assert_eq!(Config::from_toml_str("http = \"off\"").unwrap().http, None);
+        let cfg = Config::from_toml_str("http = \"0.0.0.0:9000\"").unwrap();
+        assert_eq!(cfg.http.unwrap().port(), 9000);
+        let err = Config::from_toml_str("http = \"localhost:1\"").unwrap_err();
+        assert!(err.to_string().contains("or off"), "{err}");
+        let off = Config {
+            http: None,
+            ..Config::default()
+        };
+        let text = off.to_toml();
+        assert!(text.lines().any(|l| l == "http = \"off\""), "{text}");
+        assert_eq!(Config::from_toml_str(&text).unwrap(), off);
+        let exposed_curve_without_token = Config {
+            http: Some("0.0.0.0:5180".parse().unwrap()),
+            curve_key_file: Some("/etc/xbus/proxy.key_secret".into()),
+            ..Config::default()
+        };
+        let err = exposed_curve_without_token
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http_token_file"), "{err}");
+        let token_without_http = Config {
+            http: None,
+            http_token_file: Some("/etc/xbus/token".into()),
+            ..Config::default()
+        };
+        assert!(token_without_http.validate().is_err());
     }
 
     #[test]

@@ -66,6 +66,12 @@ pub(crate) struct Ctx {
     /// Log lines for refused connections, bounded over all listeners (a peer reconnecting in
     /// a loop, or many of them, get a line a second with the count of those not logged).
     pub(crate) refusal_log: std::sync::Mutex<crate::access::LogBudget>,
+    /// Live connections, for the admin API and presence events.
+    pub(crate) connections: crate::connections::Connections,
+    /// Topics seen, for the admin API.
+    pub(crate) topics: crate::topics::Topics,
+    /// Set once every listener is bound and accepting (readiness).
+    pub(crate) listening: std::sync::atomic::AtomicBool,
 }
 
 /// A random epoch id: the standard library's per-process random hash keys, mixed with the
@@ -115,6 +121,9 @@ impl Ctx {
             recorder,
             query: crate::query::QueryService::new(query_endpoint),
             refusal_log: std::sync::Mutex::default(),
+            connections: crate::connections::Connections::default(),
+            topics: crate::topics::Topics::default(),
+            listening: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -40,6 +40,22 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
+    /// The HTTP face's address could not be bound.
+    #[error("cannot bind the HTTP address {addr}: {source}")]
+    HttpBind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The HTTP token file could not be used.
+    #[error("HTTP token file {}: {reason}", path.display())]
+    HttpToken {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A peer broke the protocol or a ZMTP-level limit (message size, frame count, handshake).
     #[error(transparent)]
     Protocol(#[from] ZmtpError),
@@ -85,7 +101,8 @@ impl Error {
             Error::KeyFile(_) => "key_file",
             Error::Access(_) => "access_file",
             Error::Store { .. } => "store",
-            Error::Bind { .. } => "bind",
+            Error::Bind { .. } | Error::HttpBind { .. } => "bind",
+            Error::HttpToken { .. } => "http_token_file",
             Error::Protocol(e) => e.kind(),
             Error::Limit { rule, .. } => rule,
             Error::Io(_) => "io",

@@ -30,6 +30,11 @@
 //! - `query`: the query endpoint (latest values, history) over ZMQ request/reply.
 //! - `last_values`: the in-memory copy of every topic's newest record that answers `latest`.
 //! - [`stats`]: counters and [`StatsSnapshot`].
+//! - [`http`]: the HTTP face (`--http`): metrics, health, the JSON admin API, the event
+//!   stream and the live page.
+//! - [`connections`]: the registry of live connections (admin API, presence events).
+//! - [`topics`]: the bounded registry of topics seen (admin API).
+//! - [`system`]: the in-band `$xbus.` system events (presence, slow subscribers, stats).
 //! - [`error`]: the crate's [`Error`].
 //!
 //! The `xbus-proxy` binary (`src/main.rs`) only parses options and runs this library.
@@ -43,6 +48,7 @@
 //!     .frontend("tcp://127.0.0.1:0".parse()?)
 //!     .backend("tcp://127.0.0.1:0".parse()?)
 //!     .subscriber_hwm(10_000)
+//!     .http(Some("127.0.0.1:0".parse().expect("an address")))
 //!     .build()?
 //!     .start()
 //!     .await?;
@@ -50,15 +56,18 @@
 //! let subscribers_connect_here = &handle.backend_endpoints()[0];
 //! # let _ = (publishers_connect_here, subscribers_connect_here);
 //! assert_eq!(handle.stats().backend.connections, 0);
+//! assert!(handle.http_addr().is_some()); // /metrics, /api/v1/…, the live page
 //! handle.shutdown().await;
 //! # Ok(()) }
 //! ```
 
 pub mod access;
 pub mod config;
+pub mod connections;
 mod context;
 pub mod error;
 pub mod forwarding;
+pub mod http;
 mod last_values;
 mod listener;
 pub mod pattern;
@@ -73,6 +82,8 @@ mod scan;
 mod secure;
 pub mod stats;
 mod subscriber;
+pub mod system;
+pub mod topics;
 pub mod trie;
 mod writer;
 
@@ -97,16 +108,47 @@ pub struct Proxy {
     config: Config,
 }
 
-/// Builds a [`Proxy`]; every setter documents its default (see also [`Config`]).
-#[derive(Debug, Clone, Default)]
+/// Builds a [`Proxy`]; every setter documents its default (see also [`Config`]). One default
+/// differs from [`Config::default`]: a builder serves no HTTP unless [`ProxyBuilder::http`]
+/// asks for it, so a proxy embedded in a program (or a test) opens no port it was not given.
+#[derive(Debug, Clone)]
 pub struct ProxyBuilder {
     config: Config,
     frontend_set: bool,
     backend_set: bool,
 }
 
+impl Default for ProxyBuilder {
+    fn default() -> Self {
+        ProxyBuilder {
+            config: Config {
+                http: None,
+                ..Config::default()
+            },
+            frontend_set: false,
+            backend_set: false,
+        }
+    }
+}
+
 impl ProxyBuilder {
-    /// Starts from `config` instead of the defaults.
+    /// Where the HTTP face listens (`/metrics`, `/healthz`, `/readyz`, `/api/v1/…`, the live
+    /// page); `None` for no HTTP (the builder's default; the binary's is `127.0.0.1:5180`).
+    /// Port 0 picks a free port; see [`ProxyHandle::http_addr`].
+    pub fn http(mut self, addr: Option<std::net::SocketAddr>) -> Self {
+        self.config.http = addr;
+        self
+    }
+
+    /// A file holding the bearer token the admin API and event stream require (default: none).
+    /// See [`Config::http_token_file`].
+    pub fn http_token_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.http_token_file = Some(path.into());
+        self
+    }
+
+    /// Starts from `config` instead of the defaults (its `http` included: `Config::default()`
+    /// serves HTTP on `127.0.0.1:5180`).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self.frontend_set = true;
@@ -332,6 +374,14 @@ impl Proxy {
                 bound.push((side, listener, local));
             }
         }
+        let http_token = match &self.config.http_token_file {
+            Some(path) => Some(http::read_token(path)?),
+            None => None,
+        };
+        let http_listener = match self.config.http {
+            Some(addr) => Some(http::bind(addr).await?),
+            None => None,
+        };
         if let Some(s) = &security {
             info!(public_key = %s.public_key(), access_file = ?self.config.access_file,
                 "CURVE required on both sides; server public key {}", s.public_key());
@@ -365,9 +415,25 @@ impl Proxy {
                 permits.clone(),
             ));
         }
+        ctx.listening
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if !ctx.config.stats_interval.is_zero() {
             ctx.tracker.spawn(stats_task(ctx.clone()));
         }
+        ctx.tracker.spawn(system::monitor(ctx.clone()));
+        let http_addr = match http_listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                info!(http = %addr, "HTTP on http://{addr}/ (metrics, health, admin API, live page)");
+                if ctx.security.is_some() && http_token.is_none() {
+                    tracing::warn!(http = %addr, "CURVE is required but the HTTP admin API and event stream have no token: \
+                        anyone who can reach {addr} reads every topic; set http_token_file (docs/http.md)");
+                }
+                http::spawn(ctx.clone(), listener, http_token);
+                Some(addr)
+            }
+            None => None,
+        };
         if !ctx.config.startup_grace.is_zero() {
             ctx.tracker.spawn(open_forwarding_after_grace(ctx.clone()));
         }
@@ -376,6 +442,7 @@ impl Proxy {
             frontend,
             backend,
             query,
+            http_addr,
         })
     }
 
@@ -404,9 +471,15 @@ pub struct ProxyHandle {
     frontend: Vec<Endpoint>,
     backend: Vec<Endpoint>,
     query: Option<Endpoint>,
+    http_addr: Option<std::net::SocketAddr>,
 }
 
 impl ProxyHandle {
+    /// Where the HTTP face listens, as bound (port 0 resolved), or `None` when it is off.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr
+    }
+
     /// The endpoints publishers connect to, as bound (port 0 resolved to the real port).
     pub fn frontend_endpoints(&self) -> &[Endpoint] {
         &self.frontend

@@ -16,7 +16,7 @@ use clap::error::{ContextKind, ContextValue};
 use clap::{CommandFactory, Parser};
 use sd_notify::NotifyState;
 use tracing_subscriber::EnvFilter;
-use xbus_proxy::config::{parse_duration, parse_size};
+use xbus_proxy::config::{parse_duration, parse_http, parse_size};
 use xbus_proxy::{Config, Endpoint, LogFormat, Proxy};
 
 /// The central xbus pub/sub proxy: publishers connect to the frontend, subscribers to the
@@ -123,6 +123,15 @@ struct Cli {
     /// ipc:///PATH, or off [default: tcp://127.0.0.1:5124].
     #[arg(long, env = "XBUS_QUERY", value_name = "ENDPOINT")]
     query: Option<String>,
+    /// Where the HTTP face listens (metrics, health, JSON admin API, event stream, live page):
+    /// IP:PORT, or `off`. Loopback only by default; read docs/http.md before exposing it
+    /// [default: 127.0.0.1:5180].
+    #[arg(long, env = "XBUS_HTTP", value_name = "ADDR|off", value_parser = parse_http_arg)]
+    http: Option<HttpArg>,
+    /// A file whose first line is a bearer token that /api/v1/ (admin API, event stream)
+    /// then requires [default: none].
+    #[arg(long, env = "XBUS_HTTP_TOKEN_FILE", value_name = "FILE")]
+    http_token_file: Option<PathBuf>,
     /// Runtime threads: 1 = single-threaded runtime, N = N workers [default: 1].
     #[arg(long, env = "XBUS_THREADS", value_name = "N")]
     threads: Option<usize>,
@@ -141,6 +150,14 @@ struct Cli {
     /// Print the man page (roff) and exit.
     #[arg(long, hide = true, exclusive = true)]
     generate_man: bool,
+}
+
+/// `--http`: an address, or `off` (`None`).
+#[derive(Clone, Debug)]
+struct HttpArg(Option<std::net::SocketAddr>);
+
+fn parse_http_arg(s: &str) -> Result<HttpArg, String> {
+    parse_http(s).map(HttpArg)
 }
 
 fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
@@ -200,6 +217,12 @@ impl Cli {
         }
         if let Some(engine) = self.store_engine {
             c.store_engine = engine;
+        }
+        if let Some(HttpArg(http)) = self.http {
+            c.http = http;
+        }
+        if self.http_token_file.is_some() {
+            c.http_token_file = self.http_token_file;
         }
         if let Some(t) = self.threads {
             c.service.threads = t;
@@ -411,11 +434,14 @@ async fn serve(config: Config) -> Result<(), xbus_proxy::Error> {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let status = format!(
+    let mut status = format!(
         "publishers: {}; subscribers: {}",
         list(handle.frontend_endpoints()),
         list(handle.backend_endpoints())
     );
+    if let Some(addr) = handle.http_addr() {
+        status.push_str(&format!("; http: http://{addr}/"));
+    }
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     // WATCHDOG_USEC (and WATCHDOG_PID, when set, naming this process): ping at half of it.
     let pinger = sd_notify::watchdog_enabled()

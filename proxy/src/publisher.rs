@@ -15,12 +15,14 @@ use crate::access::{
     notice, ForwardFilter, OnChange, PrefixRules, RightsCell, DENIED_PUBLISH_TOPIC,
 };
 use crate::config::WELCOME_PREFIX;
-use crate::context::Ctx;
+use crate::connections::{ConnEntry, ConnMeta, Registration};
+use crate::context::{Ctx, Side};
 use crate::peer::PublisherShared;
 use crate::protocol::{handle_common_command, prepare_read, send_ping, PartialWatch, READ_RESERVE};
 use crate::router::RouteScratch;
 use crate::scan::{scan, Span, Stop};
 use crate::secure::{read_plain, Link, Opener};
+use crate::system::now_us;
 use crate::writer::{run_writer, Outbound};
 use crate::Error;
 
@@ -44,6 +46,18 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
         mut buffer,
         curve,
     } = link;
+    let meta = ConnMeta {
+        id,
+        side: Side::Frontend,
+        peer: peer.clone(),
+        socket_type: info.socket_type.to_string(),
+        zmtp: format!("{}.{}", info.version.0, info.version.1),
+        identity: curve
+            .as_ref()
+            .map(|c| c.rights.name.clone())
+            .filter(|n| !n.is_empty()),
+        curve_key: curve.as_ref().map(|c| c.key.to_string()),
+    };
     let (mut opener, mut outbound, rights, _registration) = match curve {
         None => (None, Outbound::default(), None, None),
         Some(c) => {
@@ -67,10 +81,11 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
         info!(peer = %peer, id, socket_type = %info.socket_type, "publisher connected");
     }
     ctx.router.register_publisher(shared.clone());
+    let presence = Registration::new(&ctx, meta, None);
 
     let (mut rd, mut wr) = stream.into_split();
     let writer = {
-        let (ctx, shared) = (ctx.clone(), shared.clone());
+        let (ctx, shared, entry) = (ctx.clone(), shared.clone(), presence.entry.clone());
         ctx.tracker.clone().spawn(async move {
             // subscription updates left unwritten die with the connection: nothing to count
             let _ = run_writer(
@@ -79,7 +94,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
                 &shared.token,
                 None,
                 &ctx.stats.frontend,
-                None,
+                Some((&entry.messages_out, &entry.bytes_out)),
                 &mut outbound,
             )
             .await;
@@ -98,6 +113,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
                 opener: opener.as_mut(),
                 publish: Denials::new(rights.as_ref().map(|r| &r.publish)),
                 peer: &peer,
+                entry: &presence.entry,
             };
             read_loop(&ctx, &mut rd, buffer, conn, live).await
         }
@@ -130,6 +146,8 @@ struct Conn<'a> {
     /// What it may publish, and its denials so far.
     publish: Denials<'a>,
     peer: &'a str,
+    /// Its place in the connection registry (its own counters).
+    entry: &'a ConnEntry,
 }
 
 /// Messages a publisher may not send: topics under the proxy's own `$xbus.` (no publisher may
@@ -272,9 +290,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     completed = true;
                     let chunk = buf.split_to(end).freeze();
                     ctx.stats.frontend.add_in(spans.len() as u64, end as u64);
+                    conn.entry.add_in(spans.len() as u64, end as u64);
                     conn.publish
                         .filter(ctx, &chunk, &mut spans, (shared, conn.peer));
-                    ctx.router.route(&chunk, &spans, &mut scratch);
+                    let seq = ctx.router.route(&chunk, &spans, &mut scratch);
+                    ctx.topics.observe(&chunk, &spans, seq, now_us());
                 }
                 if let Stop::Incomplete(_) = stop {
                     break;
@@ -290,11 +310,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let (end, _) = scan(&wire, limits, &mut spans);
                     debug_assert_eq!(end, wire.len());
                     ctx.stats.frontend.add_in(1, wire.len() as u64);
+                    conn.entry.add_in(1, wire.len() as u64);
                     let allowed = conn
                         .publish
                         .allows(ctx, &m.first_frame(), (shared, conn.peer));
                     if allowed {
-                        ctx.router.route(&wire, &spans, &mut scratch);
+                        let seq = ctx.router.route(&wire, &spans, &mut scratch);
+                        ctx.topics.observe(&wire, &spans, seq, now_us());
                     }
                 }
                 Some(Inbound::Command(cmd)) => {

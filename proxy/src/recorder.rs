@@ -244,6 +244,19 @@ impl Recorder {
         }
     }
 
+    /// The highest sequence number routed through [`record`](Self::record) so far.
+    pub(crate) fn routed_through(&self) -> u64 {
+        self.progress.routed_through.load(Relaxed)
+    }
+
+    /// Whether the recorder has been closed (the proxy is stopping).
+    pub(crate) fn closed(&self) -> bool {
+        self.tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
     /// Whether this run failed to record any message numbered in `first..=last`.
     pub(crate) fn missing_between(&self, first: u64, last: u64) -> bool {
         self.progress

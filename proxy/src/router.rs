@@ -204,11 +204,74 @@ impl Router {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Routes one of the proxy's own messages (a `$xbus.` system event, `msg` holding one
+    /// whole message) to the subscribers that asked for it explicitly: those holding a
+    /// subscription that starts with `$xbus.`, never through `""` (a subscriber of everything
+    /// keeps seeing only publishers' messages). Nobody asking costs nothing: no sequence
+    /// number is taken and nothing is counted. Never recorded. Returns the message's sequence
+    /// number when it was routed.
+    pub(crate) fn route_system(&self, msg: &Bytes, span: &Span) -> Option<u64> {
+        let mut seq = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.read();
+        let topic = &msg[span.topic_start..span.topic_end];
+        let mut all = Vec::new();
+        st.trie.matches(topic, &mut all);
+        if all.is_empty() {
+            return None;
+        }
+        // matches through a prefix shorter than "$xbus." ("", "$", …) do not count
+        let short_len = WELCOME_PREFIX.len() - 1;
+        let mut short = Vec::new();
+        st.trie
+            .matches(&topic[..topic.len().min(short_len)], &mut short);
+        all.sort_unstable();
+        short.sort_unstable();
+        let mut wanted: Vec<u32> = Vec::new();
+        let mut i = 0;
+        while i < all.len() {
+            let slot = all[i];
+            let n_all = all[i..].iter().take_while(|&&x| x == slot).count();
+            let n_short = short.iter().filter(|&&x| x == slot).count();
+            if n_all > n_short {
+                wanted.push(slot);
+            }
+            i += n_all;
+        }
+        if wanted.is_empty() {
+            return None;
+        }
+        let seq_no = seq.next;
+        seq.next += 1;
+        let run = [Run {
+            start: span.start,
+            end: span.end,
+            count: 1,
+            first: 0,
+        }];
+        let spans = std::slice::from_ref(span);
+        let mut dropped = 0;
+        for slot in wanted {
+            if let Some(entry) = &st.subscribers[slot as usize] {
+                let queue = &entry.shared.queue;
+                dropped += if entry.shared.wants_meta {
+                    queue.push_runs_meta(msg, &run, spans, seq_no, now_us())
+                } else {
+                    queue.push_runs(msg, &run, spans)
+                };
+            }
+        }
+        if dropped > 0 {
+            self.stats.dropped.fetch_add(dropped as u64, Relaxed);
+        }
+        Some(seq_no)
+    }
+
     /// Routes the messages found in `chunk` (a publisher's read, `spans` from the scanner) to
     /// the matching subscribers' queues. Consecutive messages going to the same subscriber are
     /// queued as one slice of `chunk`. The messages get consecutive sequence numbers, in
     /// `spans` order.
-    pub(crate) fn route(&self, chunk: &Bytes, spans: &[Span], scratch: &mut RouteScratch) {
+    /// Returns the first message's sequence number.
+    pub(crate) fn route(&self, chunk: &Bytes, spans: &[Span], scratch: &mut RouteScratch) -> u64 {
         let mut seq = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
         let seq_base = seq.next;
         seq.next += spans.len() as u64;
@@ -231,7 +294,7 @@ impl Router {
         let st = self.read();
         if st.subscriptions == 0 {
             self.stats.unrouted.fetch_add(spans.len() as u64, Relaxed);
-            return;
+            return seq_base;
         }
         if scratch.per_slot.len() < st.subscribers.len() {
             scratch.per_slot.resize_with(st.subscribers.len(), Vec::new);
@@ -293,6 +356,50 @@ impl Router {
         if dropped > 0 {
             self.stats.dropped.fetch_add(dropped as u64, Relaxed);
         }
+        seq_base
+    }
+
+    /// The sequence number of the last message routed (0 before the first).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.sequencer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next
+            .saturating_sub(1)
+    }
+
+    /// Every subscriber's number of subscriptions, by connection id.
+    pub(crate) fn subscription_counts(&self) -> std::collections::BTreeMap<u64, usize> {
+        self.read()
+            .subscribers
+            .iter()
+            .flatten()
+            .map(|e| (e.shared.id, e.prefixes.len()))
+            .collect()
+    }
+
+    /// Every subscription held (lossy UTF-8) with how many subscribers hold it, sorted, and
+    /// the prefixes publishers are asked for (the upstream set).
+    pub(crate) fn subscriptions(&self) -> (Vec<(String, usize)>, Vec<String>) {
+        let st = self.read();
+        let mut held: HashMap<&Bytes, usize> = HashMap::new();
+        for e in st.subscribers.iter().flatten() {
+            for p in e.prefixes.keys() {
+                *held.entry(p).or_insert(0) += 1;
+            }
+        }
+        let mut held: Vec<(String, usize)> = held
+            .into_iter()
+            .map(|(p, n)| (String::from_utf8_lossy(p).into_owned(), n))
+            .collect();
+        held.sort();
+        let upstream = st
+            .forwarding
+            .current()
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        (held, upstream)
     }
 
     pub(crate) fn register_subscriber(&self, shared: Arc<SubscriberShared>) -> Slot {
@@ -780,6 +887,32 @@ mod tests {
         r.unregister_subscriber(a);
         assert_eq!(updates(&p.queue), vec![cancel("T.a.")]);
         assert_eq!(r.trie_nodes(), 1);
+    }
+
+    #[test]
+    fn system_events_reach_only_explicit_dollar_xbus_subscriptions() {
+        let r = router(100, false);
+        let (all, q_all) = sub(&r, 1);
+        let (sys, q_sys) = sub(&r, 2);
+        let (both, q_both) = sub(&r, 3);
+        r.subscription(all, subscribe("")).unwrap();
+        r.subscription(sys, subscribe("$xbus.presence.")).unwrap();
+        r.subscription(both, subscribe("")).unwrap();
+        r.subscription(both, subscribe("$xbus.")).unwrap();
+        let m = msg("$xbus.presence.joined.");
+        let mut spans = Vec::new();
+        crate::scan::scan(&m, xbus_zmtp::Limits::default(), &mut spans);
+        assert_eq!(r.route_system(&m, &spans[0]), Some(1));
+        assert!(drained(&q_all.queue).is_empty());
+        assert_eq!(drained(&q_sys.queue), vec![m.clone()]);
+        assert_eq!(drained(&q_both.queue), vec![m.clone()]);
+        // nobody asking: no sequence number taken
+        r.subscription(sys, cancel("$xbus.presence.")).unwrap();
+        r.subscription(both, cancel("$xbus.")).unwrap();
+        assert_eq!(r.route_system(&m, &spans[0]), None);
+        let mut snap = StatsSnapshot::default();
+        r.fill_snapshot(&mut snap);
+        assert_eq!((snap.last_seq, snap.unrouted_messages), (1, 0));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use xbus_zmtp::extensions::{Notice, WANTS_META};
 use xbus_zmtp::{Command, Decoder, Inbound, Liveness, Stream, Subscription, ZmtpError};
 
 use crate::access::{notice, LogBudget, OnChange, RightsCell, DENIED_SUBSCRIBE_TOPIC};
-use crate::context::Ctx;
+use crate::connections::{ConnEntry, ConnMeta, Registration};
+use crate::context::{Ctx, Side};
 use crate::peer::SubscriberShared;
 use crate::protocol::{
     encode_command, handle_common_command, prepare_read, push_control, send_ping, PartialWatch,
@@ -49,6 +50,18 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
         delivered_messages: AtomicU64::new(0),
         delivered_bytes: AtomicU64::new(0),
     });
+    let meta = ConnMeta {
+        id,
+        side: Side::Backend,
+        peer: peer.clone(),
+        socket_type: hs_peer.socket_type.to_string(),
+        zmtp: format!("{}.{}", hs_peer.version.0, hs_peer.version.1),
+        identity: curve
+            .as_ref()
+            .map(|c| c.rights.name.clone())
+            .filter(|n| !n.is_empty()),
+        curve_key: curve.as_ref().map(|c| c.key.to_string()),
+    };
     // Kills this connection; the hard stop kills every connection.
     let token = ctx.hard_stop.child_token();
     let counters = &ctx.stats.backend;
@@ -81,6 +94,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
         }
     };
     let slot = ctx.router.register_subscriber(shared.clone());
+    let presence = Registration::new(&ctx, meta, Some(shared.clone()));
 
     let (mut rd, mut wr) = stream.into_split();
     let writer = {
@@ -115,6 +129,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
                 token: &token,
                 opener: opener.as_mut(),
                 rights: rights.as_deref(),
+                entry: &presence.entry,
             };
             read_loop(&ctx, &mut rd, buffer, conn, live).await
         }
@@ -167,6 +182,8 @@ struct Conn<'a> {
     opener: Option<&'a mut Opener>,
     /// CURVE: what its key may do (replaced when a reload changes it).
     rights: Option<&'a RightsCell>,
+    /// Its place in the connection registry (its own counters).
+    entry: &'a ConnEntry,
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
@@ -193,6 +210,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             let sub = match item {
                 Inbound::Message(m) => {
                     ctx.stats.backend.add_in(1, m.wire().len() as u64);
+                    conn.entry.add_in(1, m.wire().len() as u64);
                     let sub = Subscription::from_message(&m);
                     if sub.is_none() {
                         // XSUB peers may send other messages; there is nobody to give them to
@@ -204,6 +222,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Inbound::Command(cmd) => match handle_common_command(cmd, &shared.queue)? {
                     Some(cmd @ (Command::Subscribe(_) | Command::Cancel(_))) => {
                         ctx.stats.backend.add_in(1, cmd_len(&cmd));
+                        conn.entry.add_in(1, cmd_len(&cmd));
                         Subscription::from_command(&cmd)
                     }
                     // PONG, unknown commands: nothing to do

@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 use xbus_proxy::{Proxy, ProxyBuilder, ProxyHandle, StatsSnapshot};
 
 /// The settings every test proxy shares: no stats log line, a short shutdown linger, no
-/// start-up grace (tests start their subscribers first; the grace has tests of its own), and
-/// queries (when recording) on an ephemeral port.
+/// start-up grace (tests start their subscribers first; the grace has tests of its own),
+/// queries (when recording) on an ephemeral port, and no HTTP face (tests of it add
+/// `.http(Some(127.0.0.1:0))`, see [`http_loopback`]).
 pub fn test_settings(builder: ProxyBuilder) -> ProxyBuilder {
     builder
+        .http(None)
         .stats_interval(Duration::ZERO)
         .linger(Duration::from_millis(200))
         .startup_grace(Duration::ZERO)
@@ -32,6 +34,11 @@ pub fn test_settings(builder: ProxyBuilder) -> ProxyBuilder {
 pub fn proxy_builder() -> ProxyBuilder {
     let loopback = || "tcp://127.0.0.1:0".parse().expect("a valid endpoint");
     test_settings(Proxy::builder().frontend(loopback()).backend(loopback()))
+}
+
+/// `127.0.0.1:0`: the HTTP face on a free loopback port (`builder.http(http_loopback())`).
+pub fn http_loopback() -> Option<std::net::SocketAddr> {
+    Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 /// A proxy running on a runtime of its own (so both `#[test]` and `#[tokio::test]` can use

@@ -17,5 +17,5 @@ mod in_process;
 mod process;
 pub mod pyzmq;
 
-pub use in_process::{proxy_builder, test_settings, TestProxy};
+pub use in_process::{http_loopback, proxy_builder, test_settings, TestProxy};
 pub use process::{proxy_binary, ProxyProcess};

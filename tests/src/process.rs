@@ -40,6 +40,8 @@ pub struct ProxyProcess {
     pub query: Option<String>,
     /// Every log line the proxy wrote so far (JSON lines).
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Its HTTP face's base URL (`http://127.0.0.1:PORT`), unless `--http off` was given.
+    pub http: Option<String>,
 }
 
 impl ProxyProcess {
@@ -58,6 +60,14 @@ impl ProxyProcess {
     /// # Panics
     /// If it does not start listening within 20 s.
     pub fn start_at(frontend: &str, backend: &str, extra_args: &[&str]) -> ProxyProcess {
+        // the HTTP face on a free port, unless the test chooses
+        let http_arg = extra_args.iter().position(|a| *a == "--http");
+        let wants_http = http_arg.is_none_or(|i| extra_args.get(i + 1) != Some(&"off"));
+        let default_http: &[&str] = if http_arg.is_none() {
+            &["--http", "127.0.0.1:0"]
+        } else {
+            &[]
+        };
         let mut child = Command::new(proxy_binary())
             .args(["--frontend", frontend, "--backend", backend])
             .args(["--log-format", "json", "--log", "info"])
@@ -66,6 +76,7 @@ impl ProxyProcess {
             } else {
                 &["--query", "tcp://127.0.0.1:0"][..]
             })
+            .args(default_http)
             .args(extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -79,6 +90,9 @@ impl ProxyProcess {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                     let fields = &v["fields"];
+                    if let Some(addr) = fields["http"].as_str() {
+                        let _ = tx.send(("http".to_owned(), addr.to_owned()));
+                    }
                     if let (Some(side), Some(ep)) =
                         (fields["side"].as_str(), fields["endpoint"].as_str())
                     {
@@ -88,15 +102,20 @@ impl ProxyProcess {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        let (mut frontend, mut backend, mut query) = (None, None, None);
+        let (mut frontend, mut backend, mut query, mut http) = (None, None, None, None);
         // queries are served when the proxy records, unless they are off
         let queries = extra_args.contains(&"--data-dir")
             && !extra_args.windows(2).any(|w| w == ["--query", "off"]);
-        while frontend.is_none() || backend.is_none() || (queries && query.is_none()) {
+        while frontend.is_none()
+            || backend.is_none()
+            || (queries && query.is_none())
+            || (wants_http && http.is_none())
+        {
             match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok((side, ep)) if side == "frontend" => frontend = Some(ep),
                 Ok((side, ep)) if side == "backend" => backend = Some(ep),
                 Ok((side, ep)) if side == "query" => query = Some(ep),
+                Ok((side, addr)) if side == "http" => http = Some(format!("http://{addr}")),
                 Ok(_) => {}
                 Err(_) => {
                     let _ = child.kill();
@@ -113,6 +132,7 @@ impl ProxyProcess {
             backend: backend.unwrap_or_default(),
             query,
             log,
+            http,
         }
     }
 

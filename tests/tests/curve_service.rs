@@ -136,6 +136,8 @@ fn bad_security_files_stop_the_proxy_with_a_clear_error() {
                 "tcp://127.0.0.1:0",
                 "--backend",
                 "tcp://127.0.0.1:0",
+                "--http",
+                "off",
             ])
             .args(args)
             .env_remove("NOTIFY_SOCKET")

@@ -77,6 +77,7 @@ impl Proxy {
                 "tcp://127.0.0.1:0",
             ])
             .args(["--log-format", "json", "--stats-interval", "0"])
+            .args(["--http", "127.0.0.1:0"])
             .env("NOTIFY_SOCKET", &notify.path)
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")

@@ -146,3 +146,24 @@ fn shell_completions_are_generated() {
     let out = run(&["--generate-completions", "tcsh"], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn http_takes_an_address_or_off_and_says_what_is_wrong() {
+    let out = run(&["--print-config", "--http", "off"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).lines().any(|l| l == "http = \"off\""),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["--print-config"], &[("XBUS_HTTP", "0.0.0.0:9000")]);
+    assert!(
+        stdout(&out).lines().any(|l| l == "http = \"0.0.0.0:9000\""),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["--http", "everywhere"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("--http") && err.contains("or off"), "{err}");
+}

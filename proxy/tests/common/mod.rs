@@ -12,6 +12,8 @@ use xbus_zmtp::{
     Subscription,
 };
 
+pub mod http;
+
 /// Generous deadline for anything that should happen "soon".
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -213,6 +215,21 @@ pub async fn pub_and_sub(h: &ProxyHandle, prefix: &str) -> (Peer, Peer) {
         }
     }
     (publ, sub)
+}
+
+/// A peer's local address as the proxy names it (`ip:port`).
+pub trait LocalAddr {
+    fn local_addr_string(&self) -> String;
+}
+
+impl LocalAddr for Stream {
+    fn local_addr_string(&self) -> String {
+        match self {
+            Stream::Tcp(s) => s.local_addr().unwrap().to_string(),
+            #[allow(unreachable_patterns)]
+            _ => panic!("a TCP peer"),
+        }
+    }
 }
 
 // ---- hostile-peer helpers (tests/hostile.rs) ----
