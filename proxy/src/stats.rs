@@ -96,6 +96,8 @@ pub struct StatsSnapshot {
     pub queries: BTreeMap<String, u64>,
     /// Queries refused, by error code (`bad_request`, `denied`, `store`, …).
     pub query_errors: BTreeMap<String, u64>,
+    /// How long answered queries took, by operation.
+    pub query_seconds: BTreeMap<String, LatencyHistogram>,
     /// Every connected subscriber, by id.
     pub subscribers: Vec<SubscriberStats>,
 }
@@ -160,6 +162,36 @@ pub(crate) struct Stats {
     denied: Mutex<BTreeMap<&'static str, u64>>,
     queries: Mutex<BTreeMap<&'static str, u64>>,
     query_errors: Mutex<BTreeMap<&'static str, u64>>,
+    query_times: Mutex<BTreeMap<&'static str, LatencyHistogram>>,
+}
+
+/// Upper bounds of the query-latency histogram's buckets, in seconds.
+pub const QUERY_BUCKETS: [f64; 10] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+/// Answered queries by how long they took (per operation): cumulative bucket counts as
+/// Prometheus histograms keep them, plus the count and the total time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LatencyHistogram {
+    /// Queries that took at most [`QUERY_BUCKETS`]`[i]` seconds.
+    pub buckets: [u64; 10],
+    /// Every query.
+    pub count: u64,
+    /// Their time, in microseconds.
+    pub sum_micros: u64,
+}
+
+impl LatencyHistogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bound, n) in QUERY_BUCKETS.iter().zip(self.buckets.iter_mut()) {
+            if seconds <= *bound {
+                *n += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_micros += (seconds * 1e6) as u64;
+    }
 }
 
 impl Stats {
@@ -189,6 +221,15 @@ impl Stats {
             .or_insert(0) += 1;
     }
 
+    pub(crate) fn query_time(&self, op: &'static str, took: std::time::Duration) {
+        self.query_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(op)
+            .or_default()
+            .observe(took.as_secs_f64());
+    }
+
     /// Everything but the router-held parts (subscriptions and subscribers).
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let map = |m: &Mutex<BTreeMap<&'static str, u64>>| {
@@ -210,6 +251,13 @@ impl Stats {
             denied: map(&self.denied),
             queries: map(&self.queries),
             query_errors: map(&self.query_errors),
+            query_seconds: self
+                .query_times
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
             ..StatsSnapshot::default()
         }
     }

@@ -713,3 +713,108 @@ async fn stream_clients_are_bounded() {
     assert_eq!(r.status, 400, "{}", r.body);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn latest_and_history_over_http_answer_like_the_query_endpoint_and_are_timed() {
+    let dir = Dir::new("stored");
+    let h = common::builder()
+        .http(xbus_tests::http_loopback())
+        .data_dir(&dir.0)
+        .record("A.")
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let addr = h.http_addr().unwrap();
+    let mut publ = Peer::connect(&fe(&h), SocketType::Pub).await;
+    for (topic, n) in [("A.x", 1), ("A.y", 2), ("A.x", 3), ("B.z", 4)] {
+        publ.send(&[topic.as_bytes(), format!("{{\"n\":{n}}}").as_bytes()])
+            .await;
+    }
+    wait_stats(&h, "recorded", |s| s.recorded_messages == 3).await;
+
+    let latest = get(addr, "/api/v1/latest?prefix=A.").await;
+    assert_eq!(latest.status, 200, "{:?}", latest.json());
+    let v = latest.json();
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["topic"], "A.x");
+    assert_eq!(events[0]["payload"], json!({"n": 3}));
+    assert_eq!(events[1]["payload"], json!({"n": 2}));
+    assert_eq!(v["epoch"], xbus_zmtp::extensions::epoch_text(h.epoch()));
+
+    // history, newest first, a page of 2 and the next page's parameters
+    let page = get(addr, "/api/v1/history?prefix=A.&order=newest&limit=2")
+        .await
+        .json();
+    let ns: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [3, 2]);
+    assert_eq!(page["more"], true);
+    let next = &page["next"];
+    assert_eq!(next["prefix"], json!(["A."]));
+    let rest = get(
+        addr,
+        &format!(
+            "/api/v1/history?prefix=A.&order=newest&limit=2&max_seq={}",
+            next["max_seq"]
+        ),
+    )
+    .await
+    .json();
+    assert_eq!(rest["events"][0]["payload"], json!({"n": 1}));
+    assert_eq!(rest["more"], false);
+    assert_eq!(rest["complete"], true);
+
+    // bad parameters are 400 with the reason; without a store, 404
+    let bad = get(addr, "/api/v1/history?limit=zero").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"].as_str().unwrap().contains("limit"));
+    let bad = get(addr, "/api/v1/history?colour=red").await;
+    assert_eq!(bad.status, 400);
+    // refused by the query protocol itself, with its message
+    let bad = get(addr, "/api/v1/history?limit=0").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("between 1 and 10000"));
+
+    // the query endpoint and the API are counted and timed in /metrics
+    let m = scrape(addr).await;
+    assert!(
+        sample(
+            &m,
+            "xbus_queries",
+            "xbus_queries_total",
+            &[("op", "history")]
+        ) >= 2.0
+    );
+    assert!(
+        sample(
+            &m,
+            "xbus_query_errors",
+            "xbus_query_errors_total",
+            &[("code", "bad_request")]
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            &m,
+            "xbus_query_seconds",
+            "xbus_query_seconds_count",
+            &[("op", "latest")]
+        ) >= 1.0
+    );
+    drop(publ);
+    h.shutdown().await;
+
+    let (h, addr) = start_http().await;
+    assert_eq!(get(addr, "/api/v1/latest").await.status, 404);
+    h.shutdown().await;
+}

@@ -1,4 +1,5 @@
-//! The JSON admin API under `/api/v1/`: `stats`, `connections`, `subscriptions`, `topics`.
+//! The JSON admin API under `/api/v1/`: `stats`, `connections`, `subscriptions`, `topics`,
+//! and, when the proxy records, `latest` and `history` (the query endpoint's, over HTTP).
 //! Each request takes one snapshot (the router's read lock once, never per message); bad
 //! query parameters are answered with 400 and a message saying what is accepted.
 
@@ -173,4 +174,113 @@ pub(crate) async fn topics(
         "max_topics": snap.max_topics,
         "topics": rows,
     })))
+}
+
+/// `GET /api/v1/latest?prefix=P&limit=N&after_topic=T` and `GET /api/v1/history?prefix=P&…`:
+/// the query endpoint's `latest` and `history` (docs/query.md) over HTTP, with the same
+/// parameters (`prefix` repeatable, for `prefixes`), the same semantics and limits, and the
+/// events inline: `{"seq", "time_us", "topic", "payload"}` with the payload as JSON (as the
+/// event stream shows it). `next`, when there is more, holds the parameters of the next page.
+pub(crate) async fn latest(
+    State(st): State<HttpState>,
+    RawQuery(query): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    stored(&st, "latest", query.as_deref()).await
+}
+
+/// See [`latest`].
+pub(crate) async fn history(
+    State(st): State<HttpState>,
+    RawQuery(query): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    stored(&st, "history", query.as_deref()).await
+}
+
+/// Parameters taken as numbers and as strings by `latest` and `history`.
+const NUMBER_PARAMS: &[&str] = &[
+    "limit",
+    "after_seq",
+    "min_seq",
+    "max_seq",
+    "since_us",
+    "until_us",
+    "wait_seq",
+];
+const TEXT_PARAMS: &[&str] = &["after_topic", "after_topic_hex", "order"];
+
+async fn stored(
+    st: &HttpState,
+    op: &str,
+    query: Option<&str>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?;
+    let mut request = serde_json::Map::new();
+    request.insert("v".into(), 1.into());
+    request.insert("op".into(), op.into());
+    let mut prefixes = Vec::new();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "prefix" => prefixes.push(serde_json::Value::from(value)),
+            "token" => {}
+            k if NUMBER_PARAMS.contains(&k) => {
+                let n: u64 = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!("{k}={value:?}: a whole number is expected"))
+                })?;
+                request.insert(key, n.into());
+            }
+            k if TEXT_PARAMS.contains(&k) => {
+                request.insert(key, value.into());
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?} (accepted: prefix, {}, {})",
+                    NUMBER_PARAMS.join(", "),
+                    TEXT_PARAMS.join(", ")
+                )))
+            }
+        }
+    }
+    if !prefixes.is_empty() {
+        request.insert("prefixes".into(), prefixes.into());
+    }
+    let (header, records) = crate::query::run_json(&st.ctx, &serde_json::Value::Object(request))
+        .await
+        .map_err(|e| match e.code {
+            "no_store" => ApiError::not_found(e.message),
+            "store" | "shutting_down" => ApiError::unavailable(e.message),
+            _ => ApiError::bad_request(e.message),
+        })?;
+    let mut reply: serde_json::Value = serde_json::from_str(&header)
+        .map_err(|e| ApiError::unavailable(format!("the reply could not be read: {e}")))?;
+    if let Some(obj) = reply.as_object_mut() {
+        obj.remove("seq");
+        obj.remove("time_us");
+        obj.remove("v");
+        obj.remove("ok");
+        let events: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                json!({
+                    "seq": r.seq,
+                    "time_us": r.time_us,
+                    "topic": String::from_utf8_lossy(&r.topic),
+                    "payload": super::stream::payload_json(&r.payload),
+                })
+            })
+            .collect();
+        obj.insert("events".into(), events.into());
+        // the next page as this API's parameters
+        if let Some(next) = obj
+            .get_mut("next")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            next.remove("v");
+            next.remove("op");
+            if let Some(p) = next.remove("prefixes") {
+                next.insert("prefix".into(), p);
+            }
+        }
+    }
+    Ok(Json(reply))
 }

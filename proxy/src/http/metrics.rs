@@ -41,6 +41,10 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("xbus_queued_bytes", "gauge", "Bytes waiting in subscribers' queues, all together."),
     ("xbus_recorded_messages", "counter", "Messages recorded in the event store."),
     ("xbus_unrecorded_messages", "counter", "Messages that matched a record prefix but were not recorded (the store was behind or failed)."),
+    ("xbus_trimmed_messages", "counter", "Recorded messages deleted by the retention."),
+    ("xbus_queries", "counter", "Queries answered (query endpoint and HTTP API), by operation (op)."),
+    ("xbus_query_errors", "counter", "Queries refused, by error code (code)."),
+    ("xbus_query_seconds", "histogram", "How long answered queries took, by operation (op)."),
     ("xbus_store_records", "gauge", "Records held by the event store (with --data-dir)."),
     ("xbus_store_bytes", "gauge", "The event store's logical size in bytes (with --data-dir)."),
     ("xbus_store_disk_bytes", "gauge", "The event store's files' size on disk (with --data-dir)."),
@@ -171,6 +175,8 @@ impl Collector for Scrape {
             ("xbus_refused_connections", "reason", &s.refused),
             ("xbus_faulted_connections", "reason", &s.faulted),
             ("xbus_denied", "what", &s.denied),
+            ("xbus_queries", "op", &s.queries),
+            ("xbus_query_errors", "code", &s.query_errors),
         ] {
             let owned = by(key, map);
             let samples: Vec<(Option<(&str, &str)>, f64)> = owned
@@ -218,6 +224,37 @@ impl Collector for Scrape {
             true,
             &one(s.unrecorded_messages),
         )?;
+        family(
+            &mut enc,
+            "xbus_trimmed_messages",
+            true,
+            &one(s.trimmed_messages),
+        )?;
+        if !s.query_seconds.is_empty() {
+            let mut m = enc.encode_descriptor(
+                "xbus_query_seconds",
+                help("xbus_query_seconds"),
+                None,
+                MetricType::Histogram,
+            )?;
+            for (op, h) in &s.query_seconds {
+                // the encoder wants each bucket's own count (it sums them), +Inf last
+                let mut buckets = Vec::with_capacity(crate::stats::QUERY_BUCKETS.len() + 1);
+                let mut below = 0;
+                for (bound, n) in crate::stats::QUERY_BUCKETS.iter().zip(h.buckets) {
+                    buckets.push((*bound, n - below));
+                    below = n;
+                }
+                buckets.push((f64::MAX, h.count - below));
+                m.encode_family(&[("op", op.as_str())])?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        h.sum_micros as f64 / 1e6,
+                        h.count,
+                        &buckets,
+                        None,
+                    )?;
+            }
+        }
         if let Some(st) = &self.store {
             family(&mut enc, "xbus_store_records", false, &one(st.records))?;
             family(&mut enc, "xbus_store_bytes", false, &one(st.logical_bytes))?;

@@ -5,7 +5,8 @@
 //! - `mod.rs`: the server (axum on the proxy's own runtime), routes, errors, the optional
 //!   bearer token, readiness.
 //! - [`metrics`]: `/metrics`, built from a [`crate::StatsSnapshot`] at scrape time.
-//! - `api`: `/api/v1/stats`, `connections`, `subscriptions`, `topics`.
+//! - `api`: `/api/v1/stats`, `connections`, `subscriptions`, `topics`, and the store's
+//!   `latest` and `history` (the query endpoint's, over HTTP).
 //! - `stream`: `/api/v1/stream`, the SSE stream (an internal subscriber on the router).
 //! - `page`: the live page at `/`, its assets embedded in the binary.
 //!
@@ -78,6 +79,13 @@ impl ApiError {
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
             message: message.into(),
         }
     }
@@ -156,6 +164,8 @@ fn routes(state: HttpState) -> axum::Router {
         .route("/connections", get(api::connections))
         .route("/subscriptions", get(api::subscriptions))
         .route("/topics", get(api::topics))
+        .route("/latest", get(api::latest))
+        .route("/history", get(api::history))
         .route("/stream", get(stream::stream))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -9,6 +9,8 @@
 
 mod protocol;
 
+pub(crate) use protocol::QueryError;
+
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -25,7 +27,7 @@ use crate::protocol::{encode_command, prepare_read, READ_RESERVE};
 use crate::recorder::Recorder;
 use crate::secure::{read_plain, Link};
 use crate::Error;
-use protocol::{QueryError, Request, MAX_WAIT};
+use protocol::{Request, MAX_WAIT};
 
 /// Store reads running at once, over all query connections.
 pub(crate) const MAX_CONCURRENT: usize = 4;
@@ -150,10 +152,12 @@ async fn answer(
         });
     };
     let (envelope, body) = frames.split_at(delimiter + 1);
+    let started = std::time::Instant::now();
     let (header, records) = match body {
         [frame] => match run(ctx, frame, key).await {
             Ok((op, header, records)) => {
                 ctx.stats.query(Ok(op));
+                ctx.stats.query_time(op, started.elapsed());
                 (header, records)
             }
             Err(e) => {
@@ -183,6 +187,25 @@ async fn answer(
         encode_frame(out, &r.payload, i + 1 < records.len());
     }
     Ok(())
+}
+
+/// Runs a request given as JSON (the HTTP API's `latest` and `history`, which check access
+/// themselves): the reply's header (JSON text) and its records, or the refusal; counted like
+/// the endpoint's own.
+pub(crate) async fn run_json(
+    ctx: &Ctx,
+    request: &Value,
+) -> Result<(String, Vec<Record>), QueryError> {
+    let started = std::time::Instant::now();
+    let result = run(ctx, request.to_string().as_bytes(), None).await;
+    match &result {
+        Ok((op, ..)) => {
+            ctx.stats.query(Ok(op));
+            ctx.stats.query_time(op, started.elapsed());
+        }
+        Err(e) => ctx.stats.query(Err(e.code)),
+    }
+    result.map(|(_, header, records)| (header, records))
 }
 
 /// Parses, checks and runs one request: the operation's name, the header, the records.
