@@ -19,6 +19,7 @@
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
 //! # let mut config = xbus_proxy::Config::default();
+//! # config.http = None;
 //! # config.frontend = vec!["tcp://127.0.0.1:0".parse()?];
 //! # config.backend = vec!["tcp://127.0.0.1:0".parse()?];
 //! # config.query = "tcp://127.0.0.1:0".into();
@@ -787,6 +788,7 @@ pub(crate) fn prepare(session: Session) -> Session {
 /// # let rt = tokio::runtime::Runtime::new()?;
 /// # let dir = tempfile::tempdir()?;
 /// # let mut config = xbus_proxy::Config::default();
+/// # config.http = None;
 /// # config.frontend = vec!["tcp://127.0.0.1:0".parse()?];
 /// # config.backend = vec!["tcp://127.0.0.1:0".parse()?];
 /// # config.query = "tcp://127.0.0.1:0".into();

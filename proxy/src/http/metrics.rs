@@ -230,7 +230,8 @@ impl Collector for Scrape {
             true,
             &one(s.trimmed_messages),
         )?;
-        if !s.query_seconds.is_empty() {
+        {
+            // described even before the first query, so the family is always there
             let mut m = enc.encode_descriptor(
                 "xbus_query_seconds",
                 help("xbus_query_seconds"),

@@ -300,9 +300,9 @@ impl StreamState {
         };
         let mut last = after;
         for record in &page.records {
+            // a record is a topic and a payload: the two frames of the message
             let mut wire = BytesMut::new();
-            xbus_zmtp::encode_frame(&mut wire, &record.topic, !record.payload.is_empty());
-            wire.extend_from_slice(&record.payload);
+            xbus_zmtp::encode_message(&mut wire, &[&record.topic, &record.payload]);
             let frames = frames_of(wire);
             self.pending
                 .push_back(self.event(record.seq, record.time_us, &frames));
