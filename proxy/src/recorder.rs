@@ -180,7 +180,10 @@ impl Recorder {
             };
             std::thread::Builder::new()
                 .name("xbus-recorder".into())
-                .spawn(move || writer.run(&rx))
+                .spawn(move || {
+                    lower_priority();
+                    writer.run(&rx)
+                })
                 .map_err(Error::Io)?
         };
         Ok(Some(Recorder {
@@ -395,6 +398,17 @@ fn payload_of(rest: &[u8]) -> Option<&[u8]> {
     let h = xbus_zmtp::frame::FrameHeader::parse(rest).ok()?;
     let body = rest.get(h.header_len..)?;
     (!h.more() && body.len() as u64 == h.body_len).then_some(body)
+}
+
+/// Runs the calling thread (the writer) at the lowest priority (niceness 19 on Linux): when
+/// routing and recording compete for the CPU, routing wins, and recording catches up from its
+/// queue when the burst is over (what does not fit the queue is counted unrecorded).
+fn lower_priority() {
+    use thread_priority::{set_current_thread_priority, ThreadPriority};
+    let lowered = set_current_thread_priority(ThreadPriority::Min).map_err(|e| format!("{e:?}"));
+    if let Err(e) = lowered {
+        debug!(error = %e, "could not lower the recorder's priority; it runs at the proxy's");
+    }
 }
 
 /// The cache as the store has it: every topic's newest record, while they fit.
