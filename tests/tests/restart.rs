@@ -147,7 +147,11 @@ fn events_queued_during_a_proxy_restart_are_all_delivered() {
     let everyone: Vec<String> = (0..WORKERS).map(|w| format!("worker-{w}")).collect();
     let filtered = vec![FILTERED.to_owned()];
 
-    let publisher = PublisherBlocking::connect(&frontend).unwrap();
+    // the publisher holds its queue until the proxy forwards a subscription: for as long as
+    // the grace lasts, however long the restart took (its default gives up after 5 s, which a
+    // loaded machine's restart plus the grace can exceed)
+    let options = xbus::PublisherOptions::new().subscription_wait(Duration::from_secs(60));
+    let publisher = PublisherBlocking::connect_with(&frontend, options).unwrap();
     let mut first = 0;
     for round in 1..=ROUNDS {
         // the bus works: a whole batch arrives
