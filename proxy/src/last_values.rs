@@ -22,6 +22,8 @@ pub(crate) struct LastValues {
     bytes: usize,
     /// Whether every topic the store holds is here.
     complete: bool,
+    /// The retention is deleting records: the store answers until it is done.
+    suspended: bool,
 }
 
 impl LastValues {
@@ -35,7 +37,13 @@ impl LastValues {
 
     /// Whether it can answer for every topic.
     pub(crate) fn is_complete(&self) -> bool {
-        self.complete
+        self.complete && !self.suspended
+    }
+
+    /// While the retention deletes records (and maybe whole topics), `latest` goes to the
+    /// store, which is always consistent with itself.
+    pub(crate) fn suspend(&mut self, suspended: bool) {
+        self.suspended = suspended;
     }
 
     /// Gives up: `latest` goes to the store.

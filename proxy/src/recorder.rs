@@ -567,17 +567,22 @@ impl Writer {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        match self.store.trim(&self.retention, now) {
+        let last_values = || {
+            self.last_values
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        // the store answers `latest` while records (and maybe whole topics) go
+        last_values().suspend(true);
+        let trimmed = self.store.trim(&self.retention, now);
+        match &trimmed {
+            // topics left the store: rebuild the cache from it
+            Ok(report) if report.topics > 0 => *last_values() = load_last_values(&*self.store),
+            _ => last_values().suspend(false),
+        }
+        match trimmed {
             Ok(report) if report.records > 0 => {
                 self.trimmed.fetch_add(report.records, Relaxed);
-                if report.topics > 0 {
-                    // topics left the store: rebuild the cache from it
-                    let fresh = load_last_values(&*self.store);
-                    *self
-                        .last_values
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner) = fresh;
-                }
                 debug!(records = report.records, bytes = report.bytes, topics = report.topics,
                     first_seq = ?report.first_seq, "retention deleted old records");
             }
