@@ -1147,20 +1147,33 @@ impl SubDriver {
     async fn walk(
         &mut self,
         query: HistoryQuery,
+        keep: impl FnMut(&Subs, &StoredMessage) -> bool,
+        reverse: bool,
+    ) -> Option<(u64, bool, Option<String>)> {
+        if let Err(e) = self.history.client(&self.conn).await {
+            return Some((0, false, Some(e)));
+        }
+        // held here for the walk (handing messages out needs `self`), put back after it
+        let Some((endpoint, client)) = self.history.client.take() else {
+            return Some((0, false, Some("no query client".into())));
+        };
+        let result = self.walk_with(&client, query, keep, reverse).await;
+        self.history.client = Some((endpoint, client));
+        result
+    }
+
+    async fn walk_with(
+        &mut self,
+        client: &QueryAsync,
+        query: HistoryQuery,
         mut keep: impl FnMut(&Subs, &StoredMessage) -> bool,
         reverse: bool,
     ) -> Option<(u64, bool, Option<String>)> {
-        let mut raw = match self.history.client(&self.conn).await {
-            Ok(client) => client.history_raw(query),
-            Err(e) => return Some((0, false, Some(e))),
-        };
+        let mut raw = client.history_raw(query);
         let mut handed = 0;
         let mut collected = Vec::new();
         loop {
-            let next = match self.history.client(&self.conn).await {
-                Ok(client) => raw.next(client).await,
-                Err(e) => return Some((handed, false, Some(e))),
-            };
+            let next = raw.next(client).await;
             let message = match next {
                 None => break,
                 Some(Ok(m)) => m,
