@@ -247,6 +247,12 @@ impl Recorder {
         }
     }
 
+    /// Every message numbered up to `seq` is routed and none of them is for the store (the
+    /// proxy's own system events): queries waiting for `seq` need not wait for the writer.
+    pub(crate) fn passed(&self, seq: u64) {
+        self.progress.routed_through.store(seq, Relaxed);
+    }
+
     /// The highest sequence number routed through [`record`](Self::record) so far.
     pub(crate) fn routed_through(&self) -> u64 {
         self.progress.routed_through.load(Relaxed)

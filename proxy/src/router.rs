@@ -100,6 +100,20 @@ struct Sequencer {
     reserved: u64,
 }
 
+/// Reserves sequence numbers in the store once per block, so that numbers handed out stay
+/// above the store's `next_seq` after a crash.
+fn reserve(seq: &mut Sequencer, rec: &Recorder) {
+    if seq.next > seq.reserved {
+        let through = seq.next.saturating_add(SEQ_BLOCK);
+        match rec.store.reserve_seq(through) {
+            Ok(()) => seq.reserved = through,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reserve sequence numbers in the store")
+            }
+        }
+    }
+}
+
 /// Microseconds since the Unix epoch (0 on a clock set before it).
 fn now_us() -> u64 {
     std::time::SystemTime::now()
@@ -242,6 +256,12 @@ impl Router {
         }
         let seq_no = seq.next;
         seq.next += 1;
+        if let Some(rec) = &self.recorder {
+            // a number handed out like any other: reserved in the store, and passed by
+            // recording (which keeps no system event)
+            reserve(&mut seq, rec);
+            rec.passed(seq_no);
+        }
         let run = [Run {
             start: span.start,
             end: span.end,
@@ -278,17 +298,7 @@ impl Router {
         // read once per chunk, and only when recording or a subscriber wants it
         let mut time_us = None;
         if let Some(rec) = &self.recorder {
-            if seq.next > seq.reserved {
-                // once per block: numbers handed out must be above the store's next_seq after
-                // a crash
-                let through = seq.next.saturating_add(SEQ_BLOCK);
-                match rec.store.reserve_seq(through) {
-                    Ok(()) => seq.reserved = through,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot reserve sequence numbers in the store")
-                    }
-                }
-            }
+            reserve(&mut seq, rec);
             rec.record(chunk, spans, seq_base, *time_us.get_or_insert_with(now_us));
         }
         let st = self.read();

@@ -273,19 +273,14 @@ async fn overflow(policy: GapPolicy, record: &str) -> (Vec<Tick>, Vec<Gap>, u64)
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let dropped = proxy.stats().dropped_messages;
-    let (mut ticks, mut gaps) = (Vec::new(), Vec::new());
-    loop {
-        match sub.get(Some(Duration::from_secs(2))).await {
-            Ok(t) => {
-                let last = t.n == N - 1;
-                ticks.push(t);
-                if last {
-                    break;
-                }
-            }
+    // until every tick is accounted for: received, or reported missing
+    let (mut ticks, mut gaps) = (Vec::<Tick>::new(), Vec::<Gap>::new());
+    let reported = |gaps: &[Gap]| gaps.iter().filter_map(Gap::count).sum::<u64>();
+    while ticks.len() as u64 + reported(&gaps) < N {
+        match sub.get(WAIT).await {
+            Ok(t) => ticks.push(t),
             Err(Error::Gap(g)) => gaps.push(g),
-            Err(Error::Timeout(_)) => break,
-            Err(e) => panic!("{e}"),
+            Err(e) => panic!("after {} ticks and {gaps:?}: {e}", ticks.len()),
         }
     }
     proxy.shutdown().await;
