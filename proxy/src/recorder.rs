@@ -212,16 +212,12 @@ impl Recorder {
         (e as u64) ^ ((e >> 64) as u64)
     }
 
-    fn wants(&self, topic: &[u8]) -> bool {
-        self.prefixes.iter().any(|p| topic.starts_with(p))
-    }
-
     /// The `--record` prefixes.
     pub(crate) fn prefixes(&self) -> &[Bytes] {
         &self.prefixes
     }
 
-    /// Whether every topic under `prefix` is recorded.
+    /// Whether every topic under `prefix` is recorded (for a whole topic: whether it is).
     pub(crate) fn covers(&self, prefix: &[u8]) -> bool {
         self.prefixes.iter().any(|p| prefix.starts_with(p))
     }
@@ -285,7 +281,7 @@ impl Recorder {
         // Where the recorded messages lie in the chunk: (index, topic range, payload range).
         let mut found = Vec::new();
         for (i, s) in spans.iter().enumerate() {
-            if !self.wants(&chunk[s.topic_start..s.topic_end]) {
+            if !self.covers(&chunk[s.topic_start..s.topic_end]) {
                 continue;
             }
             let seq = seq_base + i as u64;
