@@ -3,7 +3,6 @@
 //! receive time, and their errors.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -12,32 +11,14 @@ use xbus_proxy::ProxyHandle;
 
 const XBUS: &str = env!("CARGO_BIN_EXE_xbus");
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let dir =
-            std::env::temp_dir().join(format!("xbus-cli-history-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A recording proxy with five `Temperature` events (lab 0..3, hall 10) and one `Other`.
-async fn proxy_with_history(dir: &Dir) -> ProxyHandle {
+async fn proxy_with_history(dir: &tempfile::TempDir) -> ProxyHandle {
     let proxy = xbus_tests::proxy_builder()
-        .data_dir(&dir.0)
+        .data_dir(dir.path())
         .record("")
         .build()
         .unwrap()
@@ -114,7 +95,7 @@ fn json_lines(out: &Output) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_and_history_print_what_was_recorded() {
-    let dir = Dir::new("print");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = proxy_with_history(&dir).await;
     let q = proxy.query_endpoint().unwrap().to_string();
 
@@ -191,7 +172,7 @@ async fn latest_and_history_print_what_was_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sub_replays_then_goes_live() {
-    let dir = Dir::new("replay");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = proxy_with_history(&dir).await;
     let backend = proxy.backend_endpoints()[0].to_string();
     let out = run(&[

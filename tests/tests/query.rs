@@ -4,7 +4,6 @@
 //! bounded polls of the proxy's counters or of query answers, never sleeps.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,26 +18,8 @@ struct Temperature {
     celsius: f64,
 }
 
-/// A temporary directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("xbus-query-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn recording(dir: &Dir, prefixes: &[&str]) -> ProxyHandle {
-    let mut b = xbus_tests::proxy_builder().data_dir(&dir.0);
+async fn recording(dir: &tempfile::TempDir, prefixes: &[&str]) -> ProxyHandle {
+    let mut b = xbus_tests::proxy_builder().data_dir(dir.path());
     for p in prefixes {
         b = b.record(p);
     }
@@ -81,7 +62,7 @@ fn lab_and_hall() -> Vec<Temperature> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_client_in_the_docs_works_as_printed() {
-    let dir = Dir::new("python");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = recording(&dir, &["Temperature."]).await;
     publish(&proxy, &lab_and_hall(), 22).await;
     let endpoint = proxy.query_endpoint().unwrap().to_string();
@@ -159,7 +140,7 @@ async fn the_python_client_in_the_docs_works_as_printed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_clients_page_through_latest_and_history() {
-    let dir = Dir::new("typed");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = recording(&dir, &[""]).await;
     let events = lab_and_hall();
     publish(&proxy, &events, 22).await;
@@ -226,7 +207,7 @@ async fn typed_clients_page_through_latest_and_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_request_ends_only_its_own_connection() {
-    let dir = Dir::new("broken");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = recording(&dir, &[""]).await;
     publish(&proxy, &[temp("lab", 1.0)], 1).await;
     let endpoint = proxy.query_endpoint().unwrap().to_string();
@@ -273,9 +254,9 @@ async fn wait_info(query: &QueryAsync, what: &str, done: impl Fn(&xbus::query::Q
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_by_age_and_by_size() {
     // by size: 200 records of ~1 KiB into a store allowed 32 KiB
-    let dir = Dir::new("size");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = xbus_tests::proxy_builder()
-        .data_dir(&dir.0)
+        .data_dir(dir.path())
         .record("")
         .retention(Duration::ZERO, 32 << 10, Duration::from_millis(50))
         .build()
@@ -325,9 +306,9 @@ async fn retention_deletes_by_age_and_by_size() {
     proxy.shutdown().await;
 
     // by age: everything older than 300 ms goes
-    let dir = Dir::new("age");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = xbus_tests::proxy_builder()
-        .data_dir(&dir.0)
+        .data_dir(dir.path())
         .record("")
         .retention(Duration::from_millis(300), 0, Duration::from_millis(50))
         .build()
@@ -355,9 +336,9 @@ async fn without_a_store_there_is_nothing_to_query_and_queries_can_be_off() {
         .unwrap();
     assert!(proxy.query_endpoint().is_none());
     proxy.shutdown().await;
-    let dir = Dir::new("off");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = xbus_tests::proxy_builder()
-        .data_dir(&dir.0)
+        .data_dir(dir.path())
         .query("off")
         .build()
         .unwrap()
@@ -377,12 +358,12 @@ async fn without_a_store_there_is_nothing_to_query_and_queries_can_be_off() {
 async fn under_curve_a_key_queries_only_what_it_may_subscribe_to() {
     use xbus::curve::{CurveClient, CurveKeyPair};
     use xbus_zmtp::curve::Certificate;
-    let dir = Dir::new("curve");
+    let dir = tempfile::tempdir().unwrap();
     let server = CurveKeyPair::generate();
     let reader = CurveKeyPair::generate();
-    let key_file = dir.0.join("proxy.key_secret");
+    let key_file = dir.path().join("proxy.key_secret");
     std::fs::write(&key_file, Certificate::secret_text(&server)).unwrap();
-    let access = dir.0.join("access.toml");
+    let access = dir.path().join("access.toml");
     std::fs::write(
         &access,
         xbus_tests::pyzmq::access_entry(
@@ -396,7 +377,7 @@ async fn under_curve_a_key_queries_only_what_it_may_subscribe_to() {
     let proxy = xbus_tests::proxy_builder()
         .curve_key_file(key_file)
         .access_file(access)
-        .data_dir(&dir.0)
+        .data_dir(dir.path())
         .record("")
         .build()
         .unwrap()
@@ -444,7 +425,7 @@ async fn under_curve_a_key_queries_only_what_it_may_subscribe_to() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libzmq_publishers_are_recorded_with_no_subscriber_around() {
     // a libzmq PUB sends only what is subscribed: the proxy subscribes to what it records
-    let dir = Dir::new("libzmq");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = recording(&dir, &["Temperature."]).await;
     let frontend = proxy.frontend_endpoints()[0].to_string();
     let mut py = tokio::task::spawn_blocking(move || {

@@ -5,7 +5,6 @@
 //! refilled. Waits are the subscribers' own timeouts or bounded polls, never sleeps.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -21,26 +20,9 @@ struct Tick {
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(20));
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("xbus-replay-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn recording(dir: &Dir, record: &str, hwm: usize) -> ProxyHandle {
+async fn recording(dir: &tempfile::TempDir, record: &str, hwm: usize) -> ProxyHandle {
     xbus_tests::proxy_builder()
-        .data_dir(&dir.0)
+        .data_dir(dir.path())
         .record(record)
         .subscriber_hwm(hwm)
         .build()
@@ -109,7 +91,7 @@ async fn receive_all(sub: &mut SubscriberAsync<Tick>, from: u64, until: u64) -> 
 async fn a_replay_joins_live_events_with_no_gap_and_no_duplicate() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let dir = Dir::new("seam");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = recording(&dir, "", 1_000_000).await;
     // publishes until told to stop, then says how many it published
     let stop = Arc::new(AtomicBool::new(false));
@@ -183,7 +165,7 @@ async fn a_replay_joins_live_events_with_no_gap_and_no_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_start_at_the_last_n_or_a_time() {
-    let dir = Dir::new("last");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = recording(&dir, "Tick.", 1_000_000).await;
     publish_in_background(proxy.frontend_endpoints()[0].to_string(), 0..100)
         .join()
@@ -223,7 +205,7 @@ async fn replays_start_at_the_last_n_or_a_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_of_what_was_not_recorded_is_reported() {
-    let dir = Dir::new("unrecorded");
+    let dir = tempfile::tempdir().unwrap();
     let proxy = recording(&dir, "Other.", 1_000_000).await;
     publish_in_background(proxy.frontend_endpoints()[0].to_string(), 0..10)
         .join()
@@ -253,7 +235,7 @@ async fn a_replay_of_what_was_not_recorded_is_reported() {
 /// high-water mark; then reads everything.
 async fn overflow(policy: GapPolicy, record: &str) -> (Vec<Tick>, Vec<Gap>, u64) {
     const N: u64 = 20_000;
-    let dir = Dir::new(&format!("overflow-{policy:?}-{}", record.len()));
+    let dir = tempfile::tempdir().unwrap();
     let proxy = recording(&dir, record, 50).await;
     let options = SubscriberOptions::new()
         .queue_capacity(16)
@@ -315,8 +297,8 @@ async fn drops_are_reported_with_their_count_when_not_refilled() {
 #[test]
 fn refill_recovers_what_a_subscriber_missed_while_the_proxy_restarted() {
     const BATCH: u64 = 2_000;
-    let dir = Dir::new("restart");
-    let data = dir.0.to_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
     // no start-up grace, and a subscriber that retries only every 3 s: the publisher flushes
     // its queue (and publishes more) before the subscriber is back, so only the store can
     // give those events to it
