@@ -93,14 +93,17 @@ async fn a_replay_joins_live_events_with_no_gap_and_no_duplicate() {
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let proxy = recording(&dir, "", 1_000_000).await;
-    // publishes until told to stop, then says how many it published
+    // publishes until told to stop (or at most PUBLISHED_AT_MOST, well under the subscriber's
+    // high-water mark, so a slow replay cannot make the proxy drop live events), then says how
+    // many it published
+    const PUBLISHED_AT_MOST: u64 = 300_000;
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = {
         let (endpoint, stop) = (proxy.frontend_endpoints()[0].to_string(), stop.clone());
         std::thread::spawn(move || {
             let publisher = xbus::PublisherBlocking::connect(&endpoint).unwrap();
             let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) && n < PUBLISHED_AT_MOST {
                 let tick = Tick {
                     source: "a".into(),
                     n,
