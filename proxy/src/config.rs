@@ -23,6 +23,8 @@ pub const DEFAULT_FRONTEND: &str = "tcp://127.0.0.1:5122";
 pub const DEFAULT_BACKEND: &str = "tcp://127.0.0.1:5123";
 /// Where the proxy serves queries by default (when it has an event store).
 pub const DEFAULT_QUERY: &str = "tcp://127.0.0.1:5124";
+/// The first token of the NATS subjects of a cluster, by default.
+pub const DEFAULT_CLUSTER_SUBJECT_PREFIX: &str = "xbus";
 /// The subscription every publisher receives as soon as it connects, so publishers that wait for
 /// a first subscription never stall. No event matches it: event names may not start with `$`.
 pub const WELCOME_PREFIX: &[u8] = b"$xbus.";
@@ -197,6 +199,39 @@ pub struct Config {
     /// `/healthz`, `/readyz` and `/metrics` stay open. Default: none (no credential asked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_token_file: Option<PathBuf>,
+    /// NATS servers to join other proxies through (`nats://HOST:PORT`, `tls://HOST:PORT`,
+    /// optionally with `USER:PASSWORD@`); tried in turn, and any the cluster announces.
+    /// Empty: this proxy stands alone. Default: none (see `docs/cluster.md`).
+    pub cluster: Vec<String>,
+    /// The first tokens of every NATS subject this proxy uses (events are
+    /// `PREFIX.Name.seg1.seg2`). Proxies that should see each other's events share it.
+    /// Default `xbus`.
+    pub cluster_subject_prefix: String,
+    /// NATS user name (with `cluster_password_file`). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_user: Option<String>,
+    /// A file whose first line is the NATS password of `cluster_user`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_password_file: Option<PathBuf>,
+    /// A file whose first line is a NATS authentication token. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_token_file: Option<PathBuf>,
+    /// A NATS credentials file (`.creds`: a user JWT and NKey seed). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_creds_file: Option<PathBuf>,
+    /// CA certificates (PEM) to verify the NATS servers with, besides the system's.
+    /// Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_tls_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) to present to NATS (with `cluster_tls_key_file`).
+    /// Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_tls_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_tls_key_file: Option<PathBuf>,
+    /// Refuse NATS connections without TLS. Default false (`tls://` URLs require it anyway).
+    pub cluster_tls_required: bool,
     /// Binary-only settings.
     pub service: ServiceConfig,
 }
@@ -233,6 +268,16 @@ impl Default for Config {
             query: DEFAULT_QUERY.into(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 5180))),
             http_token_file: None,
+            cluster: Vec::new(),
+            cluster_subject_prefix: DEFAULT_CLUSTER_SUBJECT_PREFIX.into(),
+            cluster_user: None,
+            cluster_password_file: None,
+            cluster_token_file: None,
+            cluster_creds_file: None,
+            cluster_tls_ca_file: None,
+            cluster_tls_cert_file: None,
+            cluster_tls_key_file: None,
+            cluster_tls_required: false,
             service: ServiceConfig::default(),
         }
     }
@@ -384,10 +429,64 @@ impl Config {
                 )));
             }
         }
+        self.validate_cluster()?;
         if self.access_file.is_some() && self.curve_key_file.is_none() {
             return bad(
                 "access_file needs curve_key_file: access rules are checked against CURVE keys",
             );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks the cluster options (the servers' URLs, the subject prefix, credentials).
+    fn validate_cluster(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        for url in &self.cluster {
+            if let Err(e) = url.parse::<async_nats::ServerAddr>() {
+                return bad(format!(
+                    "cluster: {url:?} is not a NATS server URL (nats://HOST:PORT): {e}"
+                ));
+            }
+        }
+        if let Err(e) = crate::cluster::SubjectPrefix::new(&self.cluster_subject_prefix) {
+            return bad(format!("cluster_subject_prefix: {e}"));
+        }
+        let set = |o: &Option<PathBuf>| o.is_some();
+        let options = [
+            ("cluster_user", self.cluster_user.is_some()),
+            ("cluster_password_file", set(&self.cluster_password_file)),
+            ("cluster_token_file", set(&self.cluster_token_file)),
+            ("cluster_creds_file", set(&self.cluster_creds_file)),
+            ("cluster_tls_ca_file", set(&self.cluster_tls_ca_file)),
+            ("cluster_tls_cert_file", set(&self.cluster_tls_cert_file)),
+            ("cluster_tls_key_file", set(&self.cluster_tls_key_file)),
+            ("cluster_tls_required", self.cluster_tls_required),
+        ];
+        if self.cluster.is_empty() {
+            if let Some((name, _)) = options.iter().find(|(_, on)| *on) {
+                return bad(format!("{name} needs cluster: the NATS servers to join"));
+            }
+            return Ok(());
+        }
+        if self.cluster_user.is_some() != self.cluster_password_file.is_some() {
+            return bad("cluster_user and cluster_password_file go together".into());
+        }
+        let ways = [
+            self.cluster_user.is_some(),
+            self.cluster_token_file.is_some(),
+            self.cluster_creds_file.is_some(),
+        ];
+        if ways.iter().filter(|on| **on).count() > 1 {
+            return bad(
+                "choose one NATS credential: cluster_user (with its password file), \
+                 cluster_token_file or cluster_creds_file"
+                    .into(),
+            );
+        }
+        if self.cluster_tls_cert_file.is_some() != self.cluster_tls_key_file.is_some() {
+            return bad("cluster_tls_cert_file and cluster_tls_key_file go together".into());
         }
         Ok(())
     }
@@ -425,6 +524,16 @@ const OPTION_DOCS: &[(&str, &str)] = &[
     ("query", "Where to serve queries (latest, history) when recording: an endpoint, or off."),
     ("http", "Where the HTTP face (metrics, health, admin API, live page) listens: HOST:PORT, or \"off\"; loopback by default (see docs/http.md)."),
     ("http_token_file", "A file holding a bearer token the admin API and event stream require (see docs/http.md)."),
+    ("cluster", "NATS servers to join other proxies through (nats://HOST:PORT); empty = stand alone (see docs/cluster.md)."),
+    ("cluster_subject_prefix", "The first tokens of this cluster's NATS subjects; proxies that share events share it."),
+    ("cluster_user", "NATS user name (with cluster_password_file)."),
+    ("cluster_password_file", "A file holding the NATS password of cluster_user."),
+    ("cluster_token_file", "A file holding a NATS authentication token."),
+    ("cluster_creds_file", "A NATS credentials file (.creds: user JWT and NKey seed)."),
+    ("cluster_tls_ca_file", "CA certificates (PEM) to verify the NATS servers with."),
+    ("cluster_tls_cert_file", "A client certificate (PEM) to present to NATS, with cluster_tls_key_file."),
+    ("cluster_tls_key_file", "The client certificate's private key (PEM)."),
+    ("cluster_tls_required", "Refuse NATS connections without TLS."),
 ];
 
 /// The one-line comments of the `[service]` table's options, in print order.

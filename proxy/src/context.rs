@@ -72,6 +72,8 @@ pub(crate) struct Ctx {
     pub(crate) topics: crate::topics::Topics,
     /// Set once every listener is bound and accepting (readiness).
     pub(crate) listening: std::sync::atomic::AtomicBool,
+    /// The NATS link's shared state, when the proxy is in a cluster.
+    pub(crate) cluster: Option<Arc<crate::cluster::ClusterShared>>,
 }
 
 /// A random epoch id: the standard library's per-process random hash keys, mixed with the
@@ -96,6 +98,8 @@ impl Ctx {
     ) -> Ctx {
         let epoch = recorder.as_ref().map_or_else(new_epoch, |r| r.epoch());
         let stats = Arc::new(Stats::default());
+        // a new id per run (never the store's epoch): it tells this run's events on NATS apart
+        let cluster = crate::cluster::ClusterShared::new(&config, new_epoch());
         let router = Router::new(
             stats.clone(),
             RouterLimits {
@@ -106,6 +110,7 @@ impl Ctx {
             config.subscribe_all,
             config.startup_grace.is_zero(),
             recorder.clone(),
+            cluster.clone(),
         );
         Ctx {
             config,
@@ -124,6 +129,7 @@ impl Ctx {
             connections: crate::connections::Connections::default(),
             topics: crate::topics::Topics::default(),
             listening: std::sync::atomic::AtomicBool::new(false),
+            cluster,
         }
     }
 

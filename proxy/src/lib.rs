@@ -35,6 +35,8 @@
 //! - [`connections`]: the registry of live connections (admin API, presence events).
 //! - [`topics`]: the bounded registry of topics seen (admin API).
 //! - [`system`]: the in-band `$xbus.` system events (presence, slow subscribers, stats).
+//! - `cluster`: joining proxies through NATS (`--cluster`): subject mapping, interest,
+//!   the link's tasks (docs/cluster.md).
 //! - [`error`]: the crate's [`Error`].
 //!
 //! The `xbus-proxy` binary (`src/main.rs`) only parses options and runs this library.
@@ -62,6 +64,7 @@
 //! ```
 
 pub mod access;
+mod cluster;
 pub mod config;
 pub mod connections;
 mod context;
@@ -96,7 +99,7 @@ use tracing::info;
 
 pub use config::{Config, LogFormat, ServiceConfig};
 pub use error::Error;
-pub use stats::{SideStats, StatsSnapshot, SubscriberStats};
+pub use stats::{ClusterStats, SideStats, StatsSnapshot, SubscriberStats};
 pub use xbus_zmtp::Endpoint;
 
 use context::{Ctx, Side};
@@ -391,6 +394,7 @@ impl Proxy {
             .find(|(side, ..)| *side == Side::Query)
             .map(|(.., local)| local.to_string());
         let ctx = Arc::new(Ctx::new(self.config, security, recorder, query_endpoint));
+        cluster::spawn(&ctx).await?;
         let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
         let (mut frontend, mut backend, mut query) = (Vec::new(), Vec::new(), None);
         for (side, listener, local) in bound {

@@ -132,6 +132,37 @@ struct Cli {
     /// then requires [default: none].
     #[arg(long, env = "XBUS_HTTP_TOKEN_FILE", value_name = "FILE")]
     http_token_file: Option<PathBuf>,
+    /// A NATS server to join other proxies through (nats://HOST:PORT, tls://HOST:PORT);
+    /// repeatable; read docs/cluster.md [default: none: stand alone].
+    #[arg(long, env = "XBUS_CLUSTER", value_name = "URL", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// The first tokens of the cluster's NATS subjects [default: xbus].
+    #[arg(long, env = "XBUS_CLUSTER_SUBJECT_PREFIX", value_name = "PREFIX")]
+    cluster_subject_prefix: Option<String>,
+    /// NATS user name (with --cluster-password-file) [default: none].
+    #[arg(long, env = "XBUS_CLUSTER_USER", value_name = "USER")]
+    cluster_user: Option<String>,
+    /// A file whose first line is the NATS password [default: none].
+    #[arg(long, env = "XBUS_CLUSTER_PASSWORD_FILE", value_name = "FILE")]
+    cluster_password_file: Option<PathBuf>,
+    /// A file whose first line is a NATS token [default: none].
+    #[arg(long, env = "XBUS_CLUSTER_TOKEN_FILE", value_name = "FILE")]
+    cluster_token_file: Option<PathBuf>,
+    /// A NATS credentials file (.creds) [default: none].
+    #[arg(long, env = "XBUS_CLUSTER_CREDS_FILE", value_name = "FILE")]
+    cluster_creds_file: Option<PathBuf>,
+    /// CA certificates (PEM) to verify NATS servers with [default: the system's].
+    #[arg(long, env = "XBUS_CLUSTER_TLS_CA_FILE", value_name = "FILE")]
+    cluster_tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for NATS, with --cluster-tls-key-file [default: none].
+    #[arg(long, env = "XBUS_CLUSTER_TLS_CERT_FILE", value_name = "FILE")]
+    cluster_tls_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM) [default: none].
+    #[arg(long, env = "XBUS_CLUSTER_TLS_KEY_FILE", value_name = "FILE")]
+    cluster_tls_key_file: Option<PathBuf>,
+    /// Refuse NATS connections without TLS [default: false].
+    #[arg(long, env = "XBUS_CLUSTER_TLS_REQUIRED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    cluster_tls_required: Option<bool>,
     /// Runtime threads: 1 = single-threaded runtime, N = N workers [default: 1].
     #[arg(long, env = "XBUS_THREADS", value_name = "N")]
     threads: Option<usize>,
@@ -201,7 +232,24 @@ impl Cli {
             retain_age,
             retain_size,
             retention_interval,
-            query
+            query,
+            cluster_subject_prefix,
+            cluster_tls_required
+        );
+        if !self.cluster.is_empty() {
+            c.cluster = self.cluster;
+        }
+        macro_rules! set_some {
+            ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
+        }
+        set_some!(
+            cluster_user,
+            cluster_password_file,
+            cluster_token_file,
+            cluster_creds_file,
+            cluster_tls_ca_file,
+            cluster_tls_cert_file,
+            cluster_tls_key_file
         );
         if self.curve_key_file.is_some() {
             c.curve_key_file = self.curve_key_file;

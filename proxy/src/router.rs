@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::{Bytes, BytesMut};
 use xbus_zmtp::Subscription;
 
+use crate::cluster::ClusterShared;
 use crate::config::WELCOME_PREFIX;
 use crate::forwarding::{Forwarding, Upstream};
 use crate::pattern::Pattern;
@@ -90,6 +91,9 @@ pub(crate) struct Router {
     sequencer: Mutex<Sequencer>,
     /// Recording, when the proxy has an event store (it also keeps the numbering).
     recorder: Option<Arc<Recorder>>,
+    /// The NATS link, when the proxy is in a cluster: local publishers' messages go to it,
+    /// and it hears when the subscribers' interest changes.
+    cluster: Option<Arc<ClusterShared>>,
 }
 
 /// The next sequence number, and the highest one reserved in the store (`u64::MAX` without
@@ -168,26 +172,28 @@ fn encode_all(subs: impl IntoIterator<Item = Subscription>) -> Bytes {
 
 impl Router {
     /// A router; with `forwarding_open` false, publishers hear no subscription until
-    /// [`Router::open_forwarding`].
+    /// [`Router::open_forwarding`]. In subscribe-all mode, and in a cluster (where every
+    /// local message goes to NATS, for subscribers on other proxies), publishers hear only
+    /// `""`.
     pub(crate) fn new(
         stats: Arc<Stats>,
         limits: RouterLimits,
         subscribe_all: bool,
         forwarding_open: bool,
         recorder: Option<Arc<Recorder>>,
+        cluster: Option<Arc<ClusterShared>>,
     ) -> Router {
-        let welcome = if subscribe_all {
-            Bytes::new()
-        } else {
-            Bytes::from_static(WELCOME_PREFIX)
-        };
+        let forward = !subscribe_all && cluster.is_none();
+        // the forwarding set is what this proxy's subscribers and recording want: what
+        // publishers hear when forwarding, and the cluster's interest in NATS
+        let welcome = forward.then(|| Bytes::from_static(WELCOME_PREFIX));
         // what is recorded must reach the proxy whether anyone subscribes or not (libzmq
         // publishers send only what is subscribed)
         let recorded = recorder
             .as_ref()
             .map(|r| r.prefixes().to_vec())
             .unwrap_or_default();
-        let permanent = std::iter::once(welcome).chain(recorded);
+        let permanent = welcome.into_iter().chain(recorded);
         Router {
             state: RwLock::new(State {
                 trie: PrefixTrie::new(),
@@ -201,12 +207,13 @@ impl Router {
             }),
             stats,
             limits,
-            forward: !subscribe_all,
+            forward,
             sequencer: Mutex::new(Sequencer {
                 next: recorder.as_ref().map_or(1, |r| r.numbering.0),
                 reserved: recorder.as_ref().map_or(u64::MAX, |r| r.numbering.1),
             }),
             recorder,
+            cluster,
         }
     }
 
@@ -290,8 +297,28 @@ impl Router {
     /// the matching subscribers' queues. Consecutive messages going to the same subscriber are
     /// queued as one slice of `chunk`. The messages get consecutive sequence numbers, in
     /// `spans` order.
-    /// Returns the first message's sequence number.
+    /// Returns the first message's sequence number. In a cluster, the messages also go to
+    /// NATS.
     pub(crate) fn route(&self, chunk: &Bytes, spans: &[Span], scratch: &mut RouteScratch) -> u64 {
+        if let Some(cluster) = &self.cluster {
+            cluster.outbound.push(chunk, spans);
+        }
+        self.route_here(chunk, spans, scratch)
+    }
+
+    /// [`Router::route`] for messages that came from NATS: to this proxy's subscribers (and
+    /// recording) only, never back to NATS.
+    pub(crate) fn route_from_cluster(
+        &self,
+        chunk: &Bytes,
+        spans: &[Span],
+        scratch: &mut RouteScratch,
+    ) -> u64 {
+        self.route_here(chunk, spans, scratch)
+    }
+
+    /// Numbers, records and delivers to this proxy's subscribers.
+    fn route_here(&self, chunk: &Bytes, spans: &[Span], scratch: &mut RouteScratch) -> u64 {
         let mut seq = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
         let seq_base = seq.next;
         seq.next += spans.len() as u64;
@@ -513,6 +540,7 @@ impl Router {
             Upstream::Subscribe(p) => Subscription::Subscribe(p),
             Upstream::Cancel(p) => Subscription::Cancel(p),
         };
+        self.interest_changed();
         self.send_upstream(st, encode(&update));
         Ok(next_seq)
     }
@@ -540,8 +568,22 @@ impl Router {
         }
         // however many prefixes it held: one queue item per publisher
         if !cancels.is_empty() {
+            self.interest_changed();
             self.send_upstream(st, encode_all(cancels));
         }
+    }
+
+    /// Tells the NATS link (in a cluster) that the forwarding set changed.
+    fn interest_changed(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.interest.notify_one();
+        }
+    }
+
+    /// What this proxy's subscribers and recording want from elsewhere: the forwarding set
+    /// (the cluster link subscribes to it in NATS).
+    pub(crate) fn interest(&self) -> Vec<Bytes> {
+        self.read().forwarding.current()
     }
 
     /// Queues `updates` for every publisher, unless forwarding is off (subscribe-all mode) or
@@ -555,9 +597,12 @@ impl Router {
         }
     }
 
-    /// Every current upstream subscription (the `$xbus.` welcome first, or `""` in
-    /// subscribe-all mode), as one buffer.
-    fn current_set(st: &State) -> Bytes {
+    /// Every current upstream subscription (the `$xbus.` welcome first), or only `""` when
+    /// not forwarding (subscribe-all mode, a cluster), as one buffer.
+    fn current_set(&self, st: &State) -> Bytes {
+        if !self.forward {
+            return encode(&Subscription::Subscribe(Bytes::new()));
+        }
         encode_all(
             st.forwarding
                 .current()
@@ -571,7 +616,7 @@ impl Router {
     pub(crate) fn register_publisher(&self, p: Arc<PublisherShared>) {
         let mut st = self.write();
         if st.forwarding_open {
-            p.send_updates(Self::current_set(&st));
+            p.send_updates(self.current_set(&st));
         }
         st.publishers.push(p);
     }
@@ -585,7 +630,7 @@ impl Router {
             return;
         }
         st.forwarding_open = true;
-        let set = Self::current_set(&st);
+        let set = self.current_set(&st);
         for p in &st.publishers {
             p.send_updates(set.clone());
         }
@@ -604,6 +649,7 @@ impl Router {
             .unwrap_or_else(|e| e.into_inner())
             .next
             - 1;
+        snap.cluster = self.cluster.as_ref().map(|c| c.snapshot());
         if let Some(rec) = &self.recorder {
             snap.recorded_messages = rec.recorded.load(Relaxed);
             snap.unrecorded_messages = rec.unrecorded.load(Relaxed);
@@ -612,7 +658,7 @@ impl Router {
         let st = self.read();
         snap.subscriptions = st.subscriptions;
         snap.subscription_bytes = st.subscription_bytes;
-        snap.upstream_subscriptions = st.forwarding.len();
+        snap.upstream_subscriptions = if self.forward { st.forwarding.len() } else { 1 };
         snap.subscribers = st
             .subscribers
             .iter()
@@ -656,7 +702,7 @@ mod tests {
             max_subscriptions,
             max_subscription_bytes: 1 << 20,
         };
-        Router::new(Arc::default(), limits, subscribe_all, true, None)
+        Router::new(Arc::default(), limits, subscribe_all, true, None, None)
     }
 
     fn sub(router: &Router, id: u64) -> (Slot, Arc<SubscriberShared>) {
@@ -799,7 +845,7 @@ mod tests {
             max_subscriptions: 100,
             max_subscription_bytes: 1 << 20,
         };
-        let r = Router::new(Arc::default(), limits, false, false, None);
+        let r = Router::new(Arc::default(), limits, false, false, None, None);
         let p = publisher(&r, 10);
         let (a, _) = sub(&r, 1);
         r.subscription(a, subscribe("A.")).unwrap();
@@ -945,7 +991,7 @@ mod tests {
             max_subscriptions: 100,
             max_subscription_bytes: 10,
         };
-        let r = Router::new(Arc::default(), limits, false, true, None);
+        let r = Router::new(Arc::default(), limits, false, true, None, None);
         let (a, _) = sub(&r, 1);
         let (b, _) = sub(&r, 2);
         r.subscription(a, subscribe("12345")).unwrap();

@@ -100,6 +100,45 @@ pub struct StatsSnapshot {
     pub query_seconds: BTreeMap<String, LatencyHistogram>,
     /// Every connected subscriber, by id.
     pub subscribers: Vec<SubscriberStats>,
+    /// The NATS link, when the proxy is in a cluster.
+    pub cluster: Option<ClusterStats>,
+}
+
+/// The NATS link of a proxy in a cluster (`docs/cluster.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterStats {
+    /// `connecting` (never connected yet), `connected`, or `disconnected` (reconnecting).
+    pub state: String,
+    /// The NATS server it is connected to (or was last).
+    pub server: Option<String>,
+    /// Local publishers' messages published to NATS.
+    pub messages_out: u64,
+    /// Their bytes on NATS (subject and body).
+    pub bytes_out: u64,
+    /// Local publishers' messages not published: the link was down, or behind by more
+    /// than its queue holds.
+    pub dropped_out: u64,
+    /// Local publishers' messages refused because their NATS subject would be too long.
+    pub refused_out: u64,
+    /// Messages from NATS routed to this proxy's subscribers (and recording).
+    pub messages_in: u64,
+    /// Their bytes on NATS.
+    pub bytes_in: u64,
+    /// Times the NATS client reported dropping messages for this proxy because it fell
+    /// behind (at least one message each).
+    pub dropped_in: u64,
+    /// Messages under the subject prefix that are not a proxy's events (another NATS
+    /// client's), or whose frames break the limits: not routed.
+    pub malformed_in: u64,
+    /// Messages that arrived twice (through two subscriptions while the interest changed)
+    /// and were routed once.
+    pub duplicates_in: u64,
+    /// Times the link lost its NATS server.
+    pub disconnects: u64,
+    /// NATS subscriptions held (the cover of the local interest).
+    pub subscriptions: u64,
+    /// Local messages waiting to be published.
+    pub queued_out: usize,
 }
 
 impl StatsSnapshot {
@@ -300,4 +339,23 @@ pub(crate) fn log_line(s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) {
         denied = %fmt_map(&s.denied),
         "stats"
     );
+    if let Some(c) = &s.cluster {
+        let before = prev.cluster.clone().unwrap_or_default();
+        tracing::info!(
+            target: "xbus_proxy::stats",
+            state = %c.state,
+            server = c.server.as_deref().unwrap_or("-"),
+            msgs_out = c.messages_out,
+            msgs_out_per_s = rate(c.messages_out, before.messages_out),
+            dropped_out = c.dropped_out,
+            refused_out = c.refused_out,
+            msgs_in = c.messages_in,
+            msgs_in_per_s = rate(c.messages_in, before.messages_in),
+            dropped_in = c.dropped_in,
+            malformed_in = c.malformed_in,
+            disconnects = c.disconnects,
+            subscriptions = c.subscriptions,
+            "cluster"
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! - [`TestProxy`]: an in-process proxy on a runtime of its own, for `#[test]` and
 //!   `#[tokio::test]` alike, that can be stopped and restarted on its ports.
 //! - [`ProxyProcess`]: the real `xbus-proxy` binary, for end-to-end tests.
+//! - [`NatsCluster`]: real `nats-server` processes in a cluster, for the cluster tests.
 //! - [`pyzmq`]: libzmq peers (NULL or CURVE) through pyzmq, for interop tests.
 //!
 //! ```
@@ -14,8 +15,10 @@
 //! ```
 
 mod in_process;
+mod nats;
 mod process;
 pub mod pyzmq;
 
 pub use in_process::{http_loopback, proxy_builder, test_settings, TestProxy};
+pub use nats::{nats_server_binary, NatsCluster};
 pub use process::{proxy_binary, ProxyProcess};

@@ -254,13 +254,16 @@ async fn readyz(State(st): State<HttpState>) -> Response {
     } else if ctx.recorder.as_ref().is_some_and(|r| r.closed()) {
         Some("the event store is closed")
     } else {
-        None
+        ctx.cluster.as_ref().and_then(|c| c.not_ready())
     };
+    // in a cluster, the link's state (an outage after start-up leaves the proxy ready: local
+    // delivery goes on)
+    let cluster = ctx.cluster.as_ref().map(|c| c.state_name());
     match reason {
-        None => Json(json!({ "status": "ready" })).into_response(),
+        None => Json(json!({ "status": "ready", "cluster": cluster })).into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "reason": reason })),
+            Json(json!({ "status": "not ready", "reason": reason, "cluster": cluster })),
         )
             .into_response(),
     }

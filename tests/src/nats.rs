@@ -1,0 +1,195 @@
+//! [`NatsCluster`]: real `nats-server` processes (Debian's package) forming a cluster on
+//! loopback ports, with their monitoring endpoints, for the cluster tests.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `nats-server` binary: `$NATS_SERVER`, or found on `PATH` (or in /usr/sbin).
+///
+/// # Panics
+/// When there is none, with how to install it.
+pub fn nats_server_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.exists())
+        .expect("nats-server is not installed: `apt-get install nats-server` (.ci/run does it)")
+}
+
+/// A free loopback port (the listener is closed before the server binds it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// One server of a [`NatsCluster`].
+#[derive(Debug)]
+struct Node {
+    child: Option<Child>,
+    client_port: u16,
+    monitor_port: u16,
+    cluster_port: u16,
+}
+
+/// `n` nats-server processes in one cluster (full mesh of routes), killed on drop.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<Node>,
+    agent: ureq::Agent,
+}
+
+impl NatsCluster {
+    /// Starts `n` servers and waits until every one has a route to every other.
+    ///
+    /// # Panics
+    /// If they do not form the cluster within 20 s.
+    pub fn start(n: usize) -> NatsCluster {
+        let nodes: Vec<Node> = (0..n)
+            .map(|_| Node {
+                child: None,
+                client_port: free_port(),
+                monitor_port: free_port(),
+                cluster_port: free_port(),
+            })
+            .collect();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut cluster = NatsCluster { nodes, agent };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        cluster.wait_until("every route is up", |c| {
+            (0..c.nodes.len()).all(|i| {
+                c.monitor(i, "routez")
+                    .is_some_and(|v| v["num_routes"].as_u64() == Some(n as u64 - 1))
+            })
+        });
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let routes: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| format!("nats://127.0.0.1:{}", n.cluster_port))
+            .collect();
+        let node = &self.nodes[i];
+        let mut cmd = Command::new(nats_server_binary());
+        cmd.args(["-a", "127.0.0.1", "-p", &node.client_port.to_string()])
+            .args(["-m", &node.monitor_port.to_string()])
+            .args(["-n", &format!("node{i}")]);
+        if self.nodes.len() > 1 {
+            cmd.args(["--cluster_name", "xbus-test"])
+                .args([
+                    "--cluster",
+                    &format!("nats://127.0.0.1:{}", node.cluster_port),
+                ])
+                .args(["--routes", &routes.join(",")]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.nodes[i].child = Some(child);
+    }
+
+    /// The client URL of server `i` (`nats://127.0.0.1:PORT`).
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].client_port)
+    }
+
+    /// `GET /{path}` of server `i`'s monitoring endpoint, as JSON (`None` while it is down).
+    pub fn monitor(&self, i: usize, path: &str) -> Option<Value> {
+        let url = format!("http://127.0.0.1:{}/{path}", self.nodes[i].monitor_port);
+        let mut resp = self.agent.get(&url).call().ok()?;
+        let body = resp.body_mut().read_to_string().ok()?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// The subjects server `i`'s clients are subscribed to (its own connections only, from
+    /// `/connz?subs=1`), sorted.
+    pub fn client_subscriptions(&self, i: usize) -> Vec<String> {
+        let mut subs: Vec<String> = self
+            .monitor(i, "connz?subs=1")
+            .map(|v| {
+                v["connections"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|c| {
+                        c["subscriptions_list"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        subs.sort();
+        subs
+    }
+
+    /// Whether server `i` knows of interest (local or through a route) in `subject`.
+    pub fn has_interest(&self, i: usize, subject: &str) -> bool {
+        self.monitor(i, &format!("subsz?subs=1&test={subject}"))
+            .is_some_and(|v| {
+                v["subscriptions_list"]
+                    .as_array()
+                    .is_some_and(|l| !l.is_empty())
+            })
+    }
+
+    /// Kills server `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts server `i` again, on the same ports.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+    }
+
+    /// Polls `cond` (every 20 ms) until it holds.
+    ///
+    /// # Panics
+    /// After 20 s, naming `what`.
+    pub fn wait_until(&self, what: &str, cond: impl Fn(&NatsCluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond(self) {
+            assert!(
+                Instant::now() < deadline,
+                "NATS: timed out waiting until {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
