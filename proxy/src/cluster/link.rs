@@ -346,7 +346,9 @@ impl Receiver {
             .counters
             .subscriptions
             .store(self.keys.len() as u64, Relaxed);
-        debug!(filters = ?self.keys.keys().collect::<Vec<_>>(), "cluster interest");
+        // not exact: NATS may deliver topics no local prefix wants (a raw byte prefix); the
+        // router's own match drops them (counted unrouted)
+        debug!(filters = ?self.keys.keys().collect::<Vec<_>>(), exact = !self.cover.needs_check(), "cluster interest");
     }
 
     /// Holds a message just read (or counts it malformed).

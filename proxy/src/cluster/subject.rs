@@ -2,9 +2,10 @@
 //!
 //! Pure, no I/O. A topic frame is any bytes; its subject is `<prefix>.<token>…`, one token per
 //! dot-separated segment, with every byte outside the safe set written `~XX`, so a whole-segment
-//! prefix becomes a NATS wildcard. A topic that does not end in `.` ends in the marker token
-//! `~-`. [`SubjectPrefix::decode`] is the exact inverse of [`SubjectPrefix::encode`]: it accepts
-//! only what `encode` writes. docs/wire-format.md ("Cluster subjects (NATS)") specifies the form.
+//! prefix becomes a NATS wildcard. The subject of a topic that does not end in `.` ends in the
+//! mark `~-`. [`SubjectPrefix::decode`] is the exact inverse of [`SubjectPrefix::encode`]: it
+//! accepts only what `encode` writes. docs/wire-format.md ("Cluster subjects (NATS)") specifies
+//! the form.
 
 /// The longest subject [`SubjectPrefix::encode`] writes, in bytes. A NATS server reads a
 /// message's subject in its control line (`PUB <subject> [reply] <size>`), which it limits to
@@ -22,8 +23,11 @@ pub(crate) const DEFAULT_PREFIX: &str = "xbus";
 /// The token of an empty segment (as in `A..` or `.`).
 pub(crate) const EMPTY_TOKEN: &str = "~_";
 
-/// The last token of the subject of a topic that does not end in `.` (an unterminated topic).
-pub(crate) const UNTERMINATED_TOKEN: &str = "~-";
+/// What ends the subject of a topic that does not end in `.` (an unterminated topic): it ends
+/// the last token (`a b` → `xbus.a~20b~-`), or is the only token of the empty topic
+/// (`xbus.~-`). Being part of the last token, it keeps an unterminated topic such as `A.b` out
+/// of the wildcard `xbus.A.b.>` of the prefix `A.b.`.
+pub(crate) const UNTERMINATED_MARK: &str = "~-";
 
 /// The digits of an escape (`~` and two of these).
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -130,13 +134,13 @@ impl SubjectPrefix {
     pub(crate) fn encode(&self, topic: &[u8], out: &mut String) -> Result<(), SubjectError> {
         out.clear();
         let (segs, terminated) = segments(topic);
-        let len = self.prefix.len()
-            + segs.map(|seg| 1 + token_len(seg)).sum::<usize>()
-            + if terminated {
-                0
-            } else {
-                1 + UNTERMINATED_TOKEN.len()
-            };
+        let end = match (terminated, topic.is_empty()) {
+            (true, _) => "",
+            // The empty topic: the mark alone is its one token.
+            (false, true) => ".~-",
+            (false, false) => UNTERMINATED_MARK,
+        };
+        let len = self.prefix.len() + segs.map(|seg| 1 + token_len(seg)).sum::<usize>() + end.len();
         if len > MAX_SUBJECT_LEN {
             return Err(SubjectError::TooLong {
                 len,
@@ -150,19 +154,17 @@ impl SubjectPrefix {
             out.push('.');
             push_token(seg, out);
         }
-        if !terminated {
-            out.push('.');
-            out.push_str(UNTERMINATED_TOKEN);
-        }
+        out.push_str(end);
         Ok(())
     }
 
     /// Clears `out` and writes the topic of `subject` into it (exact inverse of encode).
     ///
-    /// Accepts only subjects [`SubjectPrefix::encode`] can write: a `~` escape of a byte that
-    /// stands for itself, lowercase hex digits, an empty token, `~_` or `~-` inside a longer
-    /// token, `~-` anywhere but last (or right after `~_`) are all [`SubjectError::Malformed`].
-    /// On an error `out` holds no meaningful topic.
+    /// Accepts only subjects [`SubjectPrefix::encode`] can write: an empty token, a byte
+    /// outside the safe set, a `~` escape of a byte that stands for itself (or of `.`),
+    /// lowercase hex digits, `~_` inside a longer token, `~-` anywhere but at the very end, or
+    /// ending a token that holds no segment, are all [`SubjectError::Malformed`]. On an error
+    /// `out` holds no meaningful topic.
     pub(crate) fn decode(&self, subject: &str, out: &mut Vec<u8>) -> Result<(), SubjectError> {
         out.clear();
         if subject.len() > MAX_SUBJECT_LEN {
@@ -183,36 +185,31 @@ impl SubjectPrefix {
         let malformed = |n: usize, token: &str, why: &str| {
             SubjectError::Malformed(format!("token {n} ({token:?}) {why}"))
         };
-        let mut terminated = true;
-        let mut last_empty = false;
-        for (i, token) in rest.split('.').enumerate() {
-            let n = i + 1;
-            if !terminated {
+        let (rest, terminated) = match rest.strip_suffix(UNTERMINATED_MARK) {
+            // The empty topic.
+            Some("") => return Ok(()),
+            Some(rest) => (rest, false),
+            None => (rest, true),
+        };
+        if !terminated {
+            let (n, last) = rest.split('.').enumerate().last().unwrap_or((0, rest));
+            if last.is_empty() || last == EMPTY_TOKEN {
                 return Err(malformed(
-                    n - 1,
-                    UNTERMINATED_TOKEN,
-                    "marks an unterminated topic, so it must be the last token",
+                    n + 1,
+                    &format!("{last}{UNTERMINATED_MARK}"),
+                    "ends an unterminated topic with an empty segment, which only a \
+                     '.'-terminated topic has",
                 ));
             }
+        }
+        for (i, token) in rest.split('.').enumerate() {
+            if i > 0 {
+                out.push(b'.');
+            }
             match token {
-                "" => return Err(malformed(n, token, "is empty")),
-                UNTERMINATED_TOKEN if last_empty => {
-                    return Err(malformed(
-                        n,
-                        token,
-                        "follows an empty segment, but an unterminated topic never ends in '.'",
-                    ));
-                }
-                UNTERMINATED_TOKEN => terminated = false,
-                _ => {
-                    if i > 0 {
-                        out.push(b'.');
-                    }
-                    last_empty = token == EMPTY_TOKEN;
-                    if !last_empty {
-                        decode_token(token, out).map_err(|why| malformed(n, token, &why))?;
-                    }
-                }
+                "" => return Err(malformed(i + 1, token, "is empty")),
+                EMPTY_TOKEN => {}
+                _ => decode_token(token, out).map_err(|why| malformed(i + 1, token, &why))?,
             }
         }
         if terminated {
@@ -344,12 +341,13 @@ fn decode_token(token: &str, out: &mut Vec<u8>) -> Result<(), String> {
         match hi {
             Some('_') => {
                 return Err(format!(
-                    "has {EMPTY_TOKEN:?} at byte {i}, which must be a whole token (an empty segment)"
+                    "has {EMPTY_TOKEN:?} at byte {i}, which must be a whole token (an empty \
+                     segment)"
                 ));
             }
             Some('-') => {
                 return Err(format!(
-                    "has {UNTERMINATED_TOKEN:?} at byte {i}, which must be the whole last token"
+                    "has {UNTERMINATED_MARK:?} at byte {i}, which may only end the last token"
                 ));
             }
             _ => {}
@@ -393,5 +391,334 @@ fn describe(c: char) -> String {
         format!("{c:?}")
     } else {
         format!("the non-ASCII character {c:?}")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn xbus() -> SubjectPrefix {
+        SubjectPrefix::new("xbus").unwrap()
+    }
+
+    fn encode(topic: &[u8]) -> Result<String, SubjectError> {
+        let mut out = String::new();
+        xbus().encode(topic, &mut out).map(|()| out)
+    }
+
+    fn decode(subject: &str) -> Result<Vec<u8>, SubjectError> {
+        let mut out = Vec::new();
+        xbus().decode(subject, &mut out).map(|()| out)
+    }
+
+    fn malformed(subject: &str) -> String {
+        match decode(subject) {
+            Err(SubjectError::Malformed(why)) => why,
+            other => panic!("{subject:?} decoded to {other:?}"),
+        }
+    }
+
+    /// Whether the NATS filter `filter` matches `subject`: literal tokens, `*` (one token), and
+    /// a last `>` (one or more tokens).
+    pub(crate) fn nats_matches(filter: &str, subject: &str) -> bool {
+        let mut subject = subject.split('.');
+        for f in filter.split('.') {
+            match (f, subject.next()) {
+                (">", Some(_)) => return true,
+                (_, None) => return false,
+                ("*", Some(_)) => {}
+                (f, Some(s)) if f == s => {}
+                _ => return false,
+            }
+        }
+        subject.next().is_none()
+    }
+
+    #[test]
+    fn the_documented_examples() {
+        for (topic, subject) in [
+            ("Temperature.lab.rack1.", "xbus.Temperature.lab.rack1"),
+            (
+                "kühlschrank.温度.🧊.",
+                "xbus.k~C3~BChlschrank.~E6~B8~A9~E5~BA~A6.~F0~9F~A7~8A",
+            ),
+            ("a b", "xbus.a~20b~-"),
+            ("", "xbus.~-"),
+            ("A..", "xbus.A.~_"),
+            (".", "xbus.~_"),
+            ("a.b", "xbus.a.b~-"),
+            (".a", "xbus.~_.a~-"),
+            ("a..b", "xbus.a.~_.b~-"),
+            ("~", "xbus.~7E~-"),
+            ("~*>.", "xbus.~7E~2A~3E"),
+            ("$xbus.x.", "xbus.$xbus.x"),
+        ] {
+            assert_eq!(encode(topic.as_bytes()).unwrap(), subject, "{topic:?}");
+            assert_eq!(decode(subject).unwrap(), topic.as_bytes(), "{subject:?}");
+        }
+        let mut out = String::new();
+        SubjectPrefix::new("site.xbus")
+            .unwrap()
+            .encode(b"A.b.", &mut out)
+            .unwrap();
+        assert_eq!(out, "site.xbus.A.b");
+        assert_eq!(SubjectPrefix::default(), xbus());
+    }
+
+    #[test]
+    fn encode_refuses_long_subjects_and_clears_out() {
+        // "xbus." + 3995 bytes = 4000: fits; one more does not.
+        let fits = [b'a'; MAX_SUBJECT_LEN - 5];
+        assert_eq!(
+            encode(&[&fits[..], b"."].concat()).unwrap().len(),
+            MAX_SUBJECT_LEN
+        );
+        let mut out = "stale".to_owned();
+        assert_eq!(
+            xbus().encode(&[&fits[..], b"a."].concat(), &mut out),
+            Err(SubjectError::TooLong {
+                len: MAX_SUBJECT_LEN + 1,
+                max: MAX_SUBJECT_LEN
+            })
+        );
+        assert!(out.is_empty());
+        // Escapes count three bytes each.
+        let escaped = [0xFF_u8; 2000];
+        assert_eq!(
+            encode(&escaped),
+            Err(SubjectError::TooLong {
+                len: 4 + 1 + 6000 + 2,
+                max: MAX_SUBJECT_LEN
+            })
+        );
+        let long = format!("xbus.{}", "a".repeat(MAX_SUBJECT_LEN));
+        assert!(matches!(decode(&long), Err(SubjectError::TooLong { .. })));
+    }
+
+    #[test]
+    fn bad_prefixes_are_refused_with_the_reason() {
+        for (prefix, says) in [
+            ("", "empty"),
+            ("$SYS", "'$'"),
+            ("a b", "a space at byte 1"),
+            ("a.*", "'*' at byte 2"),
+            ("a>", "'>' at byte 1"),
+            ("x~", "'~' at byte 1"),
+            ("kühl", "non-ASCII character 'ü' at byte 1"),
+            ("a\tb", "control character U+0009 at byte 1"),
+            (".a", "empty token at byte 0"),
+            ("a..b", "empty token at byte 2"),
+            ("a.", "ends with '.'"),
+        ] {
+            match SubjectPrefix::new(prefix) {
+                Err(SubjectError::BadPrefix(why)) => {
+                    assert!(why.contains(says), "{prefix:?}: {why}");
+                }
+                other => panic!("{prefix:?}: {other:?}"),
+            }
+        }
+        assert!(SubjectPrefix::new(&"a".repeat(MAX_PREFIX_LEN)).is_ok());
+        assert!(SubjectPrefix::new(&"a".repeat(MAX_PREFIX_LEN + 1)).is_err());
+        assert_eq!(
+            SubjectPrefix::new("site-1.xbus").unwrap().as_str(),
+            "site-1.xbus"
+        );
+        let err = SubjectPrefix::new("a b").unwrap_err().to_string();
+        assert!(
+            err.starts_with("bad subject prefix: \"a b\" has a space"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_subjects_are_refused_with_the_reason() {
+        for (subject, says) in [
+            ("xbus.a~4", "without two uppercase hex digits"),
+            ("xbus.a~4G", "without two uppercase hex digits"),
+            ("xbus.~c3", "without two uppercase hex digits"),
+            ("xbus.~41", "\"~41\" at byte 0, but 'A' is never escaped"),
+            ("xbus.~2E", "'.' is never escaped"),
+            ("xbus.a~_", "must be a whole token"),
+            ("xbus.~_a", "must be a whole token"),
+            ("xbus.a~-b", "may only end the last token"),
+            ("xbus.a~-.b", "token 1 (\"a~-\") has \"~-\" at byte 1"),
+            ("xbus.~-.a", "may only end the last token"),
+            ("xbus.~-.~-", "token 2 (\"~-\") ends an unterminated topic"),
+            (
+                "xbus.a.~-",
+                "token 2 (\"~-\") ends an unterminated topic with an empty segment",
+            ),
+            ("xbus.~_~-", "token 1 (\"~_~-\") ends an unterminated topic"),
+            (
+                "xbus.a.~_~-",
+                "token 2 (\"~_~-\") ends an unterminated topic",
+            ),
+            ("xbus.a~~-", "without two uppercase hex digits"),
+            ("xbus.a..b", "token 2 (\"\") is empty"),
+            ("xbus.a.", "is empty"),
+            ("xbus.", "is empty"),
+            ("xbus", "no token"),
+            ("xbus.a*", "'*'"),
+            ("xbus.>", "'>'"),
+            ("xbus.a b", "a space"),
+            ("xbus.kühl", "non-ASCII character 'ü' at byte 1"),
+            ("xbus.a\u{7f}", "control character U+007F"),
+        ] {
+            let why = malformed(subject);
+            assert!(why.contains(says), "{subject:?}: {why}");
+        }
+        for subject in ["xbusx.a", "xbu", "other.a", "", ".xbus.a", "XBUS.a"] {
+            assert_eq!(
+                decode(subject),
+                Err(SubjectError::NotUnderPrefix),
+                "{subject:?}"
+            );
+        }
+    }
+
+    fn filters(prefix: &str) -> (Vec<String>, bool) {
+        let f = xbus().filters(prefix.as_bytes());
+        (f.subjects, f.exact)
+    }
+
+    fn owned(subjects: &[&str]) -> Vec<String> {
+        subjects.iter().map(|&s| s.to_owned()).collect()
+    }
+
+    #[test]
+    fn filters_of_prefixes() {
+        assert_eq!(filters(""), (owned(&["xbus.>"]), true));
+        assert_eq!(
+            filters("Name.a.b."),
+            (owned(&["xbus.Name.a.b", "xbus.Name.a.b.>"]), true)
+        );
+        assert_eq!(filters("Name.a.Te"), (owned(&["xbus.Name.a.>"]), false));
+        assert_eq!(filters("Te"), (owned(&["xbus.>"]), false));
+        assert_eq!(filters("."), (owned(&["xbus.~_", "xbus.~_.>"]), true));
+        assert_eq!(filters(".Te"), (owned(&["xbus.~_.>"]), false));
+        assert_eq!(filters("a..Te"), (owned(&["xbus.a.~_.>"]), false));
+        assert_eq!(
+            filters("ü b."),
+            (owned(&["xbus.~C3~BC~20b", "xbus.~C3~BC~20b.>"]), true)
+        );
+        // The prefix itself, and extensions: unterminated, empty segment, longer.
+        let (subjects, _) = filters("Name.a.b.");
+        for topic in ["Name.a.b.", "Name.a.b.x", "Name.a.b..", "Name.a.b.x.y."] {
+            let subject = encode(topic.as_bytes()).unwrap();
+            assert!(
+                subjects.iter().any(|f| nats_matches(f, &subject)),
+                "{topic}"
+            );
+        }
+    }
+
+    #[test]
+    fn filters_too_long_fall_back_to_a_shorter_wildcard() {
+        let seg = "s".repeat(1000);
+        // Four tokens of 1000 make "xbus" + 4 × 1001 = 4008 bytes: only three fit.
+        let prefix = format!("{seg}.{seg}.{seg}.{seg}.");
+        let f = xbus().filters(prefix.as_bytes());
+        assert_eq!(f.subjects, vec![format!("xbus.{seg}.{seg}.{seg}.>")]);
+        assert!(!f.exact);
+        // "xbus." + 3995 bytes: the literal fits exactly, its wildcard does not.
+        let prefix = format!("{}.", "a".repeat(MAX_SUBJECT_LEN - 5));
+        let f = xbus().filters(prefix.as_bytes());
+        assert_eq!((f.subjects, f.exact), (vec!["xbus.>".to_owned()], false));
+        // One huge unterminated segment.
+        let f = xbus().filters(&[0xFF; 100_000]);
+        assert_eq!((f.subjects, f.exact), (vec!["xbus.>".to_owned()], false));
+        let f = xbus().filters(&[&b"A."[..], &[0xFF; 100_000], b"."].concat());
+        assert_eq!((f.subjects, f.exact), (vec!["xbus.A.>".to_owned()], false));
+    }
+
+    #[test]
+    fn nats_matcher() {
+        assert!(nats_matches("a.>", "a.b"));
+        assert!(nats_matches("a.>", "a.b.c"));
+        assert!(!nats_matches("a.>", "a"));
+        assert!(nats_matches("a.*", "a.b"));
+        assert!(!nats_matches("a.*", "a.b.c"));
+        assert!(nats_matches("a.b", "a.b"));
+        assert!(!nats_matches("a.b", "a.b.c"));
+        assert!(!nats_matches("a.b.c", "a.b"));
+    }
+
+    /// Topic bytes weighted towards what makes the mapping interesting: dots, `~`, the other
+    /// unsafe ASCII, Unicode and arbitrary bytes.
+    pub(crate) fn topic_bytes(max_pieces: usize) -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            4 => Just(b".".to_vec()),
+            4 => "[ab]".prop_map(String::into_bytes),
+            2 => "[~*> _-]".prop_map(String::into_bytes),
+            1 => "[üé温🧊]".prop_map(String::into_bytes),
+            1 => any::<char>().prop_map(|c| c.to_string().into_bytes()),
+            1 => any::<u8>().prop_map(|b| vec![b]),
+        ];
+        proptest::collection::vec(piece, 0..max_pieces).prop_map(|p| p.concat())
+    }
+
+    /// The text of a subject after `xbus.`: mostly valid, sometimes near-valid.
+    fn subject_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            8 => "[ab]{1,2}\\.?",
+            3 => "~(C3|BC|7E|20)\\.?",
+            1 => "~_\\.",
+            1 => "~(-|2E|41|c3|4)",
+            1 => "[*> ü]",
+        ];
+        (proptest::collection::vec(piece, 0..12), any::<bool>()).prop_map(|(p, mark)| {
+            let text = p.concat();
+            let text = text.trim_end_matches('.');
+            text.to_owned() + if mark { UNTERMINATED_MARK } else { "" }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn decode_inverts_encode(topic in topic_bytes(40)) {
+            let subject = encode(&topic).unwrap();
+            prop_assert_eq!(decode(&subject).unwrap(), topic);
+            // Every token is non-empty ASCII NATS takes literally.
+            let rest = subject.strip_prefix("xbus.").unwrap();
+            for token in rest.split('.') {
+                prop_assert!(!token.is_empty());
+                prop_assert!(token.bytes().all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>'));
+                prop_assert!(token != "*" && token != ">");
+            }
+        }
+
+        #[test]
+        fn encode_inverts_decode(rest in subject_text()) {
+            let subject = format!("xbus.{rest}");
+            if let Ok(topic) = decode(&subject) {
+                prop_assert_eq!(encode(&topic).unwrap(), subject);
+            }
+        }
+
+        #[test]
+        fn filters_match_the_topics_under_the_prefix(
+            prefix in topic_bytes(6),
+            suffix in topic_bytes(6),
+            extend in any::<bool>(),
+        ) {
+            let topic = if extend { [&prefix[..], &suffix[..]].concat() } else { suffix };
+            let f = xbus().filters(&prefix);
+            prop_assert!(matches!(f.subjects.len(), 1 | 2));
+            let subject = encode(&topic).unwrap();
+            let matched = f.subjects.iter().any(|s| nats_matches(s, &subject));
+            if topic.starts_with(&prefix) {
+                prop_assert!(matched, "{:?} {:?}", subject, f);
+            }
+            if f.exact && matched {
+                prop_assert!(topic.starts_with(&prefix), "{:?} {:?}", subject, f);
+            }
+            // The filters of one prefix never both match one subject.
+            prop_assert!(f.subjects.iter().filter(|s| nats_matches(s, &subject)).count() <= 1);
+        }
     }
 }
