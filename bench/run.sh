@@ -126,17 +126,8 @@ proxy_template() {
 }
 for px in $PROXIES; do proxy_template "$px" >/dev/null || die "unknown proxy '$px' (direct libzmq libzmq_nohwm xbus, or set PROXY_CMD)"; done
 
-listening() { ss -ltnH "sport = :$1" | grep -q .; }
-wait_listen() { # PORT... : up to 5 s
-  local i p ok
-  for i in $(seq 100); do
-    ok=1
-    for p in "$@"; do listening "$p" || ok=0; done
-    [ $ok = 1 ] && return 0
-    sleep 0.05
-  done
-  return 1
-}
+# shellcheck source=ports.sh
+. "$here/ports.sh" # listening PORT, wait_listen PORT...
 next_ports() { # sets PUB_PORT SUB_PORT to a free pair on 127.0.0.1
   while listening "$PORT" || listening $((PORT + 1)); do PORT=$((PORT + 2)); done
   PUB_PORT=$PORT SUB_PORT=$((PORT + 1))

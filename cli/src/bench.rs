@@ -10,6 +10,10 @@
 //! every subscriber has seen one, so no measured message is lost to a subscription still in
 //! flight.
 //!
+//! Publishers and subscribers may be at different proxies (`--publish-to A --subscribe-at B`):
+//! the warm-up then also waits for the subscriptions to reach A. The message and the summary are
+//! in [`measure`], which the NATS counterpart (`tests/examples/nats_bench.rs`) shares.
+//!
 //! The NAME [`BENCH_NAME`] keeps benchmark traffic out of other users' taps: `xbus sub` with no
 //! filter skips it unless given `--all`.
 
@@ -19,11 +23,14 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
 use xbus::{PublisherAsync, PublisherOptions, RawSubscriberAsync, SubscriberOptions};
 
 use crate::error::{access_hint, CliError, Side};
 use crate::keys::CurveArgs;
+
+mod measure;
+
+use measure::{BenchPayload, Report, Shape, SubResult};
 
 /// The event NAME benchmark traffic is published under; `xbus sub` without filters skips it.
 pub const BENCH_NAME: &str = "XbusBench";
@@ -31,90 +38,6 @@ pub const BENCH_NAME: &str = "XbusBench";
 const BENCH_PREFIX: &[u8] = b"XbusBench.";
 /// The warm-up messages' topic frame.
 const WARMUP_TOPIC: &[u8] = b"XbusBench.warmup.";
-
-/// The fixed-layout MessagePack map every benchmark message carries:
-/// `{"seq": u64, "sent_ns": u64, "pad": str}`, the integers always in their 9-byte `uint 64`
-/// form so they sit at fixed offsets.
-#[derive(Debug)]
-struct BenchPayload {
-    bytes: Vec<u8>,
-}
-
-/// `fixmap(3)`, `"seq"`, `uint 64` marker.
-const SEQ_PREFIX: &[u8] = b"\x83\xa3seq\xcf";
-/// Where the sequence number's 8 big-endian bytes start.
-const SEQ_AT: usize = SEQ_PREFIX.len();
-/// `"sent_ns"`, `uint 64` marker.
-const SENT_PREFIX: &[u8] = b"\xa7sent_ns\xcf";
-/// Where the send time's 8 big-endian bytes start.
-const SENT_AT: usize = SEQ_AT + 8 + SENT_PREFIX.len();
-/// `"pad"`, then a string header and the padding.
-const PAD_KEY: &[u8] = b"\xa3pad";
-/// The smallest payload: the map with an empty padding string (`fixstr` of length 0).
-pub const MIN_SIZE: usize = SENT_AT + 8 + PAD_KEY.len() + 1;
-
-impl BenchPayload {
-    /// A payload of exactly `size` bytes (at least [`MIN_SIZE`]), sequence number and send
-    /// time zero.
-    fn new(size: usize) -> Result<BenchPayload, CliError> {
-        if size < MIN_SIZE {
-            return Err(CliError::Input(format!(
-                "--size must be at least {MIN_SIZE} bytes: a benchmark message is the MessagePack \
-                 map {{\"seq\", \"sent_ns\", \"pad\"}}"
-            )));
-        }
-        let mut bytes = Vec::with_capacity(size);
-        bytes.extend_from_slice(SEQ_PREFIX);
-        bytes.extend_from_slice(&[0; 8]);
-        bytes.extend_from_slice(SENT_PREFIX);
-        bytes.extend_from_slice(&[0; 8]);
-        bytes.extend_from_slice(PAD_KEY);
-        // What is left holds the string header and the padding; pick the shortest header.
-        let left = size - bytes.len();
-        let pad = match left {
-            0..=32 => {
-                bytes.push(0xa0 | (left - 1) as u8);
-                left - 1
-            }
-            33..=257 => {
-                bytes.extend_from_slice(&[0xd9, (left - 2) as u8]);
-                left - 2
-            }
-            258..=65_538 => {
-                bytes.push(0xda);
-                bytes.extend_from_slice(&((left - 3) as u16).to_be_bytes());
-                left - 3
-            }
-            _ => {
-                let len = u32::try_from(left - 5).map_err(|_| {
-                    CliError::Input(format!("--size {size} is too large (at most 4 GiB)"))
-                })?;
-                bytes.push(0xdb);
-                bytes.extend_from_slice(&len.to_be_bytes());
-                left - 5
-            }
-        };
-        bytes.resize(bytes.len() + pad, b'.');
-        Ok(BenchPayload { bytes })
-    }
-
-    /// Sets the sequence number and send time.
-    fn stamp(&mut self, seq: u64, sent_ns: u64) -> &[u8] {
-        self.bytes[SEQ_AT..SEQ_AT + 8].copy_from_slice(&seq.to_be_bytes());
-        self.bytes[SENT_AT..SENT_AT + 8].copy_from_slice(&sent_ns.to_be_bytes());
-        &self.bytes
-    }
-
-    /// The send time of a received benchmark payload, `None` if it does not have the layout.
-    fn sent_ns(payload: &[u8]) -> Option<u64> {
-        if payload.get(..SEQ_AT)? != SEQ_PREFIX || payload.get(SEQ_AT + 8..SENT_AT)? != SENT_PREFIX
-        {
-            return None;
-        }
-        let sent: [u8; 8] = payload.get(SENT_AT..SENT_AT + 8)?.try_into().ok()?;
-        Some(u64::from_be_bytes(sent))
-    }
-}
 
 /// Arguments of `xbus bench`.
 #[derive(Debug, Args)]
@@ -135,11 +58,22 @@ pub struct BenchArgs {
     /// Messages per second per publisher (0 = as fast as possible).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// Where publishers connect (the proxy's frontend).
-    #[arg(long, env = "XBUS_FRONTEND", default_value = xbus::DEFAULT_PUBLISH_ENDPOINT)]
+    /// Where publishers connect (a proxy's frontend).
+    #[arg(
+        long,
+        visible_alias = "publish-to",
+        env = "XBUS_FRONTEND",
+        default_value = xbus::DEFAULT_PUBLISH_ENDPOINT
+    )]
     pub frontend: String,
-    /// Where subscribers connect (the proxy's backend).
-    #[arg(long, env = "XBUS_BACKEND", default_value = xbus::DEFAULT_SUBSCRIBE_ENDPOINT)]
+    /// Where subscribers connect (a proxy's backend: the same proxy's, or another one's that
+    /// gets the publishers' events).
+    #[arg(
+        long,
+        visible_alias = "subscribe-at",
+        env = "XBUS_BACKEND",
+        default_value = xbus::DEFAULT_SUBSCRIBE_ENDPOINT
+    )]
     pub backend: String,
     /// A subscriber gives up after this long without a message.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
@@ -158,15 +92,6 @@ pub struct BenchArgs {
     pub curve: CurveArgs,
 }
 
-/// What one subscriber saw.
-#[derive(Debug, Default)]
-struct SubResult {
-    received: u64,
-    first: Option<Instant>,
-    last: Option<Instant>,
-    latencies_ns: Vec<u64>,
-}
-
 /// Shared progress counters.
 #[derive(Debug, Default)]
 struct Progress {
@@ -177,7 +102,7 @@ struct Progress {
 
 /// Runs `xbus bench`.
 pub async fn run(args: BenchArgs) -> Result<(), CliError> {
-    let warm_up_payload = BenchPayload::new(args.size)?;
+    let warm_up_payload = BenchPayload::new(args.size).map_err(CliError::Input)?;
     if args.pubs == 0 || args.subs == 0 {
         return Err(CliError::Input(
             "--pubs and --subs must be at least 1".into(),
@@ -273,7 +198,18 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     }
     ticker.abort();
     bar.finish_and_clear();
-    report(&args, pub_elapsed, &results);
+    let shape = Shape {
+        pubs: args.pubs,
+        subs: args.subs,
+        size: args.size,
+        count: args.count,
+        rate: args.rate,
+        publish_to: args.frontend.clone(),
+        subscribe_at: args.backend.clone(),
+    };
+    let mut report = Report::new(shape, pub_elapsed, &results);
+    report.insert("system", "xbus".into());
+    report.print("xbus bench", args.json);
     Ok(())
 }
 
@@ -373,16 +309,11 @@ async fn publish(
     progress: Arc<Progress>,
 ) -> Result<(), CliError> {
     let topic = format!("{BENCH_NAME}.p{index}.").into_bytes();
-    let mut payload = BenchPayload::new(size)?;
+    let mut payload = BenchPayload::new(size).map_err(CliError::Input)?;
     let start = Instant::now();
     for seq in 0..count {
-        if rate > 0 {
-            let due = start + Duration::from_secs_f64(seq as f64 / rate as f64);
-            if due > Instant::now() {
-                tokio::time::sleep_until(due.into()).await;
-            }
-        }
-        let sent_ns = epoch.elapsed().as_nanos() as u64;
+        measure::pace(start, seq, rate).await;
+        let sent_ns = measure::since(epoch);
         publisher
             .publish_raw(&topic, payload.stamp(seq, sent_ns))
             .await?;
@@ -399,10 +330,7 @@ async fn subscribe(
     epoch: Instant,
     progress: Arc<Progress>,
 ) -> Result<SubResult, CliError> {
-    let mut result = SubResult {
-        latencies_ns: Vec::with_capacity(expected.min(10_000_000) as usize),
-        ..SubResult::default()
-    };
+    let mut result = SubResult::expecting(expected);
     let mut warmed = false;
     // Before warm-up completes publishers may be slow to start: allow a longer first wait.
     let mut wait = Duration::from_secs(15);
@@ -422,96 +350,16 @@ async fn subscribe(
             continue;
         }
         wait = idle;
-        let now = Instant::now();
-        if let Some(sent_ns) = BenchPayload::sent_ns(&event.payload) {
-            let now_ns = now.duration_since(epoch).as_nanos() as u64;
-            result.latencies_ns.push(now_ns.saturating_sub(sent_ns));
-        }
-        result.first.get_or_insert(now);
-        result.last = Some(now);
-        result.received += 1;
+        result.record(&event.payload, epoch);
         progress.received.fetch_add(1, Ordering::Relaxed);
     }
     Ok(result)
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[idx] as f64 / 1000.0
-}
-
-fn report(args: &BenchArgs, pub_elapsed: Duration, results: &[SubResult]) {
-    let published = args.count * args.pubs as u64;
-    let expected = published * args.subs as u64;
-    let received: u64 = results.iter().map(|r| r.received).sum();
-    let first = results.iter().filter_map(|r| r.first).min();
-    let last = results.iter().filter_map(|r| r.last).max();
-    let sub_secs = match (first, last) {
-        (Some(f), Some(l)) => l.duration_since(f).as_secs_f64().max(1e-9),
-        _ => 0.0,
-    };
-    let rate = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-    let pub_secs = pub_elapsed.as_secs_f64();
-    let mut lat: Vec<u64> = results
-        .iter()
-        .flat_map(|r| r.latencies_ns.iter().copied())
-        .collect();
-    lat.sort_unstable();
-    let (p50, p90, p99, p999) = (
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.9),
-        percentile(&lat, 0.99),
-        percentile(&lat, 0.999),
-    );
-    let max = lat.last().map_or(0.0, |v| *v as f64 / 1000.0);
-    let lost = expected.saturating_sub(received);
-    let mb = |msgs: f64| msgs * args.size as f64 / 1e6;
-    if args.json {
-        let summary = json!({
-            "pubs": args.pubs, "subs": args.subs, "size": args.size, "count": args.count, "rate": args.rate,
-            "published": published, "publish_secs": pub_secs, "publish_msgs_per_sec": rate(published, pub_secs),
-            "expected": expected, "received": received, "lost": lost,
-            "receive_secs": sub_secs, "receive_msgs_per_sec": rate(received, sub_secs),
-            "receive_mb_per_sec": mb(rate(received, sub_secs)),
-            "latency_us": {"p50": p50, "p90": p90, "p99": p99, "p99_9": p999, "max": max},
-        });
-        println!("{summary}");
-        return;
-    }
-    println!(
-        "xbus bench: {} publisher(s) x {} subscriber(s), {} B payload, {} msgs per publisher{}",
-        args.pubs,
-        args.subs,
-        args.size,
-        args.count,
-        if args.rate > 0 {
-            format!(" at {} msg/s each", args.rate)
-        } else {
-            String::new()
-        }
-    );
-    println!(
-        "  published {published} msgs in {pub_secs:.3} s: {:.0} msg/s, {:.1} MB/s",
-        rate(published, pub_secs),
-        mb(rate(published, pub_secs))
-    );
-    println!(
-        "  received  {received}/{expected} msgs ({lost} lost) in {sub_secs:.3} s: {:.0} msg/s, {:.1} MB/s (all subscribers)",
-        rate(received, sub_secs),
-        mb(rate(received, sub_secs))
-    );
-    println!(
-        "  latency µs: p50 {p50:.0}, p90 {p90:.0}, p99 {p99:.0}, p99.9 {p999:.0}, max {max:.0}"
-    );
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::{percentile, BenchPayload, MIN_SIZE};
+    use super::measure::{percentile, BenchPayload, MIN_SIZE};
 
     #[test]
     fn payload_is_a_messagepack_map_of_exactly_the_size_asked() {

@@ -270,8 +270,9 @@ async fn bench_delivers_everything_and_reports_json() {
             "bench", "--pubs", "2", "--subs", "2", "-n", "2000", "--size", "64",
         ])
         .args(["--json", "--no-progress"])
-        .args(["--frontend", &proxy.frontend_endpoints()[0].to_string()])
-        .args(["--backend", &proxy.backend_endpoints()[0].to_string()])
+        // The names for publishing at one proxy and subscribing at another.
+        .args(["--publish-to", &proxy.frontend_endpoints()[0].to_string()])
+        .args(["--subscribe-at", &proxy.backend_endpoints()[0].to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -279,10 +280,21 @@ async fn bench_delivers_everything_and_reports_json() {
     let out = output(bench).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let summary: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(summary["system"], "xbus");
+    assert_eq!(
+        summary["publish_to"],
+        proxy.frontend_endpoints()[0].to_string()
+    );
     assert_eq!(summary["published"], 4000);
     assert_eq!(summary["expected"], 8000);
     assert_eq!(summary["received"], 8000);
     assert_eq!(summary["lost"], 0);
+    for sub in summary["per_sub"].as_array().unwrap() {
+        assert_eq!(sub["received"], 4000);
+        assert_eq!(sub["lost"], 0);
+        assert!(sub["msgs_per_sec"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(summary["per_sub"].as_array().unwrap().len(), 2);
     assert!(summary["latency_us"]["p99"].as_f64().unwrap() > 0.0);
     proxy.shutdown().await;
 }
