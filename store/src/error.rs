@@ -30,6 +30,20 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
+    /// A record is larger than the store accepts (the JetStream engine: the NATS server's
+    /// `max_payload`, less the record's header). Nothing of the batch was written.
+    #[error("record {seq} is {len} bytes, more than the {max} a store accepts")]
+    RecordTooLarge {
+        /// The record's sequence number.
+        seq: u64,
+        /// Its topic's and payload's length together.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A store name that cannot be used (the JetStream engine names streams after it).
+    #[error("{0}")]
+    InvalidName(String),
     /// A query that cannot be answered as asked (for example a limit of 0).
     #[error("invalid query: {0}")]
     InvalidQuery(&'static str),
@@ -56,10 +70,11 @@ pub enum StoreError {
     /// The operating system's random source failed while creating a new store's epoch.
     #[error("no random source for a new epoch: {0}")]
     Random(String),
-    /// The storage engine failed (I/O, corruption it detected, a poisoned engine).
+    /// The storage engine failed (I/O, corruption it detected, a poisoned engine; for
+    /// JetStream, NATS could not be reached or refused a request).
     #[error("{engine}: {message}")]
     Engine {
-        /// Which engine: `redb` or `fjall`.
+        /// Which engine: `redb`, `fjall` or `jetstream`.
         engine: &'static str,
         /// The engine's own message.
         message: String,

@@ -4,8 +4,10 @@
 //! The [`EventStore`] trait is what the proxy programs against; [`RedbStore`] and
 //! [`FjallStore`] implement it on two pure-Rust engines (each behind a cargo feature of the
 //! same name, both on by default), with the same key layout and the same logic, so either
-//! can be chosen and they can be compared fairly. A distributed backend can implement the
-//! trait too.
+//! can be chosen and they can be compared fairly. [`JetStreamStore`] (feature `jetstream`,
+//! on by default) implements it on a NATS JetStream stream instead of a local directory, so a
+//! recording is replicated by the NATS cluster and continues wherever a proxy opens it next.
+//! [`subject`] maps topic frames to NATS subjects and back.
 //!
 //! * Records are appended in batches by one writer (the proxy's background recorder, never
 //!   the routing path), with sequence numbers the caller assigns, strictly increasing.
@@ -56,10 +58,13 @@ mod epoch;
 mod error;
 #[cfg(feature = "fjall")]
 mod fjall_engine;
+#[cfg(feature = "jetstream")]
+mod jetstream_engine;
 mod query;
 mod record;
 #[cfg(feature = "redb")]
 mod redb_engine;
+pub mod subject;
 
 use std::fmt;
 use std::path::Path;
@@ -71,6 +76,8 @@ pub use epoch::{Epoch, ParseEpochError};
 pub use error::{Result, StoreError};
 #[cfg(feature = "fjall")]
 pub use fjall_engine::FjallStore;
+#[cfg(feature = "jetstream")]
+pub use jetstream_engine::{JetStreamOptions, JetStreamStore};
 pub use query::{
     HistoryPage, HistoryQuery, LastValue, LatestPage, LatestQuery, Order, Retention, StoreOptions,
     StoreStats, TrimReport,
@@ -151,6 +158,15 @@ pub trait EventStore: Send + Sync {
     /// whose last record is deleted leaves the last-value table: `latest` never returns a
     /// record that `history` cannot.
     fn trim(&self, retention: &Retention, now_us: u64) -> Result<TrimReport>;
+
+    /// The largest record this store accepts, as its topic's and payload's lengths together
+    /// (no limit by default; the JetStream engine's is the NATS server's `max_payload` less a
+    /// little). [`append`](EventStore::append) refuses a batch with a larger record
+    /// ([`StoreError::RecordTooLarge`]); a writer drops (and counts) such messages first, as
+    /// it does topics longer than [`MAX_TOPIC_LEN`].
+    fn max_record_len(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Implements [`EventStore`] for a wrapper around a `Core` in a field named `core`.

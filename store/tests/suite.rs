@@ -1,6 +1,11 @@
 //! The same tests against every engine: each test is a function generic over the store,
-//! instantiated once per engine by `for_each_engine!`.
+//! instantiated once per engine by `for_each_engine!`. The JetStream engine runs them against
+//! a real nats-server (one per test, started by [`Open::place`]; the tests fail, saying how
+//! to install it, where there is none).
 #![allow(clippy::unwrap_used, missing_docs)]
+
+#[cfg(feature = "jetstream")]
+mod nats_server;
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,7 +23,61 @@ use xbus_store::{
 
 trait Open: EventStore + Sized {
     const NAME: &'static str;
+    /// A fresh place for stores: a temporary directory (and whatever else the engine needs).
+    fn place() -> Place {
+        Place {
+            dir: tempfile::tempdir().unwrap(),
+            #[cfg(feature = "jetstream")]
+            _server: None,
+        }
+    }
+    /// Opens the store of `dir`, a [`Place`]'s directory.
     fn open_with(dir: &Path, options: StoreOptions) -> Self;
+}
+
+/// Where a test's store lives, for as long as the test holds it.
+struct Place {
+    dir: tempfile::TempDir,
+    #[cfg(feature = "jetstream")]
+    _server: Option<nats_server::NatsServer>,
+}
+
+impl Place {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The JetStream engine's place is a nats-server of its own, whose URL is written in the
+/// directory's `nats.url` (so that `open_with`, and the crash test's child process, find it).
+#[cfg(feature = "jetstream")]
+impl Open for xbus_store::JetStreamStore {
+    const NAME: &'static str = "jetstream";
+    fn place() -> Place {
+        let dir = tempfile::tempdir().unwrap();
+        let server = nats_server::NatsServer::start(&dir.path().join("jetstream"));
+        std::fs::write(dir.path().join("nats.url"), &server.url).unwrap();
+        Place {
+            dir,
+            _server: Some(server),
+        }
+    }
+    fn open_with(dir: &Path, _options: StoreOptions) -> Self {
+        let url = std::fs::read_to_string(dir.join("nats.url")).unwrap();
+        let options = xbus_store::JetStreamOptions::new("suite").timeout(Duration::from_secs(20));
+        xbus_store::JetStreamStore::connect(&url, options).unwrap()
+    }
+}
+
+/// Opens the store of the engine named `engine` in `dir` (the crash test's child).
+fn open_any(engine: &str, dir: &Path, options: StoreOptions) -> Box<dyn EventStore> {
+    #[cfg(feature = "jetstream")]
+    if engine == "jetstream" {
+        return Box::new(<xbus_store::JetStreamStore as Open>::open_with(
+            dir, options,
+        ));
+    }
+    xbus_store::open(engine.parse().unwrap(), dir, options).unwrap()
 }
 
 #[cfg(feature = "redb")]
@@ -86,7 +145,7 @@ fn sample() -> Vec<Record> {
 }
 
 fn append_and_query<S: Open, const LV: u8>() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = S::place();
     let store = open::<S, LV>(dir.path());
     assert_eq!(store.last_seq(), None);
     assert_eq!(store.first_seq().unwrap(), None);
@@ -153,7 +212,7 @@ impl SeqRange for HistoryQuery {
 }
 
 fn paging<S: Open, const LV: u8>() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = S::place();
     let store = open::<S, LV>(dir.path());
     // 40 topics so that one topic's history goes through the per-topic index.
     let records: Vec<Record> = (1..=400)
@@ -216,7 +275,7 @@ fn paging<S: Open, const LV: u8>() {
 }
 
 fn time_ranges<S: Open, const LV: u8>() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = S::place();
     let store = open::<S, LV>(dir.path());
     // Times 1_010, 1_020, ...; seqs with gaps (only odd ones recorded).
     let records: Vec<Record> = (1..=99)
@@ -261,7 +320,7 @@ fn time_ranges<S: Open, const LV: u8>() {
 }
 
 fn refusals<S: Open, const LV: u8>() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = S::place();
     let store = open::<S, LV>(dir.path());
     assert!(matches!(
         store.append(&[rec(0, "a", "x")]),
@@ -285,7 +344,7 @@ fn refusals<S: Open, const LV: u8>() {
 }
 
 fn trim<S: Open, const LV: u8>() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = S::place();
     let store = open::<S, LV>(dir.path());
     // "old." is written once at the start; "hot." all along.
     let mut records = vec![rec(1, "old.", "x")];
@@ -368,7 +427,7 @@ fn trim<S: Open, const LV: u8>() {
 }
 
 fn reopen<S: Open, const LV: u8>() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = S::place();
     let store = open::<S, LV>(dir.path());
     let epoch = store.epoch();
     store.append(&sample()).unwrap();
@@ -390,7 +449,7 @@ fn reopen<S: Open, const LV: u8>() {
     drop(store);
 
     // A new directory is a new history.
-    let other = tempfile::tempdir().unwrap();
+    let other = S::place();
     assert_ne!(open::<S, LV>(other.path()).epoch(), epoch);
     assert_eq!(open::<S, LV>(dir.path()).epoch(), epoch);
 }
@@ -410,7 +469,7 @@ fn replay_property<S: Open, const LV: u8>() {
     );
     let batches = proptest::collection::vec(proptest::collection::vec(record, 0..30), 1..8);
     proptest!(config, |(batches in batches, prefix in 0usize..topics.len(), page in 1usize..50, t1 in 0u64..1_500, t2 in 0u64..1_500)| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = S::place();
         let store = open::<S, LV>(dir.path());
         let mut seq = 0;
         let mut appended = Vec::new();
@@ -475,7 +534,7 @@ fn replay_property<S: Open, const LV: u8>() {
 /// Queries running while the writer appends see a consistent prefix of the records: a
 /// replay is gap-free up to some sequence number, and latest never points past it.
 fn concurrent_reads<S: Open + 'static, const LV: u8>() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = S::place();
     let store = std::sync::Arc::new(open::<S, LV>(dir.path()));
     let writer = {
         let store = store.clone();
@@ -521,7 +580,7 @@ fn crash_child_process() {
         sync_interval: None,
         ..small()
     };
-    let store = xbus_store::open(engine.parse().unwrap(), dir, options).unwrap();
+    let store = open_any(engine, Path::new(dir), options);
     println!("epoch {}", store.epoch());
     let mut seq = store.next_seq();
     for batch in 1u64.. {
@@ -540,10 +599,12 @@ fn crash_child_process() {
 
 /// SIGKILL a writer mid-stream: the store reopens without repair, keeps its epoch, holds
 /// every record up to the last sync (fjall: up to the last append), whole batches only, and
-/// the sequence continues.
+/// the sequence continues. With JetStream the writer is the client process: killed in the
+/// middle of a batch's publishes, the stream holds every acknowledged batch, and the
+/// unfinished one's prefix is deleted when the store is opened again.
 fn crash_recovery<S: Open, const LV: u8>() {
     use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = S::place();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -579,10 +640,11 @@ fn crash_recovery<S: Open, const LV: u8>() {
     assert_eq!(store.epoch().to_string(), epoch);
     let last = store.last_seq().unwrap();
     assert!(last >= synced, "{last} < synced {synced}");
-    if S::NAME == "fjall" {
+    if S::NAME == "fjall" || S::NAME == "jetstream" {
         assert!(
             last >= acked,
-            "fjall lost appended records: {last} < {acked}"
+            "{} lost appended records: {last} < {acked}",
+            S::NAME
         );
     }
     assert_eq!(last % CHILD_BATCH, 0, "whole batches only");
@@ -611,6 +673,11 @@ macro_rules! for_each_engine {
         #[cfg(feature = "fjall")]
         mod fjall_record {
             $(#[test] fn $test() { super::$test::<xbus_store::FjallStore, 1>() })*
+        }
+        /// Against a nats-server with JetStream (the last-value layout does not apply).
+        #[cfg(feature = "jetstream")]
+        mod jetstream {
+            $(#[test] fn $test() { super::$test::<xbus_store::JetStreamStore, 1>() })*
         }
     };
 }

@@ -181,7 +181,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::cluster::subject::tests::nats_matches;
+    use crate::cluster::subject::nats_matches;
     use proptest::prelude::*;
 
     fn change(subscribe: &[&str], unsubscribe: &[&str]) -> CoverChange {

@@ -14,7 +14,7 @@ mod envelope;
 mod link;
 mod order;
 mod outbound;
-pub(crate) mod subject;
+pub(crate) use xbus_store::subject;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};

@@ -6,35 +6,39 @@
 //! mark `~-`. [`SubjectPrefix::decode`] is the exact inverse of [`SubjectPrefix::encode`]: it
 //! accepts only what `encode` writes. docs/wire-format.md ("Cluster subjects (NATS)") specifies
 //! the form.
+//!
+//! The proxy's cluster link publishes events under these subjects, and the JetStream engine
+//! of the store (feature `jetstream`) files records under them, so that a topic prefix is a
+//! filter the NATS server applies.
 
 /// The longest subject [`SubjectPrefix::encode`] writes, in bytes. A NATS server reads a
 /// message's subject in its control line (`PUB <subject> [reply] <size>`), which it limits to
 /// 4096 bytes by default (`max_control_line`); 4000 leaves room for the verb, a reply subject
 /// of an inbox's size and the payload size.
-pub(crate) const MAX_SUBJECT_LEN: usize = 4000;
+pub const MAX_SUBJECT_LEN: usize = 4000;
 
 /// The longest subject prefix [`SubjectPrefix::new`] accepts, in bytes, so that a topic always
 /// has most of [`MAX_SUBJECT_LEN`] to itself.
-pub(crate) const MAX_PREFIX_LEN: usize = 256;
+pub const MAX_PREFIX_LEN: usize = 256;
 
 /// The subject prefix a proxy uses unless configured otherwise.
-pub(crate) const DEFAULT_PREFIX: &str = "xbus";
+pub const DEFAULT_PREFIX: &str = "xbus";
 
 /// The token of an empty segment (as in `A..` or `.`).
-pub(crate) const EMPTY_TOKEN: &str = "~_";
+pub const EMPTY_TOKEN: &str = "~_";
 
 /// What ends the subject of a topic that does not end in `.` (an unterminated topic): it ends
 /// the last token (`a b` → `xbus.a~20b~-`), or is the only token of the empty topic
 /// (`xbus.~-`). Being part of the last token, it keeps an unterminated topic such as `A.b` out
 /// of the wildcard `xbus.A.b.>` of the prefix `A.b.`.
-pub(crate) const UNTERMINATED_MARK: &str = "~-";
+pub const UNTERMINATED_MARK: &str = "~-";
 
 /// The digits of an escape (`~` and two of these).
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Why a prefix, topic or subject cannot be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum SubjectError {
+pub enum SubjectError {
     /// The subject is (or would be) longer than [`MAX_SUBJECT_LEN`].
     #[error("the subject is {len} bytes long, more than the {max} a subject may have")]
     TooLong {
@@ -57,20 +61,52 @@ pub(crate) enum SubjectError {
 /// A validated subject prefix, e.g. `xbus` or `site.xbus`: one or more dot-separated tokens of
 /// safe-set ASCII (printable, without `.`, `*`, `>` and `~`), not starting with `$` (NATS's
 /// system subjects) and at most [`MAX_PREFIX_LEN`] bytes. The default is [`DEFAULT_PREFIX`].
+///
+/// It maps topic frames to subjects under it and back, exactly, and a topic prefix to the NATS
+/// filters that match the subjects of the topics under it.
+///
+/// # Examples
+///
+/// ```
+/// use xbus_store::subject::{nats_matches, SubjectPrefix};
+///
+/// let prefix = SubjectPrefix::new("site.xbus")?;
+///
+/// // A topic frame (any bytes) and its subject, both ways.
+/// let mut subject = String::new();
+/// prefix.encode("Temperature.lab 1.rack1.".as_bytes(), &mut subject)?;
+/// assert_eq!(subject, "site.xbus.Temperature.lab~201.rack1");
+/// let mut topic = Vec::new();
+/// prefix.decode(&subject, &mut topic)?;
+/// assert_eq!(topic, b"Temperature.lab 1.rack1.");
+///
+/// // The filters of a prefix that ends at a segment boundary match exactly its topics.
+/// let filters = prefix.filters(b"Temperature.lab 1.");
+/// assert_eq!(filters.subjects, ["site.xbus.Temperature.lab~201", "site.xbus.Temperature.lab~201.>"]);
+/// assert!(filters.exact);
+/// assert!(filters.subjects.iter().any(|f| nats_matches(f, &subject)));
+///
+/// // Any other prefix gets the wildcard over its whole segments: it matches more topics
+/// // than the prefix, so a receiver checks the prefix on the topics itself.
+/// let filters = prefix.filters(b"Temperature.la");
+/// assert_eq!(filters.subjects, ["site.xbus.Temperature.>"]);
+/// assert!(!filters.exact);
+/// # Ok::<(), xbus_store::subject::SubjectError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SubjectPrefix {
+pub struct SubjectPrefix {
     prefix: String,
 }
 
 /// The NATS subscription filters for one topic prefix ([`SubjectPrefix::filters`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Filters {
+pub struct Filters {
     /// 1 or 2 NATS subjects, possibly ending in `.>`.
-    pub(crate) subjects: Vec<String>,
+    pub subjects: Vec<String>,
     /// True when the filters match exactly the topics starting with the prefix (a prefix
     /// ending at a segment boundary, i.e. ending in `.`, or ""); false when they match more
     /// (a raw byte prefix like `Temp`) and the receiver must still check the prefix itself.
-    pub(crate) exact: bool,
+    pub exact: bool,
 }
 
 impl Default for SubjectPrefix {
@@ -83,7 +119,7 @@ impl Default for SubjectPrefix {
 
 impl SubjectPrefix {
     /// Validates `prefix`; the error names the first thing wrong and where.
-    pub(crate) fn new(prefix: &str) -> Result<SubjectPrefix, SubjectError> {
+    pub fn new(prefix: &str) -> Result<SubjectPrefix, SubjectError> {
         let bad = |why: String| Err(SubjectError::BadPrefix(why));
         if prefix.is_empty() {
             return bad("the prefix is empty".to_owned());
@@ -123,7 +159,7 @@ impl SubjectPrefix {
     }
 
     /// The prefix, e.g. `xbus`.
-    pub(crate) fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         &self.prefix
     }
 
@@ -131,7 +167,7 @@ impl SubjectPrefix {
     ///
     /// Fails only when the subject would be longer than [`MAX_SUBJECT_LEN`] (then `out` is
     /// left empty).
-    pub(crate) fn encode(&self, topic: &[u8], out: &mut String) -> Result<(), SubjectError> {
+    pub fn encode(&self, topic: &[u8], out: &mut String) -> Result<(), SubjectError> {
         out.clear();
         let (segs, terminated) = segments(topic);
         let end = match (terminated, topic.is_empty()) {
@@ -165,7 +201,7 @@ impl SubjectPrefix {
     /// lowercase hex digits, `~_` inside a longer token, `~-` anywhere but at the very end, or
     /// ending a token that holds no segment, are all [`SubjectError::Malformed`]. On an error
     /// `out` holds no meaningful topic.
-    pub(crate) fn decode(&self, subject: &str, out: &mut Vec<u8>) -> Result<(), SubjectError> {
+    pub fn decode(&self, subject: &str, out: &mut Vec<u8>) -> Result<(), SubjectError> {
         out.clear();
         if subject.len() > MAX_SUBJECT_LEN {
             return Err(SubjectError::TooLong {
@@ -226,7 +262,7 @@ impl SubjectPrefix {
     /// complete segments (`<p>.A.b.>`), not exactly. A filter that would be longer than
     /// [`MAX_SUBJECT_LEN`] is replaced by the longest wildcard over fewer segments that fits
     /// (not exactly); this never fails.
-    pub(crate) fn filters(&self, prefix: &[u8]) -> Filters {
+    pub fn filters(&self, prefix: &[u8]) -> Filters {
         // The complete segments of `prefix`, joined with dots (`None`: no segment at all), and
         // whether the filters over them are exact.
         let (complete, exact) = match prefix.split_last() {
@@ -394,8 +430,32 @@ fn describe(c: char) -> String {
     }
 }
 
+/// Whether the NATS filter `filter` matches `subject` as a NATS server matches them: literal
+/// tokens, `*` (exactly one token) and a last `>` (one or more tokens).
+///
+/// ```
+/// use xbus_store::subject::nats_matches;
+///
+/// assert!(nats_matches("xbus.A.>", "xbus.A.b.c"));
+/// assert!(nats_matches("xbus.*.b", "xbus.A.b"));
+/// assert!(!nats_matches("xbus.A.>", "xbus.A"));
+/// ```
+pub fn nats_matches(filter: &str, subject: &str) -> bool {
+    let mut subject = subject.split('.');
+    for f in filter.split('.') {
+        match (f, subject.next()) {
+            (">", Some(_)) => return true,
+            (_, None) => return false,
+            ("*", Some(_)) => {}
+            (f, Some(s)) if f == s => {}
+            _ => return false,
+        }
+    }
+    subject.next().is_none()
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
@@ -419,22 +479,6 @@ pub(crate) mod tests {
             Err(SubjectError::Malformed(why)) => why,
             other => panic!("{subject:?} decoded to {other:?}"),
         }
-    }
-
-    /// Whether the NATS filter `filter` matches `subject`: literal tokens, `*` (one token), and
-    /// a last `>` (one or more tokens).
-    pub(crate) fn nats_matches(filter: &str, subject: &str) -> bool {
-        let mut subject = subject.split('.');
-        for f in filter.split('.') {
-            match (f, subject.next()) {
-                (">", Some(_)) => return true,
-                (_, None) => return false,
-                ("*", Some(_)) => {}
-                (f, Some(s)) if f == s => {}
-                _ => return false,
-            }
-        }
-        subject.next().is_none()
     }
 
     #[test]
@@ -648,7 +692,7 @@ pub(crate) mod tests {
 
     /// Topic bytes weighted towards what makes the mapping interesting: dots, `~`, the other
     /// unsafe ASCII, Unicode and arbitrary bytes.
-    pub(crate) fn topic_bytes(max_pieces: usize) -> impl Strategy<Value = Vec<u8>> {
+    fn topic_bytes(max_pieces: usize) -> impl Strategy<Value = Vec<u8>> {
         let piece = prop_oneof![
             4 => Just(b".".to_vec()),
             4 => "[ab]".prop_map(String::into_bytes),
