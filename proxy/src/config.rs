@@ -23,8 +23,12 @@ pub const DEFAULT_FRONTEND: &str = "tcp://127.0.0.1:5122";
 pub const DEFAULT_BACKEND: &str = "tcp://127.0.0.1:5123";
 /// Where the proxy serves queries by default (when it has an event store).
 pub const DEFAULT_QUERY: &str = "tcp://127.0.0.1:5124";
+/// The store engine that keeps the store in NATS JetStream.
+pub const JETSTREAM: &str = "jetstream";
 /// The first token of the NATS subjects of a cluster, by default.
 pub const DEFAULT_CLUSTER_SUBJECT_PREFIX: &str = "xbus";
+/// The name of the store with the jetstream engine, by default.
+pub const DEFAULT_STORE_NAME: &str = "xbus";
 /// The subscription every publisher receives as soon as it connects, so publishers that wait for
 /// a first subscription never stall. No event matches it: event names may not start with `$`.
 pub const WELCOME_PREFIX: &[u8] = b"$xbus.";
@@ -167,14 +171,25 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_file: Option<PathBuf>,
     /// Topic-frame prefixes of the messages to record in the event store (`""` records
-    /// everything). Needs `data_dir`. Default: none.
+    /// everything). Needs a store: `data_dir`, or `store_engine = "jetstream"`. Default: none.
     pub record: Vec<String>,
     /// The event store's directory. With it, sequence numbers and the epoch survive restarts;
     /// `record` says what is stored. Default: none (nothing stored, a new epoch per run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// The event store's engine: `redb` or `fjall` (docs/benchmarks.md compares them). Default `redb`.
+    /// The event store's engine: `redb` or `fjall`, in `data_dir` (docs/benchmarks.md compares
+    /// them), or `jetstream`, in a NATS JetStream stream reached through the `cluster` servers
+    /// and credentials (no `data_dir`; docs/store.md). Default `redb`.
     pub store_engine: String,
+    /// With the jetstream engine, the store's name: its records are the stream
+    /// `XBUS_<store_name>` under the subjects `<cluster_subject_prefix>-store.<store_name>.>`.
+    /// A proxy that opens the same name continues the same history (epoch and numbering).
+    /// Default `xbus`.
+    pub store_name: String,
+    /// With the jetstream engine, the replicas of the store's streams (1 to 5): 3 on a
+    /// three-node NATS cluster, so that the store survives the loss of any one server.
+    /// Default 1.
+    pub store_replicas: usize,
     /// Delete recorded messages received longer ago than this; 0 = keep them (as far as
     /// `retain_size` allows). Default 0.
     #[serde(with = "duration")]
@@ -262,6 +277,8 @@ impl Default for Config {
             record: Vec::new(),
             data_dir: None,
             store_engine: "redb".into(),
+            store_name: DEFAULT_STORE_NAME.into(),
+            store_replicas: 1,
             retain_age: Duration::ZERO,
             retain_size: 0,
             retention_interval: Duration::from_secs(10),
@@ -404,11 +421,18 @@ impl Config {
         if self.service.threads == 0 {
             return bad("threads must be at least 1");
         }
-        if !self.record.is_empty() && self.data_dir.is_none() {
-            return bad("record needs data_dir: where the event store lives");
+        self.validate_store()?;
+        if !self.record.is_empty() && !self.has_store() {
+            return bad(
+                "record needs an event store: data_dir (redb, fjall), or store_engine = \
+                 \"jetstream\" with cluster",
+            );
         }
-        if (!self.retain_age.is_zero() || self.retain_size > 0) && self.data_dir.is_none() {
-            return bad("retain_age and retain_size need data_dir: they apply to the event store");
+        if (!self.retain_age.is_zero() || self.retain_size > 0) && !self.has_store() {
+            return bad(
+                "retain_age and retain_size need an event store (data_dir, or store_engine = \
+                 \"jetstream\"): they apply to it",
+            );
         }
         if self.retention_interval.is_zero() || self.retention_interval > MAX_PERIOD {
             return bad("retention_interval must be positive and at most a year");
@@ -440,6 +464,69 @@ impl Config {
 }
 
 impl Config {
+    /// Whether the proxy has an event store: a `data_dir`, or the jetstream engine.
+    ///
+    /// ```
+    /// let mut cfg = xbus_proxy::Config::default();
+    /// assert!(!cfg.has_store());
+    /// cfg.store_engine = "jetstream".into();
+    /// assert!(cfg.has_store());
+    /// ```
+    pub fn has_store(&self) -> bool {
+        self.data_dir.is_some() || self.store_engine == JETSTREAM
+    }
+
+    /// Where and how the jetstream engine keeps the store (`None` with another engine): the
+    /// store `store_name` with `store_replicas` replicas, its subjects under
+    /// `<cluster_subject_prefix>-store.<store_name>`.
+    pub(crate) fn jetstream_options(&self) -> Option<xbus_store::JetStreamOptions> {
+        (self.store_engine == JETSTREAM).then(|| {
+            xbus_store::JetStreamOptions::new(self.store_name.clone())
+                .replicas(self.store_replicas)
+                .subject_root(format!(
+                    "{}-store.{}",
+                    self.cluster_subject_prefix, self.store_name
+                ))
+        })
+    }
+
+    /// Checks the store options: a known engine, with what it needs.
+    fn validate_store(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        let Some(options) = self.jetstream_options() else {
+            if self.store_engine.parse::<xbus_store::Backend>().is_err() {
+                return bad(format!(
+                    "store_engine: unknown engine {:?} (redb, fjall or jetstream)",
+                    self.store_engine
+                ));
+            }
+            if self.store_name != DEFAULT_STORE_NAME || self.store_replicas != 1 {
+                return bad(format!(
+                    "store_name and store_replicas are for store_engine = \"jetstream\"; the \
+                     {} engine keeps its store in data_dir",
+                    self.store_engine
+                ));
+            }
+            return Ok(());
+        };
+        if self.cluster.is_empty() {
+            return bad(
+                "store_engine = \"jetstream\" needs cluster: the NATS servers that hold the store"
+                    .into(),
+            );
+        }
+        if self.data_dir.is_some() {
+            return bad(
+                "data_dir is for the redb and fjall engines; with store_engine = \"jetstream\" \
+                 the store is in NATS: remove data_dir"
+                    .into(),
+            );
+        }
+        options
+            .check()
+            .map_err(|e| Error::Config(format!("store_name, store_replicas: {e}")))
+    }
+
     /// Checks the cluster options (the servers' URLs, the subject prefix, credentials).
     fn validate_cluster(&self) -> Result<(), Error> {
         let bad = |msg: String| Err(Error::Config(msg));
@@ -515,9 +602,11 @@ const OPTION_DOCS: &[(&str, &str)] = &[
     ("subscribe_all", "Subscribe upstream to everything instead of forwarding subscriptions (as Juice's proxy does)."),
     ("curve_key_file", "The proxy's CURVE secret certificate; with it both sides require CURVE (see docs/security.md)."),
     ("access_file", "Admitted client keys and their publish/subscribe rights (TOML); needs curve_key_file; reloaded on SIGHUP."),
-    ("record", "Topic-frame prefixes of the messages to record in the event store (\"\" = everything); needs data_dir."),
+    ("record", "Topic-frame prefixes of the messages to record in the event store (\"\" = everything); needs data_dir or the jetstream engine."),
     ("data_dir", "The event store's directory; with it sequence numbers and the epoch survive restarts."),
-    ("store_engine", "The event store's engine: redb or fjall."),
+    ("store_engine", "The event store's engine: redb or fjall (in data_dir), or jetstream (in NATS, through cluster; see docs/store.md)."),
+    ("store_name", "With the jetstream engine, the store's name (stream XBUS_<name>); a proxy that opens it continues its history."),
+    ("store_replicas", "With the jetstream engine, replicas of the store's streams (1 to 5; 3 on a three-node NATS cluster)."),
     ("retain_age", "Delete recorded messages older than this; 0 = keep them."),
     ("retain_size", "Delete the oldest recorded messages while the store holds more than this; 0 = no limit."),
     ("retention_interval", "How often the retention is applied."),

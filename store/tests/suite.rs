@@ -343,6 +343,67 @@ fn refusals<S: Open, const LV: u8>() {
     store.append(&[rec(6, "a", "x")]).unwrap();
 }
 
+/// Topics of any bytes come back exactly: dots anywhere, spaces, non-ASCII, the empty topic,
+/// and topics long enough that a JetStream subject could not hold them.
+fn any_topic_bytes<S: Open, const LV: u8>() {
+    let dir = S::place();
+    let store = open::<S, LV>(dir.path());
+    let long = |n: usize| [&b"A."[..], &vec![0xE2; n][..], b"."].concat();
+    let topics: Vec<Vec<u8>> = vec![
+        b"A.b.".to_vec(),
+        "A.k\u{fc}hl schrank.".as_bytes().to_vec(),
+        b"A..".to_vec(),
+        b"A.b".to_vec(),
+        b".".to_vec(),
+        b"~*>.$x".to_vec(),
+        long(5_000),
+        long(MAX_TOPIC_LEN - 3),
+        [&long(5_000)[..], b"x"].concat(),
+    ];
+    let records: Vec<Record> = topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Record::new(i as u64 + 1, 10 + i as u64, t.clone(), format!("p{i}")))
+        .collect();
+    store.append(&records).unwrap();
+    let got = store.replay(0, &all(), 100).unwrap().records;
+    assert!(got == records, "{:?}", seqs(&got));
+    let under_a: Vec<Record> = records
+        .iter()
+        .filter(|r| r.topic.starts_with(b"A."))
+        .cloned()
+        .collect();
+    let a = [Bytes::from("A.")];
+    let got = store.replay(0, &a, 100).unwrap().records;
+    assert!(got == under_a, "{:?}", seqs(&got));
+    let mut newest = store
+        .history(&HistoryQuery::new(a.clone()).order(Order::NewestFirst))
+        .unwrap()
+        .records;
+    newest.reverse();
+    assert!(newest == under_a, "{:?}", seqs(&newest));
+    // latest: every topic once, in byte order, a page at a time
+    let mut sorted = records.clone();
+    sorted.sort_by(|x, y| x.topic.cmp(&y.topic));
+    let mut got = Vec::new();
+    let mut query = Some(LatestQuery::new(all()).limit(4));
+    while let Some(q) = query {
+        let page = store.latest(&q).unwrap();
+        got.extend(page.records);
+        query = page.next;
+    }
+    assert!(got == sorted, "{:?}", seqs(&got));
+    let latest = store.latest(&LatestQuery::new(a)).unwrap().records;
+    let mut expected = under_a;
+    expected.sort_by(|x, y| x.topic.cmp(&y.topic));
+    assert!(latest == expected, "{:?}", seqs(&latest));
+    let narrow = store
+        .latest(&LatestQuery::new([long(5_000)]))
+        .unwrap()
+        .records;
+    assert_eq!(narrow.len(), 2);
+}
+
 fn trim<S: Open, const LV: u8>() {
     let dir = S::place();
     let store = open::<S, LV>(dir.path());
@@ -684,6 +745,7 @@ macro_rules! for_each_engine {
 
 for_each_engine!(
     append_and_query,
+    any_topic_bytes,
     paging,
     time_ranges,
     refusals,
@@ -693,3 +755,123 @@ for_each_engine!(
     concurrent_reads,
     crash_recovery,
 );
+
+/// What only the JetStream engine has to show.
+#[cfg(feature = "jetstream")]
+mod jetstream_only {
+    use super::*;
+    use xbus_store::{JetStreamOptions, JetStreamStore};
+
+    fn url(place: &Place) -> String {
+        std::fs::read_to_string(place.path().join("nats.url")).unwrap()
+    }
+
+    /// Sets the records' stream's `max_msg_size` from outside the store (-1: no limit).
+    fn set_max_msg_size(place: &Place, size: i32) {
+        let url = url(place);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+            let mut stream = js.get_stream("XBUS_suite").await.unwrap();
+            let mut config = stream.info().await.unwrap().config.clone();
+            config.max_message_size = size;
+            js.update_stream(config).await.unwrap();
+        });
+    }
+
+    /// A batch the server refuses half-way (one record over the stream's size limit) leaves
+    /// nothing behind: the records before the refused one are deleted, queries never see
+    /// them, and the same numbers can be appended again.
+    #[test]
+    fn an_unfinished_batch_is_deleted_and_never_seen() {
+        let place = JetStreamStore::place();
+        let store = open::<JetStreamStore, 1>(place.path());
+        store.append(&sample()).unwrap();
+        set_max_msg_size(&place, 200);
+        let batch = vec![
+            rec(10, "a.x", "small"),
+            rec(11, "c.", "small"),
+            rec(12, "a.x", &"big".repeat(100)),
+            rec(13, "b.x", "small"),
+        ];
+        let err = store.append(&batch).unwrap_err();
+        assert!(matches!(err, StoreError::Engine { .. }), "{err}");
+        assert_eq!(store.last_seq(), Some(9));
+        assert_eq!(store.replay(0, &all(), 100).unwrap().records, sample());
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.records, stats.topics), (9, 3), "{stats:?}");
+        let latest = store.latest(&LatestQuery::new(all())).unwrap().records;
+        assert_eq!(seqs(&latest), [7, 8, 9]);
+
+        set_max_msg_size(&place, -1);
+        store.append(&batch).unwrap();
+        drop(store);
+        let store = open::<JetStreamStore, 1>(place.path());
+        assert_eq!(store.last_seq(), Some(13));
+        let mut expected = sample();
+        expected.extend(batch);
+        assert_eq!(store.replay(0, &all(), 100).unwrap().records, expected);
+    }
+
+    /// A record larger than the server takes is refused before anything is written.
+    #[test]
+    fn a_record_larger_than_the_server_takes_is_refused_whole() {
+        let place = JetStreamStore::place();
+        let store = open::<JetStreamStore, 1>(place.path());
+        let max = store.max_record_len();
+        assert!(max > 900_000 && max < 1 << 20, "{max}");
+        let big = Record::new(2, 2_000, "t.", vec![0u8; max - 1]);
+        let err = store.append(&[rec(1, "t.", "x"), big]).unwrap_err();
+        assert!(
+            matches!(err, StoreError::RecordTooLarge { seq: 2, .. }),
+            "{err}"
+        );
+        assert_eq!(store.last_seq(), None);
+        assert_eq!(store.stats().unwrap().records, 0);
+        // the largest that fits goes in
+        let fits = Record::new(2, 2_000, "t.", vec![0u8; max - 2]);
+        store.append(&[rec(1, "t.", "x"), fits.clone()]).unwrap();
+        let got = store.replay(1, &all(), 10).unwrap().records;
+        assert!(got == [fits], "the largest record does not come back whole");
+    }
+
+    /// Stores of other names on the same servers are apart; the same name is the same store,
+    /// whichever client opens it; the store can be called from inside another runtime.
+    #[test]
+    fn a_name_is_a_store() {
+        let place = JetStreamStore::place();
+        let store = open::<JetStreamStore, 1>(place.path());
+        store.append(&sample()).unwrap();
+        let other = JetStreamStore::connect(&url(&place), JetStreamOptions::new("other")).unwrap();
+        assert_ne!(other.epoch(), store.epoch());
+        assert_eq!(other.last_seq(), None);
+        assert!(other.replay(0, &all(), 10).unwrap().records.is_empty());
+        other.append(&[rec(1, "x.", "other")]).unwrap();
+        assert_eq!(store.replay(0, &all(), 100).unwrap().records, sample());
+
+        let again = JetStreamStore::connect(&url(&place), JetStreamOptions::new("suite")).unwrap();
+        assert_eq!(again.epoch(), store.epoch());
+        assert_eq!(again.next_seq(), 10);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async { again.reserve_seq(100) }).unwrap();
+        assert_eq!(again.next_seq(), 101);
+        drop((store, again));
+        assert_eq!(open::<JetStreamStore, 1>(place.path()).next_seq(), 101);
+
+        // names and roots that cannot be
+        assert!(matches!(
+            JetStreamStore::connect(&url(&place), JetStreamOptions::new("a.b")),
+            Err(StoreError::InvalidName(_))
+        ));
+        let clash = JetStreamOptions::new("suite").subject_root("elsewhere.suite");
+        assert!(matches!(
+            JetStreamStore::connect(&url(&place), clash),
+            Err(StoreError::Format { .. })
+        ));
+    }
+}

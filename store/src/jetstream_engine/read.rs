@@ -411,9 +411,14 @@ impl Inner {
     async fn last_visible(&self, subject: &str) -> Result<Option<Stored>> {
         let mut horizon = self.horizon.subscribe();
         for _ in 0..3 {
-            let Some(s) = self.js.last(subject).await? else {
-                return Ok(None);
+            let last = match self.js.last(subject).await? {
+                Some(s) => s,
+                None => {
+                    let below = *horizon.borrow_and_update();
+                    return self.last_by_scan(subject, below).await;
+                }
             };
+            let s = last;
             if s.sseq <= *horizon.borrow_and_update() {
                 return Ok(Some(s));
             }
@@ -426,5 +431,30 @@ impl Inner {
             ENGINE,
             format!("the last record of {subject} belongs to an append that does not finish"),
         ))
+    }
+
+    /// The last record on `subject` at or below stream sequence `below`, found by jumps
+    /// forward from ever earlier starts. For a subject whose last message was deleted (an
+    /// unfinished batch's), nats-server 2.9 answers "no message" to `last_by_subj` although
+    /// earlier ones remain; so does a subject trimmed away since it was listed.
+    async fn last_by_scan(&self, subject: &str, below: u64) -> Result<Option<Stored>> {
+        let floor = self.js.state().await?.first_sequence.max(1);
+        let (mut end, mut window) = (below, WINDOW_MAX);
+        loop {
+            let from = end.saturating_sub(window - 1).max(floor);
+            let within = |s: &Stored| s.sseq <= end;
+            if let Some(mut found) = self.js.next(subject, from).await?.filter(within) {
+                // the last of them in [from, end]
+                while let Some(next) = self.js.next(subject, found.sseq + 1).await?.filter(within) {
+                    found = next;
+                }
+                return Ok(Some(found));
+            }
+            if from <= floor {
+                return Ok(None);
+            }
+            end = from - 1;
+            window = window.saturating_mul(4);
+        }
     }
 }
