@@ -202,7 +202,8 @@ pub struct Config {
     #[serde(with = "duration")]
     pub retention_interval: Duration,
     /// Where to serve queries (latest values, history) over ZMQ request/reply, when the proxy
-    /// has an event store (`data_dir`): an endpoint, or `off`. Default [`DEFAULT_QUERY`].
+    /// has an event store (`data_dir`, or the jetstream engine): an endpoint, or `off`.
+    /// Default [`DEFAULT_QUERY`].
     pub query: String,
     /// Where the HTTP face listens (`/metrics`, `/healthz`, `/readyz`, `/api/v1/…`, the live
     /// page at `/`); `None` (`"off"` in TOML) serves no HTTP. Default [`DEFAULT_HTTP`]
@@ -999,6 +1000,75 @@ mod tests {
             ..Config::default()
         };
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn store_options_name_an_engine_with_what_it_needs() {
+        let err = |cfg: Config| cfg.validate().unwrap_err().to_string();
+        let jetstream = Config {
+            store_engine: "jetstream".into(),
+            cluster: vec!["nats://127.0.0.1:4222".into()],
+            record: vec!["".into()],
+            ..Config::default()
+        };
+        jetstream.validate().unwrap();
+        assert!(jetstream.has_store());
+        let options = jetstream.jetstream_options().unwrap();
+        assert_eq!(options.stream_name(), "XBUS_xbus");
+        assert_eq!(options.root(), "xbus-store.xbus");
+        let site = Config {
+            cluster_subject_prefix: "site.xbus".into(),
+            store_name: "lab".into(),
+            store_replicas: 3,
+            ..jetstream.clone()
+        };
+        site.validate().unwrap();
+        let options = site.jetstream_options().unwrap();
+        assert_eq!(
+            (options.root(), options.replicas),
+            ("site.xbus-store.lab".into(), 3)
+        );
+
+        let e = err(Config {
+            cluster: vec![],
+            ..jetstream.clone()
+        });
+        assert!(e.contains("needs cluster"), "{e}");
+        let e = err(Config {
+            data_dir: Some("/var/lib/xbus".into()),
+            ..jetstream.clone()
+        });
+        assert!(e.contains("remove data_dir"), "{e}");
+        let e = err(Config {
+            store_name: "a.b".into(),
+            ..jetstream.clone()
+        });
+        assert!(e.contains("store name"), "{e}");
+        let e = err(Config {
+            store_replicas: 7,
+            ..jetstream.clone()
+        });
+        assert!(e.contains("replicas"), "{e}");
+        let e = err(Config {
+            store_engine: "sqlite".into(),
+            ..Config::default()
+        });
+        assert!(e.contains("redb, fjall or jetstream"), "{e}");
+        let e = err(Config {
+            store_replicas: 3,
+            data_dir: Some("/var/lib/xbus".into()),
+            ..Config::default()
+        });
+        assert!(e.contains("store_name and store_replicas are for"), "{e}");
+        let e = err(Config {
+            record: vec!["".into()],
+            ..Config::default()
+        });
+        assert!(e.contains("record needs an event store"), "{e}");
+        // the options print and parse back
+        let text = site.to_toml();
+        assert!(text.contains("store_name = \"lab\""), "{text}");
+        assert_eq!(Config::from_toml_str(&text).unwrap(), site);
     }
 
     #[test]

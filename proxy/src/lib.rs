@@ -356,7 +356,7 @@ impl Proxy {
     /// [`Error::Bind`] when an endpoint cannot be bound (nothing is left running then).
     pub async fn start(self) -> Result<ProxyHandle, Error> {
         let security = secure::Security::load(&self.config)?;
-        let recorder = recorder::Recorder::open(&self.config)?.map(Arc::new);
+        let recorder = recorder::Recorder::open(&self.config).await?.map(Arc::new);
         let mut bound = Vec::new();
         // queries are served when there is a store to query
         let query: Vec<Endpoint> = match (&recorder, self.config.query_endpoint()?) {

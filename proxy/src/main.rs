@@ -94,7 +94,7 @@ struct Cli {
     #[arg(long, env = "XBUS_ACCESS_FILE", value_name = "FILE")]
     access_file: Option<PathBuf>,
     /// Record messages whose topic frame starts with PREFIX in the event store ("" = all);
-    /// repeatable; needs --data-dir [default: none].
+    /// repeatable; needs --data-dir, or --store-engine jetstream [default: none].
     #[arg(
         long,
         env = "XBUS_RECORD",
@@ -106,9 +106,18 @@ struct Cli {
     /// [default: none].
     #[arg(long, env = "XBUS_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// The event store's engine: redb or fjall [default: redb].
+    /// The event store's engine: redb or fjall (in --data-dir), or jetstream (in NATS
+    /// JetStream, through the --cluster servers; read docs/store.md) [default: redb].
     #[arg(long, env = "XBUS_STORE_ENGINE", value_name = "ENGINE")]
     store_engine: Option<String>,
+    /// With --store-engine jetstream, the store's name (its stream is XBUS_<NAME>): a proxy
+    /// that opens the same name continues the same history [default: xbus].
+    #[arg(long, env = "XBUS_STORE_NAME", value_name = "NAME")]
+    store_name: Option<String>,
+    /// With --store-engine jetstream, replicas of the store's streams (1 to 5; 3 on a
+    /// three-node NATS cluster) [default: 1].
+    #[arg(long, env = "XBUS_STORE_REPLICAS", value_name = "N")]
+    store_replicas: Option<usize>,
     /// Delete recorded messages older than this; 0 = keep them [default: 0].
     #[arg(long, env = "XBUS_RETAIN_AGE", value_name = "DURATION", value_parser = parse_duration)]
     retain_age: Option<Duration>,
@@ -232,6 +241,8 @@ impl Cli {
             retain_age,
             retain_size,
             retention_interval,
+            store_name,
+            store_replicas,
             query,
             cluster_subject_prefix,
             cluster_tls_required

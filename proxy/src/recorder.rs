@@ -1,5 +1,6 @@
-//! Recording: the messages whose topic starts with a `--record` prefix go to the embedded
-//! event store under `--data-dir`, off the routing path. Routing copies each read chunk's
+//! Recording: the messages whose topic starts with a `--record` prefix go to the event store
+//! (under `--data-dir`, or in NATS JetStream with `--store-engine jetstream`), off the routing
+//! path. Routing copies each read chunk's
 //! recorded messages out of the chunk (so a backlog holds only their own bytes, not the read
 //! buffers around them) into a bounded queue and never waits; a writer thread appends them to
 //! the store in batches. When the store falls behind and the queue is full, what does not fit
@@ -14,6 +15,7 @@
 //! been handled ([`Recorder::wait_handled`]), and which numbers it failed to record this run
 //! ([`Recorder::missing_between`]).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -23,7 +25,10 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
-use xbus_store::{Backend, EventStore, LatestQuery, Record, Retention, StoreOptions};
+use xbus_store::{
+    Backend, EventStore, JetStreamStore, LatestQuery, Record, Retention, StoreOptions,
+    MAX_TOPIC_LEN,
+};
 
 use crate::access::LogBudget;
 use crate::last_values::LastValues;
@@ -118,21 +123,14 @@ impl std::fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// Opens the store under `config.data_dir` (when set) and starts the writer thread.
-    pub(crate) fn open(config: &Config) -> Result<Option<Recorder>, Error> {
-        let Some(dir) = &config.data_dir else {
+    /// Opens the store the configuration names (when it names one) and starts the writer
+    /// thread.
+    pub(crate) async fn open(config: &Config) -> Result<Option<Recorder>, Error> {
+        let Some((store, dir)) = open_store(config).await? else {
             return Ok(None);
         };
-        let backend: Backend = config
-            .store_engine
-            .parse()
-            .map_err(|e: xbus_store::ParseBackendError| Error::Config(e.to_string()))?;
-        let store: Arc<dyn EventStore> = Arc::from(
-            xbus_store::open(backend, dir, StoreOptions::default()).map_err(|e| Error::Store {
-                dir: dir.clone(),
-                reason: e.to_string(),
-            })?,
-        );
+        let dir = &dir;
+        let backend = &config.store_engine;
         let store_err = |e: xbus_store::StoreError| Error::Store {
             dir: dir.clone(),
             reason: e.to_string(),
@@ -391,6 +389,38 @@ impl Recorder {
     }
 }
 
+/// The store the configuration names, and where it is (for logs and errors): its directory,
+/// or its stream in NATS.
+async fn open_store(
+    config: &Config,
+) -> Result<Option<(Arc<dyn EventStore>, std::path::PathBuf)>, Error> {
+    if let Some(options) = config.jetstream_options() {
+        let place = std::path::PathBuf::from(format!("nats stream {}", options.stream_name()));
+        let connect = crate::cluster::connect_options(config).await?;
+        // a blocking wait at start-up, on the store's own runtime: connecting, then a few
+        // requests to find or create the streams
+        let store =
+            JetStreamStore::open(&config.cluster, connect, options).map_err(|e| Error::Store {
+                dir: place.clone(),
+                reason: e.to_string(),
+            })?;
+        return Ok(Some((Arc::new(store), place)));
+    }
+    let Some(dir) = &config.data_dir else {
+        return Ok(None);
+    };
+    let backend: Backend = config
+        .store_engine
+        .parse()
+        .map_err(|e: xbus_store::ParseBackendError| Error::Config(e.to_string()))?;
+    let store =
+        xbus_store::open(backend, dir, StoreOptions::default()).map_err(|e| Error::Store {
+            dir: dir.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(Some((Arc::from(store), dir.clone())))
+}
+
 /// The payload of a message, given what follows its topic frame: the second frame's body,
 /// empty for a one-frame message, `None` for more than two frames.
 fn payload_of(rest: &[u8]) -> Option<&[u8]> {
@@ -522,19 +552,21 @@ impl Writer {
             .iter()
             .map(|r| (r.topic.len() + r.payload.len()) as u64)
             .sum();
+        let batch = self.fitting(batch, log);
+        let kept = batch.len() as u64;
         let result = if self.giving_up() {
             Err("the shutdown linger ran out".to_owned())
         } else {
-            self.store.append(batch).map_err(|e| e.to_string())
+            self.store.append(&batch).map_err(|e| e.to_string())
         };
         match result {
             Ok(()) => {
-                self.recorded.fetch_add(n, Relaxed);
-                self.remember_last(batch);
+                self.recorded.fetch_add(kept, Relaxed);
+                self.remember_last(&batch);
             }
             Err(e) => {
                 self.progress.note_missing(first.seq, last.seq);
-                self.unrecorded.fetch_add(n, Relaxed);
+                self.unrecorded.fetch_add(kept, Relaxed);
                 if let Some(not_logged) = log.allow() {
                     error!(dir = %self.dir.display(), messages = n, not_logged, error = %e,
                         "messages not recorded");
@@ -546,6 +578,33 @@ impl Writer {
         p.queued_records.fetch_sub(n, Relaxed);
         p.queued_bytes.fetch_sub(bytes, Relaxed);
         p.advanced.notify_waiters();
+    }
+
+    /// The records of `batch` the store takes: a topic longer than [`MAX_TOPIC_LEN`], or a
+    /// record larger than the store's limit (the NATS server's message size, for the
+    /// jetstream engine), would make it refuse the whole batch; those are counted unrecorded.
+    fn fitting<'b>(&self, batch: &'b [Record], log: &mut LogBudget) -> Cow<'b, [Record]> {
+        let max = self.store.max_record_len();
+        let fits =
+            |r: &Record| r.topic.len() <= MAX_TOPIC_LEN && r.topic.len() + r.payload.len() <= max;
+        if batch.iter().all(fits) {
+            return Cow::Borrowed(batch);
+        }
+        let (kept, refused): (Vec<Record>, Vec<Record>) = batch.iter().cloned().partition(fits);
+        for r in &refused {
+            self.progress.note_missing(r.seq, r.seq);
+        }
+        self.unrecorded.fetch_add(refused.len() as u64, Relaxed);
+        if let Some(not_logged) = log.allow() {
+            warn!(
+                messages = refused.len(),
+                max_bytes = max,
+                max_topic_bytes = MAX_TOPIC_LEN,
+                not_logged,
+                "messages larger than the event store takes were not recorded"
+            );
+        }
+        Cow::Owned(kept)
     }
 
     /// Puts each topic's last record of an appended batch in the cache.

@@ -102,18 +102,41 @@ pub(crate) struct Router {
 struct Sequencer {
     next: u64,
     reserved: u64,
+    /// After a failed reservation: not before this, and how long to wait after the next
+    /// failure (doubling up to [`RESERVE_BACKOFF_MAX`]).
+    retry: Option<(std::time::Instant, std::time::Duration)>,
 }
 
+/// The longest wait between reservations that fail (a store out of reach).
+const RESERVE_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Reserves sequence numbers in the store once per block, so that numbers handed out stay
-/// above the store's `next_seq` after a crash.
+/// above the store's `next_seq` after a crash. While reservations fail (a store in NATS out
+/// of reach), numbers go on past the reservation, and it is tried again after a backoff
+/// rather than on every chunk: routing does not wait for the store.
 fn reserve(seq: &mut Sequencer, rec: &Recorder) {
-    if seq.next > seq.reserved {
-        let through = seq.next.saturating_add(SEQ_BLOCK);
-        match rec.store.reserve_seq(through) {
-            Ok(()) => seq.reserved = through,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot reserve sequence numbers in the store")
-            }
+    if seq.next <= seq.reserved {
+        return;
+    }
+    let now = std::time::Instant::now();
+    if seq.retry.is_some_and(|(at, _)| now < at) {
+        return;
+    }
+    let through = seq.next.saturating_add(SEQ_BLOCK);
+    match rec.store.reserve_seq(through) {
+        Ok(()) => {
+            seq.reserved = through;
+            seq.retry = None;
+        }
+        Err(e) => {
+            let wait = seq
+                .retry
+                .map_or(std::time::Duration::from_secs(1), |(_, w)| {
+                    (w * 2).min(RESERVE_BACKOFF_MAX)
+                });
+            seq.retry = Some((now + wait, wait));
+            tracing::error!(error = %e, retry_in = ?wait,
+                "cannot reserve sequence numbers in the store; numbering goes on unreserved")
         }
     }
 }
@@ -211,6 +234,7 @@ impl Router {
             sequencer: Mutex::new(Sequencer {
                 next: recorder.as_ref().map_or(1, |r| r.numbering.0),
                 reserved: recorder.as_ref().map_or(u64::MAX, |r| r.numbering.1),
+                retry: None,
             }),
             recorder,
             cluster,

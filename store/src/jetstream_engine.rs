@@ -38,6 +38,9 @@ use layout::{Meta, Subjects, META_FORMAT};
 use runtime::Runtime;
 use write::Writer;
 
+/// How long [`EventStore::reserve_seq`] waits for JetStream: its caller (the proxy's router)
+/// hands out numbers meanwhile.
+const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Room left in a message for the NATS headers of a publish (the fence) when sizing records.
 const HEADER_ROOM: usize = 256;
 
@@ -325,7 +328,18 @@ impl EventStore for JetStreamStore {
                 "not connected to NATS",
             ));
         }
-        self.run(|inner| async move { inner.reserve(through).await })
+        // Bounded by its own short timeout for the same reason: a JetStream without a
+        // leader (an election) answers nothing until it has one.
+        self.run(|inner| async move {
+            tokio::time::timeout(RESERVE_TIMEOUT, inner.reserve(through))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(nats_error(
+                        "reserving sequence numbers",
+                        format!("no answer within {RESERVE_TIMEOUT:?}"),
+                    ))
+                })
+        })
     }
 
     fn stats(&self) -> Result<StoreStats> {

@@ -1,5 +1,6 @@
 //! [`NatsCluster`]: real `nats-server` processes (Debian's package) forming a cluster on
-//! loopback ports, with their monitoring endpoints, for the cluster tests.
+//! loopback ports, with their monitoring endpoints, for the cluster tests; with JetStream on
+//! ([`NatsCluster::start_jetstream`]) for the store's.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ struct Node {
 pub struct NatsCluster {
     nodes: Vec<Node>,
     agent: ureq::Agent,
+    /// With JetStream: where the servers keep its files (`node{i}/` each).
+    jetstream: Option<tempfile::TempDir>,
 }
 
 impl NatsCluster {
@@ -54,6 +57,32 @@ impl NatsCluster {
     /// # Panics
     /// If they do not form the cluster within 20 s.
     pub fn start(n: usize) -> NatsCluster {
+        NatsCluster::start_with(n, false)
+    }
+
+    /// Starts `n` servers with JetStream (each keeping its files in a temporary directory of
+    /// its own, kept across [`restart`](Self::restart)) and waits until every route is up and
+    /// every server knows JetStream's meta leader (a single server: until JetStream is on).
+    ///
+    /// # Panics
+    /// If they do not get there within 20 s.
+    pub fn start_jetstream(n: usize) -> NatsCluster {
+        let cluster = NatsCluster::start_with(n, true);
+        if n == 1 {
+            // a single server runs JetStream on its own, with no meta group
+            cluster.wait_until("JetStream is on", |c| {
+                c.monitor(0, "jsz")
+                    .is_some_and(|v| v.get("config").is_some())
+            });
+        } else {
+            cluster.wait_until("JetStream has a meta leader", |c| {
+                (0..c.nodes.len()).all(|i| c.meta_leader(i).is_some())
+            });
+        }
+        cluster
+    }
+
+    fn start_with(n: usize, jetstream: bool) -> NatsCluster {
         let nodes: Vec<Node> = (0..n)
             .map(|_| Node {
                 child: None,
@@ -67,7 +96,12 @@ impl NatsCluster {
             .timeout_global(Some(Duration::from_secs(5)))
             .build()
             .into();
-        let mut cluster = NatsCluster { nodes, agent };
+        let jetstream = jetstream.then(|| tempfile::tempdir().expect("a temporary directory"));
+        let mut cluster = NatsCluster {
+            nodes,
+            agent,
+            jetstream,
+        };
         for i in 0..n {
             cluster.spawn(i);
         }
@@ -93,6 +127,11 @@ impl NatsCluster {
         cmd.args(["-a", "127.0.0.1", "-p", &node.client_port.to_string()])
             .args(["-m", &node.monitor_port.to_string()])
             .args(["-n", &format!("node{i}")]);
+        if let Some(dir) = &self.jetstream {
+            cmd.arg("-js")
+                .arg("-sd")
+                .arg(dir.path().join(format!("node{i}")));
+        }
         if self.nodes.len() > 1 {
             cmd.args(["--cluster_name", "xbus-test"])
                 .args([
@@ -154,6 +193,26 @@ impl NatsCluster {
                     .as_array()
                     .is_some_and(|l| !l.is_empty())
             })
+    }
+
+    /// The name server `i` knows JetStream's meta leader by (`node{j}`), if it knows one.
+    pub fn meta_leader(&self, i: usize) -> Option<String> {
+        let jsz = self.monitor(i, "jsz")?;
+        let leader = jsz["meta_cluster"]["leader"].as_str()?;
+        (!leader.is_empty()).then(|| leader.to_owned())
+    }
+
+    /// The server that leads the stream `stream` (as server `i` reports it), if one does.
+    pub fn stream_leader(&self, i: usize, stream: &str) -> Option<usize> {
+        let jsz = self.monitor(i, "jsz?accounts=true&streams=true")?;
+        let leader = jsz["account_details"]
+            .as_array()?
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|s| s["name"] == stream)?["cluster"]["leader"]
+            .as_str()?
+            .to_owned();
+        leader.strip_prefix("node")?.parse().ok()
     }
 
     /// Kills server `i` (SIGKILL).

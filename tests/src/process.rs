@@ -36,7 +36,7 @@ pub struct ProxyProcess {
     pub frontend: String,
     /// Where subscribers connect.
     pub backend: String,
-    /// Where it serves queries (when started with `--data-dir`).
+    /// Where it serves queries (when started with `--data-dir` or `--store-engine jetstream`).
     pub query: Option<String>,
     /// Every log line the proxy wrote so far (JSON lines).
     pub log: Arc<Mutex<Vec<String>>>,
@@ -104,7 +104,10 @@ impl ProxyProcess {
         });
         let (mut frontend, mut backend, mut query, mut http) = (None, None, None, None);
         // queries are served when the proxy records, unless they are off
-        let queries = extra_args.contains(&"--data-dir")
+        let queries = (extra_args.contains(&"--data-dir")
+            || extra_args
+                .windows(2)
+                .any(|w| w == ["--store-engine", "jetstream"]))
             && !extra_args.windows(2).any(|w| w == ["--query", "off"]);
         while frontend.is_none()
             || backend.is_none()

@@ -67,7 +67,7 @@ pub(crate) async fn spawn(ctx: &Arc<Ctx>) -> Result<(), Error> {
 }
 
 /// The NATS client's options from the configuration.
-async fn connect_options(config: &Config) -> Result<ConnectOptions, Error> {
+pub(crate) async fn connect_options(config: &Config) -> Result<ConnectOptions, Error> {
     let read_line = |path: &std::path::Path, what: &str| -> Result<String, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(format!(

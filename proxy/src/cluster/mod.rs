@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-pub(crate) use link::spawn;
+pub(crate) use link::{connect_options, spawn};
 pub(crate) use subject::SubjectPrefix;
 
 use crate::stats::ClusterStats;

@@ -241,7 +241,7 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "alive" }))
 }
 
-/// `200` when every listener is bound and the store (with `--data-dir`) is open; `503` with the
+/// `200` when every listener is bound and the event store (when there is one) is open; `503` with the
 /// reason otherwise (including while shutting down).
 async fn readyz(State(st): State<HttpState>) -> Response {
     let ctx = &st.ctx;
@@ -249,7 +249,7 @@ async fn readyz(State(st): State<HttpState>) -> Response {
         Some("shutting down")
     } else if !ctx.listening.load(std::sync::atomic::Ordering::Relaxed) {
         Some("listeners not bound yet")
-    } else if ctx.config.data_dir.is_some() && ctx.recorder.is_none() {
+    } else if ctx.config.has_store() && ctx.recorder.is_none() {
         Some("the event store is not open")
     } else if ctx.recorder.as_ref().is_some_and(|r| r.closed()) {
         Some("the event store is closed")
