@@ -133,5 +133,8 @@ async fn record_needs_a_data_dir() {
         ..Default::default()
     };
     let err = xbus_proxy::Proxy::new(config).unwrap_err().to_string();
-    assert!(err.contains("record needs data_dir"), "{err}");
+    assert!(
+        err.contains("record needs an event store: data_dir"),
+        "{err}"
+    );
 }

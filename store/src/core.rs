@@ -19,7 +19,7 @@ use crate::query::{
     matches, normalize_prefixes, HistoryPage, HistoryQuery, LastValue, LatestPage, LatestQuery,
     Order, Retention, StoreOptions, StoreStats, TrimReport,
 };
-use crate::record::{self, Record, MAX_TOPIC_LEN};
+use crate::record::{self, Record};
 
 /// The on-disk format this version writes and reads.
 const FORMAT: u64 = 1;
@@ -233,20 +233,7 @@ impl<E: Engine> Core<E> {
         let mut state = w.state;
 
         // Refuse the whole batch before writing anything.
-        let mut last = state.last_seq;
-        for r in records {
-            if r.seq <= last {
-                return Err(StoreError::SeqNotIncreasing { seq: r.seq, last });
-            }
-            if r.topic.len() > MAX_TOPIC_LEN {
-                return Err(StoreError::TopicTooLong {
-                    seq: r.seq,
-                    len: r.topic.len(),
-                    max: MAX_TOPIC_LEN,
-                });
-            }
-            last = r.seq;
-        }
+        let last = record::check_batch(records, state.last_seq, usize::MAX)?;
 
         // Each topic's last record in this batch (by index), and which topics are new.
         let mut last_of_topic: HashMap<&[u8], usize> = HashMap::with_capacity(records.len());
@@ -417,14 +404,7 @@ impl<E: Engine> Core<E> {
                 records.into_iter().flatten().collect()
             }
         };
-        let next = match (more, records.last()) {
-            (true, Some(last)) => Some(LatestQuery {
-                after_topic: Some(last.topic.clone()),
-                ..query.clone()
-            }),
-            _ => None,
-        };
-        Ok(LatestPage { records, next })
+        Ok(LatestPage::new(records, more, query))
     }
 
     /// The smallest sequence number whose record was received at or after `time_us`.

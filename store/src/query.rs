@@ -65,6 +65,21 @@ pub struct LatestPage {
     pub next: Option<LatestQuery>,
 }
 
+impl LatestPage {
+    /// The page of `records` (at most `query.limit`, in topic order), with the query for the
+    /// next one when there are `more` topics.
+    pub(crate) fn new(records: Vec<Record>, more: bool, query: &LatestQuery) -> LatestPage {
+        let next = match (more, records.last()) {
+            (true, Some(last)) => Some(LatestQuery {
+                after_topic: Some(last.topic.clone()),
+                ..query.clone()
+            }),
+            _ => None,
+        };
+        LatestPage { records, next }
+    }
+}
+
 /// Records under some prefixes in a range of sequence numbers and/or receive times, in either
 /// order, a page at a time.
 ///

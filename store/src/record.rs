@@ -80,6 +80,35 @@ impl Record {
     }
 }
 
+/// Refuses a batch a store cannot take, before anything is written: a sequence number that is
+/// not above `last` (or the one before it), a topic longer than [`MAX_TOPIC_LEN`], a record
+/// whose topic and payload together are longer than `max_len`. Returns the batch's last
+/// sequence number (`last` for an empty batch).
+pub(crate) fn check_batch(records: &[Record], mut last: u64, max_len: usize) -> Result<u64> {
+    for r in records {
+        if r.seq <= last {
+            return Err(StoreError::SeqNotIncreasing { seq: r.seq, last });
+        }
+        if r.topic.len() > MAX_TOPIC_LEN {
+            return Err(StoreError::TopicTooLong {
+                seq: r.seq,
+                len: r.topic.len(),
+                max: MAX_TOPIC_LEN,
+            });
+        }
+        let len = r.topic.len() + r.payload.len();
+        if len > max_len {
+            return Err(StoreError::RecordTooLarge {
+                seq: r.seq,
+                len,
+                max: max_len,
+            });
+        }
+        last = r.seq;
+    }
+    Ok(last)
+}
+
 /// The logical size of a record with this topic and payload length.
 pub(crate) fn stored_len(topic_len: usize, payload_len: usize) -> u64 {
     let event = 8 + VALUE_HEADER + topic_len + payload_len;

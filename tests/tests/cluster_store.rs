@@ -47,6 +47,17 @@ async fn publish(proxy: &ProxyProcess, query: &QueryAsync, events: &[Temperature
     }
 }
 
+/// The last recorded event of every room, in topic order.
+async fn latest(query: &QueryAsync) -> Vec<Temperature> {
+    query
+        .latest::<Temperature>(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().event)
+        .collect()
+}
+
 /// Every recorded event under `Temperature.`, oldest first: (seq, event).
 async fn history(query: &QueryAsync) -> Vec<(u64, Temperature)> {
     query
@@ -86,14 +97,7 @@ async fn a_second_proxy_continues_the_history_the_first_recorded_in_jetstream() 
     events.insert(7, temp("hall", 2.0));
     publish(&first, &query, &events, 12).await;
 
-    let latest: Vec<Temperature> = query
-        .latest::<Temperature>(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.unwrap().event)
-        .collect();
-    assert_eq!(latest, [temp("hall", 2.0), temp("lab", 9.0)]);
+    assert_eq!(latest(&query).await, [temp("hall", 2.0), temp("lab", 9.0)]);
     let before = history(&query).await;
     assert_eq!(
         before.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
@@ -138,15 +142,8 @@ async fn a_second_proxy_continues_the_history_the_first_recorded_in_jetstream() 
             .collect::<Vec<_>>(),
         more
     );
-    let latest: Vec<Temperature> = query
-        .latest::<Temperature>(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.unwrap().event)
-        .collect();
     assert_eq!(
-        latest,
+        latest(&query).await,
         [temp("attic", 5.0), temp("hall", 2.0), temp("lab", 100.0)]
     );
 }
@@ -221,7 +218,9 @@ fn a_store_with_three_replicas_outlives_its_stream_leader() {
         .filter(|i| *i != leader)
         .map(|i| nats.url(i))
         .collect();
-    let again = JetStreamStore::open(&alive, async_nats::ConnectOptions::new(), options).unwrap();
+    let again = eventually("opening the store again", || {
+        JetStreamStore::open(&alive, async_nats::ConnectOptions::new(), options.clone())
+    });
     assert_eq!(again.epoch(), epoch);
     assert_eq!(again.next_seq(), 501);
     assert_eq!(again.last_seq(), Some(500));

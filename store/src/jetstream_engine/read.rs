@@ -396,14 +396,7 @@ impl Inner {
         }
         let more = records.len() > query.limit;
         records.truncate(query.limit);
-        let next = match (more, records.last()) {
-            (true, Some(last)) => Some(LatestQuery {
-                after_topic: Some(last.topic.clone()),
-                ..query.clone()
-            }),
-            _ => None,
-        };
-        Ok(LatestPage { records, next })
+        Ok(LatestPage::new(records, more, query))
     }
 
     /// The last record on `subject` that belongs to a finished batch: one of a batch still

@@ -16,7 +16,7 @@ use super::read::search;
 use super::Inner;
 use crate::error::{Result, StoreError};
 use crate::query::{Retention, TrimReport};
-use crate::record::{Record, MAX_TOPIC_LEN};
+use crate::record::{self, Record};
 
 /// Publishes waiting for their acknowledgement, at most.
 pub(crate) const ACK_WINDOW: usize = 1024;
@@ -49,38 +49,12 @@ impl Writer {
 }
 
 impl Inner {
-    /// Refuses a batch the store cannot take, before anything is written.
-    fn check(&self, records: &[Record], mut last: u64) -> Result<()> {
-        for r in records {
-            if r.seq <= last {
-                return Err(StoreError::SeqNotIncreasing { seq: r.seq, last });
-            }
-            if r.topic.len() > MAX_TOPIC_LEN {
-                return Err(StoreError::TopicTooLong {
-                    seq: r.seq,
-                    len: r.topic.len(),
-                    max: MAX_TOPIC_LEN,
-                });
-            }
-            let len = r.topic.len() + r.payload.len();
-            if len > self.max_record {
-                return Err(StoreError::RecordTooLarge {
-                    seq: r.seq,
-                    len,
-                    max: self.max_record,
-                });
-            }
-            last = r.seq;
-        }
-        Ok(())
-    }
-
     pub(crate) async fn append(&self, records: Vec<Record>) -> Result<()> {
         let mut w = self.writer.lock().await;
         if w.dirty {
             self.repair(&mut w).await?;
         }
-        self.check(&records, w.last_seq)?;
+        record::check_batch(&records, w.last_seq, self.max_record)?;
         let Some(batch_end) = records.last().map(|r| r.seq) else {
             return Ok(());
         };
