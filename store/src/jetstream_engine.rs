@@ -17,7 +17,7 @@ mod read;
 mod runtime;
 mod write;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -167,7 +167,9 @@ impl JetStreamOptions {
 /// * `append` returns once JetStream acknowledged every record of the batch: stored by the
 ///   stream's replicas (a majority of them), in order. Each publish is fenced on the stream's
 ///   last sequence number, so what a failure leaves is a prefix of the batch, never a hole,
-///   and a second writer cannot interleave. Queries of this store never see part of a batch,
+///   and a second writer cannot interleave. The store opened last is the writer: one opened
+///   earlier stops writing (with an error) once the stream moves under it. Queries of this
+///   store never see part of a batch,
 ///   and a prefix left by a failure or a crash is deleted before the next append (or when the
 ///   store is opened next): batches are whole or absent, except while a prefix waits for that
 ///   repair (if the repair's deletes fail, the next append tries again).
@@ -217,6 +219,11 @@ pub(crate) struct Inner {
     /// The largest topic and payload (together) a record may have.
     max_record: usize,
     timeout: Duration,
+    /// This writer's id in the meta document.
+    writer_id: String,
+    /// Set once the meta document names another writer: appends, reservations and trims
+    /// are refused from then on.
+    superseded: AtomicBool,
 }
 
 impl JetStreamStore {
@@ -402,7 +409,8 @@ impl Inner {
             js.read_from_leader();
         }
 
-        let (meta, meta_seq) = load_or_create_meta(&js).await?;
+        let writer_id = Epoch::random()?.to_string();
+        let (meta, meta_seq) = load_or_create_meta(&js, &writer_id).await?;
         let epoch = meta.epoch.parse::<Epoch>().map_err(|_| {
             format_error(&js.stream, "the meta document's epoch is not 32 hex digits")
         })?;
@@ -420,6 +428,8 @@ impl Inner {
             js,
             max_record,
             timeout: options.timeout,
+            writer_id,
+            superseded: AtomicBool::new(false),
         };
         {
             let mut w = inner.writer.lock().await;
@@ -544,10 +554,11 @@ async fn ensure_stream(context: &async_nats::jetstream::Context, config: Config)
     ))
 }
 
-/// The meta document, created with a new epoch if the store is new.
-async fn load_or_create_meta(js: &Js) -> Result<(Meta, u64)> {
-    for _ in 0..3 {
-        if let Some((meta, seq)) = js.meta().await? {
+/// The meta document, created with a new epoch if the store is new, naming `writer` as the
+/// store's writer from now on.
+async fn load_or_create_meta(js: &Js, writer: &str) -> Result<(Meta, u64)> {
+    for _ in 0..5 {
+        if let Some((mut meta, seq)) = js.meta().await? {
             if meta.format != META_FORMAT {
                 return Err(format_error(
                     &js.stream,
@@ -557,7 +568,12 @@ async fn load_or_create_meta(js: &Js) -> Result<(Meta, u64)> {
                     ),
                 ));
             }
-            return Ok((meta, seq));
+            writer.clone_into(&mut meta.writer);
+            match js.put_meta(&meta, seq).await? {
+                Some(seq) => return Ok((meta, seq)),
+                // changed in between: read it again
+                None => continue,
+            }
         }
         if js.state().await?.messages > 0 {
             return Err(format_error(
@@ -570,6 +586,7 @@ async fn load_or_create_meta(js: &Js) -> Result<(Meta, u64)> {
             epoch: Epoch::random()?.to_string(),
             reserved: 0,
             last_seq: 0,
+            writer: writer.to_owned(),
         };
         if let Some(seq) = js.put_meta(&meta, 0).await? {
             return Ok((meta, seq));

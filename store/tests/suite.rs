@@ -838,6 +838,43 @@ mod jetstream_only {
         assert!(got == [fits], "the largest record does not come back whole");
     }
 
+    /// The writer that opened a store last is its writer: the first one's appends stop (with
+    /// an error saying why) once the new one has appended, and the history stays in order.
+    #[test]
+    fn a_store_opened_again_elsewhere_takes_over_the_writing() {
+        let place = JetStreamStore::place();
+        let first = open::<JetStreamStore, 1>(place.path());
+        first.append(&sample()).unwrap();
+        let second = open::<JetStreamStore, 1>(place.path());
+        assert_eq!(second.epoch(), first.epoch());
+        second.reserve_seq(1_000).unwrap();
+        // the first writer has not noticed yet: nothing moved under it
+        first.append(&[rec(10, "a.x", "first")]).unwrap();
+        // the second's fence is stale: it repairs, finds 10 and goes on above its reservation
+        second.append(&[rec(1_001, "a.x", "second")]).unwrap();
+        let err = first.append(&[rec(11, "a.x", "late")]).unwrap_err();
+        assert!(
+            err.to_string().contains("opened by another writer"),
+            "{err}"
+        );
+        assert!(first.reserve_seq(5_000).is_err());
+        assert!(first
+            .trim(
+                &Retention {
+                    max_age: None,
+                    max_bytes: Some(0)
+                },
+                0
+            )
+            .is_err());
+        // reads go on
+        let got = seqs(&first.replay(8, &all(), 10).unwrap().records);
+        assert_eq!(got, [9, 10]);
+        let got = seqs(&second.replay(8, &all(), 10).unwrap().records);
+        assert_eq!(got, [9, 10, 1_001]);
+        assert_eq!(second.next_seq(), 1_002);
+    }
+
     /// Stores of other names on the same servers are apart; the same name is the same store,
     /// whichever client opens it; the store can be called from inside another runtime.
     #[test]

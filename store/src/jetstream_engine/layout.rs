@@ -6,7 +6,7 @@
 //! | records | stream `XBUS_<NAME>`, subjects `<root>.>`; one message per record |
 //! | a record's subject | `<root>.<topic's tokens>` ([`SubjectPrefix::encode`]), or `<root>.~L.<hash>` for a topic whose subject would be too long |
 //! | a record's body | [`BODY_HEADER`] bytes (version, flags, seq, time_us, cumulative logical bytes, the batch's last seq), the topic (long topics only), the payload |
-//! | the meta document | stream `XBUS_<NAME>_META`, subject `<root>` (one message kept): JSON with the format, the epoch, the reserved sequence number and the last sequence number of a store trimmed empty |
+//! | the meta document | stream `XBUS_<NAME>_META`, subject `<root>` (one message kept): JSON with the format, the epoch, the reserved sequence number, the last sequence number of a store trimmed empty, and the writer that opened it last |
 //!
 //! Stream order is record order: the writer appends in increasing sequence numbers, one batch
 //! after the other, each publish fenced on the stream's last sequence number.
@@ -269,6 +269,10 @@ pub(crate) struct Meta {
     /// The last sequence number appended, written before a trim empties the stream (the
     /// records hold it otherwise).
     pub(crate) last_seq: u64,
+    /// The writer that opened the store last (a random id): one that finds another here has
+    /// been superseded and stops writing.
+    #[serde(default)]
+    pub(crate) writer: String,
 }
 
 impl Meta {
@@ -372,6 +376,7 @@ mod tests {
             epoch: "00".repeat(16),
             reserved: 5,
             last_seq: 3,
+            writer: "w".into(),
         };
         assert_eq!(Meta::from_bytes(&meta.to_bytes()).unwrap(), meta);
     }

@@ -50,14 +50,65 @@ impl Writer {
 
 impl Inner {
     pub(crate) async fn append(&self, records: Vec<Record>) -> Result<()> {
+        self.still_writer()?;
         let mut w = self.writer.lock().await;
-        if w.dirty {
-            self.repair(&mut w).await?;
+        for attempt in 0..2 {
+            if w.dirty {
+                self.repair(&mut w).await?;
+            }
+            record::check_batch(&records, w.last_seq, self.max_record)?;
+            let (Some(first), Some(batch_end)) = (records.first(), records.last()) else {
+                return Ok(());
+            };
+            let (first, batch_end) = (first.seq, batch_end.seq);
+            let Err(failure) = self.publish(&mut w, &records, batch_end).await else {
+                return Ok(());
+            };
+            let fenced = matches!(failure, Some(PublishFailure::Fenced));
+            if fenced {
+                // the stream moved under this writer: was the store opened elsewhere since?
+                self.check_lease().await?;
+            }
+            // What the stream holds decides: a batch whose acknowledgements were lost may be
+            // whole; an unfinished one is deleted.
+            w.dirty = true;
+            let repaired = self.repair(&mut w).await;
+            if repaired.is_ok() && w.last_seq == batch_end {
+                return Ok(());
+            }
+            // A stale fence (the stream moved, by an append this writer did not see) is
+            // worth one more try once repaired; anything else is the caller's to count.
+            let retry = attempt == 0 && fenced && repaired.is_ok() && w.last_seq < first;
+            if !retry {
+                return Err(match failure {
+                    Some(PublishFailure::Other(e)) => e,
+                    Some(PublishFailure::Fenced) => StoreError::engine(
+                        ENGINE,
+                        "the stream changed under the append (another writer?); the batch was \
+                         not recorded",
+                    ),
+                    None => StoreError::engine(
+                        ENGINE,
+                        "the stream holds the batch at other sequences than published",
+                    ),
+                });
+            }
         }
-        record::check_batch(&records, w.last_seq, self.max_record)?;
-        let Some(batch_end) = records.last().map(|r| r.seq) else {
-            return Ok(());
-        };
+        Err(StoreError::engine(
+            ENGINE,
+            "the stream keeps changing under the append",
+        ))
+    }
+
+    /// Publishes `records` (checked) after the writer's last one, fenced, and waits for every
+    /// acknowledgement. On success the writer's state and the horizon move past them; on a
+    /// failure, the first one (`None`: acknowledged, but not where they should be).
+    async fn publish(
+        &self,
+        w: &mut Writer,
+        records: &[Record],
+        batch_end: u64,
+    ) -> std::result::Result<(), Option<PublishFailure>> {
         let (mut time, mut cum) = (w.last_time, w.cum_bytes);
         let mut pending = VecDeque::with_capacity(ACK_WINDOW);
         let mut failure = None;
@@ -102,35 +153,50 @@ impl Inner {
                 }
             }
         }
-        let expected = w.stream_last + records.len() as u64;
-        if failure.is_none() && stored == expected {
-            w.stream_last = stored;
-            w.last_seq = batch_end;
-            w.last_time = time;
-            w.cum_bytes = cum;
-            self.last_seq.store(batch_end, Ordering::Release);
-            self.horizon.send_replace(stored);
-            return Ok(());
+        if failure.is_some() || stored != w.stream_last + records.len() as u64 {
+            return Err(failure);
         }
-        // What the stream holds decides: a batch whose acknowledgements were lost may be
-        // whole; an unfinished one is deleted.
-        w.dirty = true;
-        let repaired = self.repair(&mut w).await;
-        if repaired.is_ok() && w.last_seq >= batch_end {
-            return Ok(());
+        w.stream_last = stored;
+        w.last_seq = batch_end;
+        w.last_time = time;
+        w.cum_bytes = cum;
+        self.last_seq.store(batch_end, Ordering::Release);
+        self.horizon.send_replace(stored);
+        Ok(())
+    }
+
+    /// Refuses to write once the store has been opened by another writer since.
+    fn still_writer(&self) -> Result<()> {
+        if self.superseded.load(Ordering::Acquire) {
+            return Err(self.superseded_error());
         }
-        Err(match failure {
-            Some(PublishFailure::Other(e)) => e,
-            Some(PublishFailure::Fenced) => StoreError::engine(
-                ENGINE,
-                "the stream changed under the append (another writer uses this store?); \
-                 the batch was not recorded",
+        Ok(())
+    }
+
+    fn superseded_error(&self) -> StoreError {
+        StoreError::engine(
+            ENGINE,
+            format!(
+                "the store {} was opened by another writer since; this one no longer writes \
+                 to it",
+                self.js.stream
             ),
-            None => StoreError::engine(
-                ENGINE,
-                format!("the batch was stored at stream sequence {stored}, not {expected}"),
-            ),
-        })
+        )
+    }
+
+    /// Reads the meta document: has another writer opened the store since?
+    async fn check_lease(&self) -> Result<()> {
+        let fresh = self.js.meta().await?;
+        let mut guard = self.meta.lock().await;
+        match fresh {
+            Some(fresh) => *guard = fresh,
+            None => return Err(StoreError::Corrupt("the store's meta document is gone")),
+        }
+        if guard.0.writer != self.writer_id {
+            self.superseded.store(true, Ordering::Release);
+            return Err(self.superseded_error());
+        }
+        Ok(())
     }
 
     /// Reads the stream's end, deletes an unfinished batch there, and takes the writer's
@@ -198,6 +264,10 @@ impl Inner {
                 Some(fresh) => *guard = fresh,
                 None => return Err(StoreError::Corrupt("the store's meta document is gone")),
             }
+            if guard.0.writer != self.writer_id {
+                self.superseded.store(true, Ordering::Release);
+                return Err(self.superseded_error());
+            }
         }
         Err(StoreError::engine(
             ENGINE,
@@ -206,6 +276,7 @@ impl Inner {
     }
 
     pub(crate) async fn reserve(&self, through: u64) -> Result<()> {
+        self.still_writer()?;
         self.update_meta(|m| m.reserved = m.reserved.max(through))
             .await?;
         let reserved = self.meta.lock().await.0.reserved;
@@ -215,6 +286,7 @@ impl Inner {
 
     pub(crate) async fn trim(&self, retention: Retention, now_us: u64) -> Result<TrimReport> {
         let mut report = TrimReport::default();
+        self.still_writer()?;
         let mut w = self.writer.lock().await;
         if w.dirty {
             self.repair(&mut w).await?;
@@ -248,6 +320,8 @@ impl Inner {
             report.first_seq = Some(first.record.seq);
             return Ok(report);
         }
+        // deleting is for the store's one writer only
+        self.check_lease().await?;
         if cut > last.sseq {
             // Everything goes: the last sequence number must outlive the records.
             let last_seq = w.last_seq;
