@@ -146,16 +146,6 @@ impl NatsCluster {
         subs
     }
 
-    /// Whether server `i` knows of interest (local or through a route) in `subject`.
-    pub fn has_interest(&self, i: usize, subject: &str) -> bool {
-        self.monitor(i, &format!("subsz?subs=1&test={subject}"))
-            .is_some_and(|v| {
-                v["subscriptions_list"]
-                    .as_array()
-                    .is_some_and(|l| !l.is_empty())
-            })
-    }
-
     /// Kills server `i` (SIGKILL).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {

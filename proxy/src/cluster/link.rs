@@ -263,8 +263,13 @@ impl Receiver {
                 let server = format!("{}:{}", info.host, info.port);
                 info!(server = %server, name = %info.server_name, "cluster link connected to NATS at {server}");
                 *shared.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
-                shared.state.store(CONNECTED, Relaxed);
+                let was = shared.state.swap(CONNECTED, Relaxed);
                 shared.outbound.open.store(true, Relaxed);
+                if was == DISCONNECTED {
+                    // what other proxies sent while the link was down never came: say so to
+                    // every subscriber that may have wanted it
+                    self.ctx.router.report_cluster_loss(0);
+                }
                 // the subscriptions are in place (the client sends them again on connecting)
                 if self.client.flush().await.is_ok() {
                     shared.subscribed.store(true, Relaxed);
@@ -279,6 +284,7 @@ impl Receiver {
                        events do not reach other proxies, nor theirs this one (counted in the cluster stats)");
             }
             Event::SlowConsumer(_) => {
+                self.ctx.router.report_cluster_loss(1);
                 let n = shared.counters.dropped_in.fetch_add(1, Relaxed) + 1;
                 if n.is_power_of_two() {
                     warn!(dropped_in = n, "the NATS client dropped events for this proxy: it falls behind what arrives");
