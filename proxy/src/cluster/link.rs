@@ -59,10 +59,24 @@ pub(crate) async fn spawn(ctx: &Arc<Ctx>) -> Result<(), Error> {
         .map_err(|e| Error::Config(format!("cluster: {e}")))?;
     info!(servers = ?ctx.config.cluster, subject_prefix = shared.prefix.as_str(),
         "joining the cluster through NATS at {}", ctx.config.cluster.join(", "));
-    ctx.tracker
-        .spawn(publish_local(ctx.clone(), shared.clone(), client.clone()));
-    ctx.tracker
-        .spawn(receive(ctx.clone(), shared, client, events));
+    // the tasks wait on the NATS client (a publish while its queue is full, a flush): they
+    // are dropped where they wait when the proxy stops
+    let stop = ctx.hard_stop.clone();
+    let publishing = publish_local(ctx.clone(), shared.clone(), client.clone());
+    ctx.tracker.spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = publishing => {}
+        }
+    });
+    let stop = ctx.shutdown.clone();
+    let receiving = receive(ctx.clone(), shared, client, events);
+    ctx.tracker.spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = receiving => {}
+        }
+    });
     Ok(())
 }
 
