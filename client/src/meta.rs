@@ -229,6 +229,19 @@ pub enum Gap {
         /// The new run.
         epoch: Epoch,
     },
+    /// Events from other proxies of the cluster that this subscriber may have wanted were
+    /// lost before they reached its proxy (the proxy's link to NATS was down, or NATS dropped
+    /// them because the proxy fell behind), before the event numbered `before_seq`. Which
+    /// topics is unknown; how many is at least `at_least` (0: unknown). They were never
+    /// numbered, so no refill can fetch them.
+    ClusterLost {
+        /// The proxy run.
+        epoch: Epoch,
+        /// The loss happened before the event with this number.
+        before_seq: u64,
+        /// At least this many events were lost (0: unknown).
+        at_least: u64,
+    },
 }
 
 impl Gap {
@@ -261,6 +274,7 @@ impl Gap {
             Gap::Dropped { epoch, .. }
             | Gap::Reconnected { epoch, .. }
             | Gap::NotRecorded { epoch, .. }
+            | Gap::ClusterLost { epoch, .. }
             | Gap::ProxyRestarted { epoch, .. } => *epoch,
         }
     }
@@ -297,8 +311,19 @@ impl fmt::Display for Gap {
                 reason,
             } => write!(
                 f,
-                "events numbered {first_seq} to {last_seq} in epoch {epoch} could not all be                  fetched from the proxy's store: {reason}"
+                "events numbered {first_seq} to {last_seq} in epoch {epoch} could not all be fetched from the proxy's store: {reason}"
             ),
+            Gap::ClusterLost {
+                epoch,
+                before_seq,
+                at_least,
+            } => {
+                write!(f, "events from other proxies of the cluster were lost before reaching this proxy")?;
+                if *at_least > 0 {
+                    write!(f, " (at least {at_least})")?;
+                }
+                write!(f, ", before event {before_seq} in epoch {epoch}")
+            }
             Gap::ProxyRestarted {
                 previous_epoch,
                 last_received,

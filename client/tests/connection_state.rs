@@ -94,18 +94,21 @@ fn all_four_clients_report_a_proxy_that_stops_and_comes_back() {
 
     proxy.stop();
     for (name, events, state, blocking) in &clients {
+        // The proxy closed the connection: a FIN, or a reset when the proxy's side still held
+        // unread bytes from the client (a heartbeat, under load) as it closed.
+        let closed = |reason: &DisconnectReason| {
+            matches!(reason, DisconnectReason::ClosedByPeer)
+                || matches!(reason, DisconnectReason::Io { kind, .. } if *kind == std::io::ErrorKind::ConnectionReset)
+        };
         let event = next_event(&rt, events, *blocking);
-        assert_eq!(
-            event,
-            ConnectionEvent::Disconnected {
-                reason: DisconnectReason::ClosedByPeer
-            },
-            "{name}"
+        assert!(
+            matches!(&event, ConnectionEvent::Disconnected { reason } if closed(reason)),
+            "{name}: {event:?}"
         );
         // While the proxy is down, the state says so, and why.
         match state() {
             ConnectionState::Disconnected { reason, since } => {
-                assert_eq!(reason, DisconnectReason::ClosedByPeer, "{name}");
+                assert!(closed(&reason), "{name}: {reason:?}");
                 assert!(since.elapsed() < Duration::from_secs(60));
             }
             other => panic!("{name}: {other:?} while the proxy is down"),

@@ -982,6 +982,55 @@ mod tests {
     }
 
     #[test]
+    fn cluster_options_are_checked_together() {
+        let err = |c: Config| c.validate().unwrap_err().to_string();
+        let joined = |f: fn(&mut Config)| {
+            let mut c = Config {
+                cluster: vec!["nats://127.0.0.1:4222".into()],
+                ..Config::default()
+            };
+            f(&mut c);
+            c
+        };
+        assert!(joined(|_| {}).validate().is_ok());
+        assert!(joined(|c| c.cluster.push("tls://nats.example:4222".into()))
+            .validate()
+            .is_ok());
+        let e = err(joined(|c| c.cluster = vec!["not a url".into()]));
+        assert!(e.contains("\"not a url\" is not a NATS server URL"), "{e}");
+        let e = err(joined(|c| c.cluster_subject_prefix = "$SYS".into()));
+        assert!(
+            e.starts_with("invalid configuration: cluster_subject_prefix"),
+            "{e}"
+        );
+        let e = err(joined(|c| c.cluster_user = Some("xbus".into())));
+        assert!(
+            e.contains("cluster_user and cluster_password_file go together"),
+            "{e}"
+        );
+        let e = err(joined(|c| {
+            c.cluster_token_file = Some("/t".into());
+            c.cluster_creds_file = Some("/c".into());
+        }));
+        assert!(e.contains("choose one NATS credential"), "{e}");
+        let e = err(joined(|c| c.cluster_tls_cert_file = Some("/c.pem".into())));
+        assert!(e.contains("go together"), "{e}");
+        let e = err(Config {
+            cluster_token_file: Some("/t".into()),
+            ..Config::default()
+        });
+        assert!(e.contains("cluster_token_file needs cluster"), "{e}");
+        // and the TOML form
+        let c = Config::from_toml_str(
+            "cluster = [\"nats://a:4222\", \"nats://b:4222\"]\ncluster_subject_prefix = \"site1.xbus\"",
+        )
+        .unwrap();
+        assert_eq!(c.cluster.len(), 2);
+        assert!(c.validate().is_ok());
+        assert_eq!(Config::from_toml_str(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
     fn validation() {
         let cfg = Config {
             frontend: vec![],

@@ -228,6 +228,22 @@ impl Queue {
         ok
     }
 
+    /// Queues a notice in order with the messages: after everything queued so far (and after a
+    /// drop report still pending). It counts as no message; refused only when the queue
+    /// already holds twice its byte limit (a peer that is not reading at all).
+    pub(crate) fn push_notice_in_order(&self, notice: &Notice) -> bool {
+        {
+            let mut q = self.lock();
+            if q.bytes > self.hwm_bytes.saturating_mul(2) {
+                return false;
+            }
+            q.flush_gap();
+            q.push_notice(notice);
+        }
+        self.notify.notify_one();
+        true
+    }
+
     /// Queues runs of consecutive messages cut from `chunk`: each run is `(start, end, count,
     /// first)` where `spans[first..first + count]` are its messages. A run that fits under the
     /// HWM is queued as one slice; otherwise its messages are queued one by one until the HWM

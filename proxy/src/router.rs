@@ -597,6 +597,27 @@ impl Router {
         }
     }
 
+    /// Tells every subscriber that may have wanted them (one with delivery metadata and a
+    /// subscription outside `$xbus.`) that messages from other proxies were lost before
+    /// reaching this one: at least `count` (0: unknown), before the next message routed.
+    pub(crate) fn report_cluster_loss(&self, count: u64) {
+        let seq = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
+        let notice = xbus_zmtp::extensions::Notice::Lost {
+            before_seq: seq.next,
+            count,
+        };
+        let st = self.read();
+        for entry in st.subscribers.iter().flatten() {
+            let wants_remote = entry
+                .prefixes
+                .keys()
+                .any(|p| !p.starts_with(WELCOME_PREFIX));
+            if entry.shared.wants_meta && wants_remote {
+                entry.shared.queue.push_notice_in_order(&notice);
+            }
+        }
+    }
+
     /// Tells the NATS link (in a cluster) that the forwarding set changed.
     fn interest_changed(&self) {
         if let Some(cluster) = &self.cluster {

@@ -185,16 +185,6 @@ impl NatsCluster {
         subs
     }
 
-    /// Whether server `i` knows of interest (local or through a route) in `subject`.
-    pub fn has_interest(&self, i: usize, subject: &str) -> bool {
-        self.monitor(i, &format!("subsz?subs=1&test={subject}"))
-            .is_some_and(|v| {
-                v["subscriptions_list"]
-                    .as_array()
-                    .is_some_and(|l| !l.is_empty())
-            })
-    }
-
     /// The name server `i` knows JetStream's meta leader by (`node{j}`), if it knows one.
     pub fn meta_leader(&self, i: usize) -> Option<String> {
         let jsz = self.monitor(i, "jsz")?;

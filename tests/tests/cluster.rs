@@ -94,6 +94,16 @@ fn routes_with_interest(nats: &NatsCluster, i: usize, subject: &str) -> usize {
         .count()
 }
 
+/// Whether NATS node `i` knows of interest in `subject`: from its own clients, or through a
+/// route.
+fn interest_at(nats: &NatsCluster, i: usize, subject: &str) -> bool {
+    routes_with_interest(nats, i, subject) > 0
+        || nats
+            .client_subscriptions(i)
+            .iter()
+            .any(|f| matches(f, subject))
+}
+
 fn publish_ticks(
     endpoint: String,
     source: &'static str,
@@ -129,6 +139,19 @@ async fn receive_ticks(sub: &mut SubscriberAsync<Tick>, expect: &[(&str, u64)]) 
             tick.source
         );
         next[i] += 1;
+    }
+}
+
+/// The next thing `sub` gets is the report of events from other proxies lost (how many
+/// unknown) before event `before`.
+async fn expect_cluster_loss(sub: &mut SubscriberAsync<Tick>, before: u64) {
+    match sub.get(WAIT).await {
+        Err(xbus::Error::Gap(xbus::Gap::ClusterLost {
+            before_seq,
+            at_least: 0,
+            ..
+        })) => assert_eq!(before_seq, before, "where the loss sits in the stream"),
+        other => panic!("expected the lost link to be reported, got {other:?}"),
     }
 }
 
@@ -217,6 +240,22 @@ async fn events_reach_exactly_the_matching_subscribers_on_any_proxy_once_and_in_
     // B received A's ticks (and the last one) from NATS; A received B's and C's raw ones
     assert_eq!(sb["messages_in"].as_u64(), Some(N + 1), "{sb}");
     assert_eq!(sa["messages_in"].as_u64(), Some(2 * N), "{sa}");
+    // and /metrics says the same
+    let url = format!("{}/metrics", a.http.as_ref().unwrap());
+    let metrics = agent()
+        .get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for line in [
+        format!("xbus_cluster_messages_total{{direction=\"out\"}} {}", N + 1),
+        format!("xbus_cluster_messages_total{{direction=\"in\"}} {}", 2 * N),
+        "xbus_cluster_connected 1.0".to_owned(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,9 +373,11 @@ async fn losing_a_nats_node_or_a_proxy_costs_only_its_own_part() {
         s["state"] == "connected" && s["disconnects"].as_u64() >= Some(1)
     });
     wait_until("C's interest is back at A's node", || {
-        nats.has_interest(0, "xbus.Tick.a")
+        interest_at(&nats, 0, "xbus.Tick.a")
     });
     publish_ticks(a.frontend.clone(), "b", 500).join().unwrap();
+    // C's subscriber learns that what crossed while C was away is lost, then gets the rest
+    expect_cluster_loss(&mut on_c, 501).await;
     receive_ticks(&mut on_c, &[("b", 500)]).await;
 
     // proxy B dies: A and C do not notice
@@ -384,9 +425,12 @@ async fn during_a_nats_outage_local_delivery_goes_on_and_what_could_not_cross_is
         .await
         .unwrap();
     wait_until("B's interest is known", || {
-        nats.has_interest(0, "xbus.Tick.a")
+        interest_at(&nats, 0, "xbus.Tick.a")
     });
     publish_ticks(a.frontend.clone(), "b", 300).join().unwrap();
     receive_ticks(&mut remote, &[("b", 300)]).await;
+    // A's subscriber is told that events from other proxies may have been lost during the
+    // outage, in order: after the 300 local ones, before the next
+    expect_cluster_loss(&mut local, 301).await;
     receive_ticks(&mut local, &[("b", 300)]).await;
 }

@@ -35,6 +35,7 @@ pub const QUERY: &str = "X-Xbus-Query";
 const META: &str = "XMETA";
 const GAP: &str = "XGAP";
 const SUBSCRIBE_OK: &str = "XSUBOK";
+const LOST: &str = "XLOST";
 
 /// An xbus notice to a subscriber.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +71,15 @@ pub enum Notice {
         /// The sequence number the next routed message gets.
         next_seq: u64,
     },
+    /// Messages from other proxies of a cluster, which this subscriber may have wanted, were
+    /// lost before reaching this proxy (never numbered): at least `count` (0: unknown), before
+    /// the message numbered `before_seq`.
+    Lost {
+        /// The loss happened before the message with this number.
+        before_seq: u64,
+        /// At least this many (0: unknown).
+        count: u64,
+    },
 }
 
 impl Notice {
@@ -101,6 +111,11 @@ impl Notice {
                 data.put_u64(*next_seq);
                 data.put_slice(prefix);
                 SUBSCRIBE_OK
+            }
+            Notice::Lost { before_seq, count } => {
+                data.put_u64(*before_seq);
+                data.put_u64(*count);
+                LOST
             }
         };
         encode_command_frame(out, name, &data);
@@ -154,6 +169,10 @@ impl Notice {
             SUBSCRIBE_OK if data.len() >= 8 => Some(Notice::SubscribeOk {
                 next_seq: u64_at(0)?,
                 prefix: data.slice(8..),
+            }),
+            LOST if data.len() == 16 => Some(Notice::Lost {
+                before_seq: u64_at(0)?,
+                count: u64_at(8)?,
             }),
             _ => None,
         }

@@ -978,6 +978,14 @@ impl SubDriver {
                 flow = self.hand(Delivery::Gap(gap), delivered);
                 flow
             }
+            Notice::Lost { before_seq, count } => self.hand(
+                Delivery::Gap(Gap::ClusterLost {
+                    epoch,
+                    before_seq,
+                    at_least: count,
+                }),
+                delivered,
+            ),
             Notice::SubscribeOk { prefix, next_seq } => {
                 let replay = {
                     let mut subs = self.shared.subs();

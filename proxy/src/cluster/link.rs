@@ -59,10 +59,24 @@ pub(crate) async fn spawn(ctx: &Arc<Ctx>) -> Result<(), Error> {
         .map_err(|e| Error::Config(format!("cluster: {e}")))?;
     info!(servers = ?ctx.config.cluster, subject_prefix = shared.prefix.as_str(),
         "joining the cluster through NATS at {}", ctx.config.cluster.join(", "));
-    ctx.tracker
-        .spawn(publish_local(ctx.clone(), shared.clone(), client.clone()));
-    ctx.tracker
-        .spawn(receive(ctx.clone(), shared, client, events));
+    // the tasks wait on the NATS client (a publish while its queue is full, a flush): they
+    // are dropped where they wait when the proxy stops
+    let stop = ctx.hard_stop.clone();
+    let publishing = publish_local(ctx.clone(), shared.clone(), client.clone());
+    ctx.tracker.spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = publishing => {}
+        }
+    });
+    let stop = ctx.shutdown.clone();
+    let receiving = receive(ctx.clone(), shared, client, events);
+    ctx.tracker.spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = receiving => {}
+        }
+    });
     Ok(())
 }
 
@@ -263,8 +277,13 @@ impl Receiver {
                 let server = format!("{}:{}", info.host, info.port);
                 info!(server = %server, name = %info.server_name, "cluster link connected to NATS at {server}");
                 *shared.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
-                shared.state.store(CONNECTED, Relaxed);
+                let was = shared.state.swap(CONNECTED, Relaxed);
                 shared.outbound.open.store(true, Relaxed);
+                if was == DISCONNECTED {
+                    // what other proxies sent while the link was down never came: say so to
+                    // every subscriber that may have wanted it
+                    self.ctx.router.report_cluster_loss(0);
+                }
                 // the subscriptions are in place (the client sends them again on connecting)
                 if self.client.flush().await.is_ok() {
                     shared.subscribed.store(true, Relaxed);
@@ -279,6 +298,7 @@ impl Receiver {
                        events do not reach other proxies, nor theirs this one (counted in the cluster stats)");
             }
             Event::SlowConsumer(_) => {
+                self.ctx.router.report_cluster_loss(1);
                 let n = shared.counters.dropped_in.fetch_add(1, Relaxed) + 1;
                 if n.is_power_of_two() {
                     warn!(dropped_in = n, "the NATS client dropped events for this proxy: it falls behind what arrives");

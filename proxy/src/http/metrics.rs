@@ -53,6 +53,14 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("xbus_topics_overflow_messages", "counter", "Messages on topics past the topic registry's limit (not tracked)."),
     ("xbus_stream_clients", "gauge", "Open event-stream (SSE) clients."),
     ("xbus_uptime_seconds", "gauge", "Seconds since the proxy started."),
+    ("xbus_cluster_connected", "gauge", "1 while the cluster link is connected to a NATS server, else 0 (in a cluster)."),
+    ("xbus_cluster_messages", "counter", "Messages through the cluster link, by direction (out: published to NATS; in: routed from NATS)."),
+    ("xbus_cluster_bytes", "counter", "Bytes through the cluster link on NATS (subject and body), by direction."),
+    ("xbus_cluster_lost_messages", "counter", "Messages the cluster link lost, by reason (link_down_or_behind, subject_too_long, nats_dropped: the NATS client's notices, at least one message each, malformed_in)."),
+    ("xbus_cluster_duplicates", "counter", "Messages from NATS that arrived twice while the interest changed (routed once)."),
+    ("xbus_cluster_disconnects", "counter", "Times the cluster link lost its NATS server."),
+    ("xbus_cluster_subscriptions", "gauge", "NATS subscriptions the cluster link holds (the cover of the local interest)."),
+    ("xbus_cluster_queued_messages", "gauge", "Local messages waiting to be published to NATS."),
 ];
 
 /// The values a scrape exposes.
@@ -264,6 +272,60 @@ impl Collector for Scrape {
                 "xbus_store_disk_bytes",
                 false,
                 &one(st.disk_bytes),
+            )?;
+        }
+        if let Some(c) = &s.cluster {
+            let connected = u64::from(c.state == "connected");
+            family(&mut enc, "xbus_cluster_connected", false, &one(connected))?;
+            let by = |k: &'static str, a: u64, b: u64| {
+                [(Some((k, "out")), a as f64), (Some((k, "in")), b as f64)]
+            };
+            let dir = "direction";
+            family(
+                &mut enc,
+                "xbus_cluster_messages",
+                true,
+                &by(dir, c.messages_out, c.messages_in),
+            )?;
+            family(
+                &mut enc,
+                "xbus_cluster_bytes",
+                true,
+                &by(dir, c.bytes_out, c.bytes_in),
+            )?;
+            let lost = [
+                (
+                    Some(("reason", "link_down_or_behind")),
+                    c.dropped_out as f64,
+                ),
+                (Some(("reason", "subject_too_long")), c.refused_out as f64),
+                (Some(("reason", "nats_dropped")), c.dropped_in as f64),
+                (Some(("reason", "malformed_in")), c.malformed_in as f64),
+            ];
+            family(&mut enc, "xbus_cluster_lost_messages", true, &lost)?;
+            family(
+                &mut enc,
+                "xbus_cluster_duplicates",
+                true,
+                &one(c.duplicates_in),
+            )?;
+            family(
+                &mut enc,
+                "xbus_cluster_disconnects",
+                true,
+                &one(c.disconnects),
+            )?;
+            family(
+                &mut enc,
+                "xbus_cluster_subscriptions",
+                false,
+                &one(c.subscriptions),
+            )?;
+            family(
+                &mut enc,
+                "xbus_cluster_queued_messages",
+                false,
+                &one(c.queued_out as u64),
             )?;
         }
         family(&mut enc, "xbus_last_sequence", false, &one(s.last_seq))?;

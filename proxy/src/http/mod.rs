@@ -258,13 +258,17 @@ async fn readyz(State(st): State<HttpState>) -> Response {
     };
     // in a cluster, the link's state (an outage after start-up leaves the proxy ready: local
     // delivery goes on)
-    let cluster = ctx.cluster.as_ref().map(|c| c.state_name());
-    match reason {
-        None => Json(json!({ "status": "ready", "cluster": cluster })).into_response(),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "reason": reason, "cluster": cluster })),
-        )
-            .into_response(),
+    let mut body = match reason {
+        None => json!({ "status": "ready" }),
+        Some(reason) => json!({ "status": "not ready", "reason": reason }),
+    };
+    if let Some(c) = &ctx.cluster {
+        body["cluster"] = json!(c.state_name());
     }
+    let status = if reason.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
