@@ -199,7 +199,7 @@ impl<'a> Scan<'a> {
             } else {
                 self.forward(lo, s, usize::MAX, &mut found).await?;
             }
-            let dense = found.len() as u64 * 4 >= s - lo + 1;
+            let dense = found.len() as u64 * 4 > s - lo;
             out.extend(found.drain(..).rev().take(want - out.len()));
             region = if dense || self.filters.is_none() {
                 ((want - out.len()) as u64)
