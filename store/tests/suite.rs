@@ -404,6 +404,48 @@ fn any_topic_bytes<S: Open, const LV: u8>() {
     assert_eq!(narrow.len(), 2);
 }
 
+/// A prefix that matches a few records far apart, one of them with a long topic, reads the
+/// same in both orders as filtering everything would.
+fn sparse_prefixes_both_ways<S: Open, const LV: u8>() {
+    let dir = S::place();
+    let store = open::<S, LV>(dir.path());
+    let long = [&b"A.long."[..], &vec![b'x'; 5_000][..], b"."].concat();
+    let mut records = vec![Record::new(1, 1, long, "long")];
+    records.extend((2..=3_000).map(|s| rec(s, if s % 1_000 == 0 { "A.x." } else { "B.y." }, "p")));
+    for chunk in records.chunks(500) {
+        store.append(chunk).unwrap();
+    }
+    let expected: Vec<u64> = records
+        .iter()
+        .filter(|r| r.topic.starts_with(b"A."))
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(expected, [1, 1_000, 2_000, 3_000]);
+    let a = [Bytes::from("A.")];
+    let oldest = store.history(&HistoryQuery::new(a.clone())).unwrap();
+    assert_eq!(seqs(&oldest.records), expected);
+    let newest = store
+        .history(
+            &HistoryQuery::new(a.clone())
+                .order(Order::NewestFirst)
+                .limit(3),
+        )
+        .unwrap();
+    assert_eq!(seqs(&newest.records), [3_000, 2_000, 1_000]);
+    let rest = store.history(&newest.next.unwrap()).unwrap();
+    assert_eq!(seqs(&rest.records), [1]);
+    assert!(rest.next.is_none());
+    let mid = store
+        .history(
+            &HistoryQuery::new(a)
+                .after_seq(1)
+                .max_seq(2_500)
+                .order(Order::NewestFirst),
+        )
+        .unwrap();
+    assert_eq!(seqs(&mid.records), [2_000, 1_000]);
+}
+
 fn trim<S: Open, const LV: u8>() {
     let dir = S::place();
     let store = open::<S, LV>(dir.path());
@@ -746,6 +788,7 @@ macro_rules! for_each_engine {
 for_each_engine!(
     append_and_query,
     any_topic_bytes,
+    sparse_prefixes_both_ways,
     paging,
     time_ranges,
     refusals,

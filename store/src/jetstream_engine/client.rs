@@ -201,7 +201,14 @@ impl Js {
 
     /// The last record at or below stream sequence `sseq` and at or above `floor`.
     pub(crate) async fn last_at_or_below(&self, sseq: u64, floor: u64) -> Result<Option<Stored>> {
-        let mut hi = sseq;
+        if sseq < floor.max(1) {
+            return Ok(None);
+        }
+        // usually there: the stream's last record, or the horizon's
+        if let Some(s) = self.get(sseq).await? {
+            return Ok(Some(s));
+        }
+        let mut hi = sseq - 1;
         while hi >= floor.max(1) {
             let lo = hi.saturating_sub(WINDOW_MAX - 1).max(floor.max(1));
             if let Some(last) = self.fetch(lo..=hi).await?.pop() {

@@ -81,22 +81,20 @@ pub(crate) async fn search(
 struct Scan<'a> {
     js: &'a Js,
     prefixes: Option<&'a [Bytes]>,
-    /// The jump filters (with the long topics' one while it may still match); `None`: every
-    /// record matches, never jump.
+    /// The jump filters; `None`: every record matches, never jump.
     filters: Option<Vec<String>>,
+    /// No long topic's record lies at or after this stream sequence (learnt from a jump that
+    /// found none): jumps from there on leave the long topics' filter out.
+    no_long_from: u64,
 }
 
 impl<'a> Scan<'a> {
     fn new(js: &'a Js, prefixes: Option<&'a [Bytes]>) -> Scan<'a> {
-        let filters = prefixes.map(|ps| {
-            let mut f = js.subjects.filters(ps);
-            f.push(js.subjects.long.clone());
-            f
-        });
         Scan {
             js,
             prefixes,
-            filters,
+            filters: prefixes.map(|ps| js.subjects.filters(ps)),
+            no_long_from: u64::MAX,
         }
     }
 
@@ -110,25 +108,27 @@ impl<'a> Scan<'a> {
         let Some(filters) = &self.filters else {
             return self.js.next(&self.js.subjects.all, from).await;
         };
+        let long = from < self.no_long_from;
         let asks = filters.iter().map(|f| self.js.next(f, from));
-        let found = futures_util::future::join_all(asks).await;
-        let mut best: Option<Stored> = None;
-        let mut long_gone = false;
-        for (i, got) in found.into_iter().enumerate() {
-            let got = got?;
-            if got.is_none() && i + 1 == filters.len() {
-                // no long topic from here on
-                long_gone = true;
-            }
-            if let Some(s) = got {
+        let (found, long_found) =
+            futures_util::future::join(futures_util::future::join_all(asks), async {
+                if long {
+                    self.js.next(&self.js.subjects.long, from).await
+                } else {
+                    Ok(None)
+                }
+            })
+            .await;
+        let long_found = long_found?;
+        if long && long_found.is_none() {
+            self.no_long_from = from;
+        }
+        let mut best: Option<Stored> = long_found;
+        for got in found {
+            if let Some(s) = got? {
                 if best.as_ref().is_none_or(|b| s.sseq < b.sseq) {
                     best = Some(s);
                 }
-            }
-        }
-        if long_gone {
-            if let Some(f) = &mut self.filters {
-                f.pop();
             }
         }
         Ok(best)
