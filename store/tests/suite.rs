@@ -834,8 +834,12 @@ mod jetstream_only {
         std::fs::read_to_string(place.path().join("nats.url")).unwrap()
     }
 
-    /// The records the stream holds, as the server counts them (from outside the store).
-    pub(super) fn records_held(place: &Place) -> u64 {
+    /// The records' stream's info, seen from outside the store: `change`, when given, is
+    /// applied to its configuration first.
+    fn outside(
+        place: &Place,
+        change: Option<fn(&mut async_nats::jetstream::stream::Config)>,
+    ) -> async_nats::jetstream::stream::Info {
         let url = url(place);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -844,24 +848,28 @@ mod jetstream_only {
         rt.block_on(async {
             let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
             let mut stream = js.get_stream("XBUS_suite").await.unwrap();
-            stream.info().await.unwrap().state.messages
+            let mut info = stream.info().await.unwrap().clone();
+            if let Some(change) = change {
+                change(&mut info.config);
+                info = js.update_stream(info.config.clone()).await.unwrap();
+            }
+            info
         })
     }
 
-    /// Sets the records' stream's `max_msg_size` from outside the store (-1: no limit).
-    fn set_max_msg_size(place: &Place, size: i32) {
-        let url = url(place);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
-            let mut stream = js.get_stream("XBUS_suite").await.unwrap();
-            let mut config = stream.info().await.unwrap().config.clone();
-            config.max_message_size = size;
-            js.update_stream(config).await.unwrap();
-        });
+    /// The records the stream holds, as the server counts them.
+    pub(super) fn records_held(place: &Place) -> u64 {
+        outside(place, None).state.messages
+    }
+
+    /// Sets the records' stream's `max_msg_size` to 200 bytes, or back to no limit.
+    fn limit_message_size(place: &Place, limit: bool) {
+        let change: fn(&mut async_nats::jetstream::stream::Config) = if limit {
+            |c| c.max_message_size = 200
+        } else {
+            |c| c.max_message_size = -1
+        };
+        outside(place, Some(change));
     }
 
     /// A batch the server refuses half-way (one record over the stream's size limit) leaves
@@ -872,7 +880,7 @@ mod jetstream_only {
         let place = JetStreamStore::place();
         let store = open::<JetStreamStore, 1>(place.path());
         store.append(&sample()).unwrap();
-        set_max_msg_size(&place, 200);
+        limit_message_size(&place, true);
         let batch = vec![
             rec(10, "a.x", "small"),
             rec(11, "c.", "small"),
@@ -888,7 +896,7 @@ mod jetstream_only {
         let latest = store.latest(&LatestQuery::new(all())).unwrap().records;
         assert_eq!(seqs(&latest), [7, 8, 9]);
 
-        set_max_msg_size(&place, -1);
+        limit_message_size(&place, false);
         store.append(&batch).unwrap();
         drop(store);
         let store = open::<JetStreamStore, 1>(place.path());
