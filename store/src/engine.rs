@@ -48,6 +48,26 @@ pub(crate) trait Reader {
         hi: Bound<&[u8]>,
         rev: bool,
     ) -> Result<KvIter<'_>>;
+
+    /// Hands `visit` each key and value of a range, in order (reversed if `rev`), until it
+    /// returns `Ok(false)`. An engine that can lends its own bytes, so a scan copies only what
+    /// it keeps; this default copies each entry, as [`Reader::range`] does.
+    fn visit(
+        &self,
+        space: Space,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        rev: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        for item in self.range(space, lo, hi, rev)? {
+            let (key, value) = item?;
+            if !visit(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An engine.

@@ -103,6 +103,47 @@ impl Reader for RedbReader {
             Ok(Box::new(range.map(map)))
         }
     }
+
+    fn visit(
+        &self,
+        space: Space,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        rev: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let table = self
+            .tables
+            .get(space as usize)
+            .ok_or(StoreError::Corrupt("no such table"))?;
+        if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) =
+            (lo, hi)
+        {
+            if l > h {
+                return Ok(());
+            }
+        }
+        let range = table.range::<&[u8]>((lo, hi)).map_err(err)?;
+        let mut each = |item: std::result::Result<_, redb::StorageError>| {
+            let (k, v): (redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>) =
+                item.map_err(err)?;
+            visit(k.value(), v.value())
+        };
+        if rev {
+            for item in range.rev() {
+                if !each(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in range {
+                if !each(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Engine for RedbEngine {
