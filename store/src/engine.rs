@@ -36,6 +36,9 @@ pub(crate) type Item = (Vec<u8>, Bytes);
 /// An iterator over a range of one keyspace.
 pub(crate) type KvIter<'a> = Box<dyn Iterator<Item = Result<Item>> + 'a>;
 
+/// What [`Reader::visit`] hands each key and value of a range to: `Ok(false)` stops the walk.
+pub(crate) type Visitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'v;
+
 /// A consistent view of the store.
 pub(crate) trait Reader {
     /// The value of `key`.
@@ -58,7 +61,7 @@ pub(crate) trait Reader {
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
         rev: bool,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+        visit: &mut Visitor<'_>,
     ) -> Result<()> {
         for item in self.range(space, lo, hi, rev)? {
             let (key, value) = item?;

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use redb::{Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
 
 use crate::core::Core;
-use crate::engine::{Batch, Engine, KvIter, Reader, Space};
+use crate::engine::{Batch, Engine, KvIter, Reader, Space, Visitor};
 use crate::error::{Result, StoreError};
 use crate::query::StoreOptions;
 
@@ -79,19 +79,9 @@ impl Reader for RedbReader {
         hi: Bound<&[u8]>,
         rev: bool,
     ) -> Result<KvIter<'_>> {
-        let table = self
-            .tables
-            .get(space as usize)
-            .ok_or(StoreError::Corrupt("no such table"))?;
-        if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) =
-            (lo, hi)
-        {
-            // redb refuses inverted ranges; they hold nothing.
-            if l > h {
-                return Ok(Box::new(std::iter::empty()));
-            }
-        }
-        let range = table.range::<&[u8]>((lo, hi)).map_err(err)?;
+        let Some(range) = self.table_range(space, lo, hi)? else {
+            return Ok(Box::new(std::iter::empty()));
+        };
         let map = |item: std::result::Result<_, redb::StorageError>| {
             let (k, v): (redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>) =
                 item.map_err(err)?;
@@ -110,8 +100,37 @@ impl Reader for RedbReader {
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
         rev: bool,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+        visit: &mut Visitor<'_>,
     ) -> Result<()> {
+        let Some(range) = self.table_range(space, lo, hi)? else {
+            return Ok(());
+        };
+        let items: Box<dyn Iterator<Item = _>> = if rev {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        for item in items {
+            let (k, v): (redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>) =
+                item.map_err(err)?;
+            // the slices borrow redb's page: nothing is copied unless `visit` copies it
+            if !visit(k.value(), v.value())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RedbReader {
+    /// A range of a table, in key order; `None` when it is inverted (redb refuses those; they
+    /// hold nothing).
+    fn table_range(
+        &self,
+        space: Space,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> Result<Option<redb::Range<'static, &'static [u8], &'static [u8]>>> {
         let table = self
             .tables
             .get(space as usize)
@@ -120,29 +139,10 @@ impl Reader for RedbReader {
             (lo, hi)
         {
             if l > h {
-                return Ok(());
+                return Ok(None);
             }
         }
-        let range = table.range::<&[u8]>((lo, hi)).map_err(err)?;
-        let mut each = |item: std::result::Result<_, redb::StorageError>| {
-            let (k, v): (redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>) =
-                item.map_err(err)?;
-            visit(k.value(), v.value())
-        };
-        if rev {
-            for item in range.rev() {
-                if !each(item)? {
-                    break;
-                }
-            }
-        } else {
-            for item in range {
-                if !each(item)? {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        table.range::<&[u8]>((lo, hi)).map(Some).map_err(err)
     }
 }
 

@@ -178,10 +178,9 @@ async fn write<W: tokio::io::AsyncWrite + Unpin>(
     sealer: Option<&mut CurveSealer>,
 ) -> Result<(), Error> {
     match sealer {
-        None => {
-            wr.write_all(out).await?;
-            wr.write_all(records).await?;
-        }
+        // one vectored write: a small reply leaves in one segment, as one wake-up of its
+        // reader, and a page's records are not copied behind its header
+        None => wr.write_all_buf(&mut bytes::Buf::chain(&out[..], records)).await?,
         Some(sealer) => {
             let plain = out.len() + records.len();
             let mut sealed = BytesMut::with_capacity(plain + plain / 8 + 64);
@@ -575,4 +574,27 @@ async fn blocking<T: Send + 'static>(
 /// Logs where queries are served.
 pub(crate) fn announce(endpoint: &xbus_zmtp::Endpoint) {
     info!(side = "query", endpoint = %endpoint, "serving queries on {endpoint}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_buffers_are_kept_for_the_next_pages_when_nothing_else_holds_them() {
+        let buffers = Buffers::default();
+        let mut page = buffers.take();
+        page.reserve(1 << 20);
+        page.extend_from_slice(b"frames");
+        buffers.give_back(page.freeze());
+        let again = buffers.take();
+        assert!(again.capacity() >= 1 << 20 && again.is_empty());
+
+        // still held elsewhere (the HTTP API's records), or too large: not kept
+        let held = Bytes::from(vec![1u8; 1 << 10]);
+        let _records = held.slice(1..);
+        buffers.give_back(held);
+        buffers.give_back(Bytes::from(vec![0u8; KEPT_BYTES + 1]));
+        assert_eq!(buffers.take().capacity(), 0);
+    }
 }
