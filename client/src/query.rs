@@ -804,54 +804,55 @@ pub(crate) fn parse_page(reply: &Message) -> Result<Page, Error> {
         .ok_or_else(|| Error::QueryProtocol("no epoch in the header".into()))?;
     // frames after the envelope and the header
     let mut left = reply.frame_count().saturating_sub(2);
-    let numbers: Vec<(u64, u64)> = match header.numbers.as_deref() {
-        Some("frame") => {
-            let packed = frames
-                .next()
-                .ok_or_else(|| Error::QueryProtocol("no numbers frame".into()))?;
-            left = left.saturating_sub(1);
-            if header
-                .count
-                .is_some_and(|n| n * NUMBERS_PER_RECORD != packed.len())
-                || packed.len() % NUMBERS_PER_RECORD != 0
-            {
-                return Err(Error::QueryProtocol(format!(
-                    "a numbers frame of {} bytes for {:?} messages",
-                    packed.len(),
-                    header.count
-                )));
-            }
-            packed
-                .chunks_exact(NUMBERS_PER_RECORD)
-                .map(|n| {
+    let packed: Bytes;
+    // each message's number and time, read as the records are made (no list of them first)
+    let (count, numbers): (usize, Box<dyn Iterator<Item = (u64, u64)> + '_>) =
+        match header.numbers.as_deref() {
+            Some("frame") => {
+                packed = frames
+                    .next()
+                    .ok_or_else(|| Error::QueryProtocol("no numbers frame".into()))?;
+                left = left.saturating_sub(1);
+                if header
+                    .count
+                    .is_some_and(|n| n * NUMBERS_PER_RECORD != packed.len())
+                    || packed.len() % NUMBERS_PER_RECORD != 0
+                {
+                    return Err(Error::QueryProtocol(format!(
+                        "a numbers frame of {} bytes for {:?} messages",
+                        packed.len(),
+                        header.count
+                    )));
+                }
+                let numbers = packed.chunks_exact(NUMBERS_PER_RECORD).map(|n| {
                     let (seq, time) = n.split_at(8);
                     (le_u64(seq), le_u64(time))
-                })
-                .collect()
-        }
-        Some(other) => {
-            return Err(Error::QueryProtocol(format!(
-                "numbers {other:?}: this client reads `frame` or the header's"
-            )))
-        }
-        None if header.seq.len() == header.time_us.len() => {
-            header.seq.into_iter().zip(header.time_us).collect()
-        }
-        None => {
-            return Err(Error::QueryProtocol(format!(
-                "{} numbers and {} times do not make a page",
+                });
+                (packed.len() / NUMBERS_PER_RECORD, Box::new(numbers))
+            }
+            Some(other) => {
+                return Err(Error::QueryProtocol(format!(
+                    "numbers {other:?}: this client reads `frame` or the header's"
+                )))
+            }
+            None if header.seq.len() == header.time_us.len() => (
                 header.seq.len(),
-                header.time_us.len()
-            )))
-        }
-    };
-    if left != 2 * numbers.len() {
+                Box::new(header.seq.into_iter().zip(header.time_us)),
+            ),
+            None => {
+                return Err(Error::QueryProtocol(format!(
+                    "{} numbers and {} times do not make a page",
+                    header.seq.len(),
+                    header.time_us.len()
+                )))
+            }
+        };
+    if left != 2 * count {
         return Err(Error::QueryProtocol(format!(
-            "{} numbers and {left} frames do not make a page",
-            numbers.len()
+            "{count} numbers and {left} frames do not make a page"
         )));
     }
-    let mut records = Vec::with_capacity(numbers.len());
+    let mut records = Vec::with_capacity(count);
     for (seq, time_us) in numbers {
         let (Some(topic), Some(payload)) = (frames.next(), frames.next()) else {
             break;

@@ -6,11 +6,13 @@
 //!
 //! A query copies each topic's record into its reply while it visits the topics in order
 //! ([`LastValues::visit`]), touching no reference count. Its layout is for that walk: the
-//! records live side by side in one arena, each in a slot with room to grow, and the slots
-//! (numbers and places, no pointers) in one vector sorted by topic, so visiting every topic
-//! reads two regions from start to end instead of a tree's nodes and one allocation per topic
-//! scattered over the heap (waiting on those was most of the time of a `latest` of 10,000
-//! topics). The arena is in topic order as loaded and after each compaction. Updating a
+//! records live side by side in one arena, already encoded as a reply carries them (the topic
+//! frame and the payload frame, MORE set on both), each in a slot with room to grow, and the
+//! slots (numbers and places, no pointers) in one vector sorted by topic. Visiting every
+//! topic reads two regions from start to end, one copy a record, instead of a tree's nodes and
+//! one allocation per topic scattered over the heap, encoded frame by frame (that was most of
+//! the time of a `latest` of 10,000 topics). The arena is in topic order as loaded and after
+//! each compaction. Updating a
 //! record that still fits its slot allocates nothing; one that outgrows it moves to the end
 //! of the arena, and once the slots left behind are half of it, the arena is compacted. A new
 //! topic waits in a small map until enough have come to merge them into the vector.
@@ -18,8 +20,9 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use xbus_store::Record;
+use xbus_zmtp::frame::header_len;
 
 /// The most topics the cache holds.
 pub(crate) const MAX_TOPICS: usize = 100_000;
@@ -37,17 +40,55 @@ const MERGE_AFTER: usize = 64;
 struct Slot {
     seq: u64,
     time_us: u64,
-    /// Where the slot starts: the topic, then the payload.
+    /// Where the slot starts: the topic frame, then the payload frame.
     at: usize,
-    topic_len: usize,
-    /// Bytes of topic and payload.
-    len: usize,
-    /// Bytes the slot has (at least `len`).
+    /// Bytes of the two frames.
+    frames: usize,
+    /// Bytes the slot has (at least `frames`).
     room: usize,
+    topic_len: usize,
+    payload_len: usize,
 }
 
-/// A slot's room for a record of `len` bytes: an eighth more, so a record that grows a
-/// little (a longer number in its JSON) stays in place.
+impl Slot {
+    /// Bytes of topic and payload (what the cache's bound and a page's budget count).
+    fn len(&self) -> usize {
+        self.topic_len + self.payload_len
+    }
+}
+
+/// A record as [`LastValues::visit`] hands it out: its frames as a reply carries them (MORE
+/// set on both), and where its topic and payload are in them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cached<'a> {
+    pub(crate) seq: u64,
+    pub(crate) time_us: u64,
+    /// The topic frame and the payload frame.
+    pub(crate) frames: &'a [u8],
+    /// Where the topic starts in `frames` (after its frame's header).
+    pub(crate) topic_at: usize,
+    pub(crate) topic_len: usize,
+    pub(crate) payload_len: usize,
+}
+
+impl<'a> Cached<'a> {
+    pub(crate) fn topic(&self) -> &'a [u8] {
+        self.frames
+            .get(self.topic_at..self.topic_at + self.topic_len)
+            .unwrap_or_default()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn payload(&self) -> &'a [u8] {
+        let end = self.frames.len();
+        self.frames
+            .get(end.saturating_sub(self.payload_len)..)
+            .unwrap_or_default()
+    }
+}
+
+/// A slot's room for frames of `len` bytes: an eighth more, so a record that grows a little
+/// (a longer number in its JSON) stays in place.
 fn room_for(len: usize) -> usize {
     len + len / 8 + 8
 }
@@ -59,8 +100,10 @@ pub(crate) struct LastValues {
     sorted: Vec<Slot>,
     /// Slots of topics new since the last merge, by topic.
     fresh: BTreeMap<Bytes, Slot>,
-    /// The records' bytes, each in its slot.
-    arena: Vec<u8>,
+    /// The records' frames, each in its slot.
+    arena: BytesMut,
+    /// Where a record is encoded before it is copied into its slot.
+    scratch: BytesMut,
     /// Bytes of the arena in slots no topic uses any more.
     garbage: usize,
     /// Bytes of topics and payloads.
@@ -95,7 +138,8 @@ impl LastValues {
     pub(crate) fn abandon(&mut self) {
         self.sorted = Vec::new();
         self.fresh = BTreeMap::new();
-        self.arena = Vec::new();
+        self.arena = BytesMut::new();
+        self.scratch = BytesMut::new();
         self.garbage = 0;
         self.bytes = 0;
         self.complete = false;
@@ -127,24 +171,30 @@ impl LastValues {
             }
         };
         let len = r.topic.len() + r.payload.len();
+        self.scratch.clear();
+        xbus_zmtp::encode_frame(&mut self.scratch, &r.topic, true);
+        xbus_zmtp::encode_frame(&mut self.scratch, &r.payload, true);
+        let frames = &self.scratch[..];
         match found {
             Some(slot) => {
-                self.bytes = self.bytes - slot.len + len;
-                if len > slot.room {
+                self.bytes = self.bytes - slot.len() + len;
+                if frames.len() > slot.room {
                     self.garbage += slot.room;
-                    *slot = append(&mut self.arena, r);
+                    *slot = append(&mut self.arena, frames, r);
                 } else {
-                    write(&mut self.arena, slot.at, r);
+                    if let Some(place) = self.arena.get_mut(slot.at..slot.at + frames.len()) {
+                        place.copy_from_slice(frames);
+                    }
                     *slot = Slot {
                         at: slot.at,
                         room: slot.room,
-                        ..slot_for(r, 0)
+                        ..slot_for(r, frames.len(), 0)
                     };
                 }
             }
             None => {
                 self.bytes += len;
-                let slot = append(&mut self.arena, r);
+                let slot = append(&mut self.arena, frames, r);
                 self.fresh.insert(Bytes::copy_from_slice(&r.topic), slot);
                 if self.len() > MAX_TOPICS {
                     return self.abandon();
@@ -181,13 +231,13 @@ impl LastValues {
     /// cache just loaded from the store should do once, before it answers).
     pub(crate) fn compact(&mut self) {
         self.merge();
-        let room: usize = self.sorted.iter().map(|s| room_for(s.len)).sum();
-        let mut arena = Vec::with_capacity(room);
+        let room: usize = self.sorted.iter().map(|s| room_for(s.frames)).sum();
+        let mut arena = BytesMut::with_capacity(room);
         for slot in &mut self.sorted {
             let at = arena.len();
-            arena.extend_from_slice(record_bytes(&self.arena, slot));
+            arena.extend_from_slice(frames_of(&self.arena, slot));
             slot.at = at;
-            slot.room = room_for(slot.len);
+            slot.room = room_for(slot.frames);
             arena.resize(at + slot.room, 0);
         }
         self.arena = arena;
@@ -195,13 +245,13 @@ impl LastValues {
     }
 
     /// Hands `take` the newest record of each topic under `prefixes` (empty, or `""`: every
-    /// topic) after `after` (a topic), in topic order, as (sequence number, receive time,
-    /// topic, payload), until it refuses one; returns whether it did (so there are more).
+    /// topic) after `after` (a topic), in topic order, until it refuses one; returns whether
+    /// it did (so there are more).
     pub(crate) fn visit(
         &self,
         prefixes: &[Bytes],
         after: Option<&[u8]>,
-        mut take: impl FnMut(u64, u64, &[u8], &[u8]) -> bool,
+        mut take: impl FnMut(Cached<'_>) -> bool,
     ) -> bool {
         // sorted, and none covering another, so each topic is visited once, in order
         let mut sorted: Vec<Bytes> = prefixes.to_vec();
@@ -242,11 +292,11 @@ impl LastValues {
                     (None, None) => None,
                 };
                 let Some(slot) = slot else { break };
-                let (topic, payload) = record(arena, slot);
-                if !prefix.is_empty() && !topic.starts_with(prefix) {
+                let record = cached(arena, slot);
+                if !prefix.is_empty() && !record.topic().starts_with(prefix) {
                     break;
                 }
-                if !take(slot.seq, slot.time_us, topic, payload) {
+                if !take(record) {
                     return true;
                 }
             }
@@ -255,53 +305,47 @@ impl LastValues {
     }
 }
 
-/// A new slot for `r` at `at`, with room to grow.
-fn slot_for(r: &Record, at: usize) -> Slot {
-    let len = r.topic.len() + r.payload.len();
+/// The slot of `r`, encoded in `frames` bytes, at `at`, with room to grow.
+fn slot_for(r: &Record, frames: usize, at: usize) -> Slot {
     Slot {
         seq: r.seq,
         time_us: r.time_us,
         at,
+        frames,
+        room: room_for(frames),
         topic_len: r.topic.len(),
-        len,
-        room: room_for(len),
+        payload_len: r.payload.len(),
     }
 }
 
-/// A slot's topic and payload, side by side.
-fn record_bytes<'a>(arena: &'a [u8], slot: &Slot) -> &'a [u8] {
-    arena.get(slot.at..slot.at + slot.len).unwrap_or_default()
+/// A slot's frames.
+fn frames_of<'a>(arena: &'a [u8], slot: &Slot) -> &'a [u8] {
+    arena
+        .get(slot.at..slot.at + slot.frames)
+        .unwrap_or_default()
 }
 
-/// A slot's topic and payload.
-fn record<'a>(arena: &'a [u8], slot: &Slot) -> (&'a [u8], &'a [u8]) {
-    record_bytes(arena, slot)
-        .split_at_checked(slot.topic_len)
-        .unwrap_or_default()
+/// A slot's record.
+fn cached<'a>(arena: &'a [u8], slot: &Slot) -> Cached<'a> {
+    Cached {
+        seq: slot.seq,
+        time_us: slot.time_us,
+        frames: frames_of(arena, slot),
+        topic_at: header_len(slot.topic_len),
+        topic_len: slot.topic_len,
+        payload_len: slot.payload_len,
+    }
 }
 
 /// A slot's topic.
 fn topic<'a>(arena: &'a [u8], slot: &Slot) -> &'a [u8] {
-    record(arena, slot).0
+    cached(arena, slot).topic()
 }
 
-/// Writes `r`'s topic then payload at `at` (in a slot with room for them).
-fn write(arena: &mut [u8], at: usize, r: &Record) {
-    let end = at + r.topic.len() + r.payload.len();
-    if let Some((topic, payload)) = arena
-        .get_mut(at..end)
-        .and_then(|slot| slot.split_at_mut_checked(r.topic.len()))
-    {
-        topic.copy_from_slice(&r.topic);
-        payload.copy_from_slice(&r.payload);
-    }
-}
-
-/// Appends `r` in a new slot at the end of the arena.
-fn append(arena: &mut Vec<u8>, r: &Record) -> Slot {
-    let slot = slot_for(r, arena.len());
-    arena.extend_from_slice(&r.topic);
-    arena.extend_from_slice(&r.payload);
+/// Appends `frames` (`r` encoded) in a new slot at the end of the arena.
+fn append(arena: &mut BytesMut, frames: &[u8], r: &Record) -> Slot {
+    let slot = slot_for(r, frames.len(), arena.len());
+    arena.extend_from_slice(frames);
     arena.resize(slot.at + slot.room, 0);
     slot
 }
@@ -321,13 +365,13 @@ mod tests {
             limit: usize,
         ) -> (Vec<Record>, bool) {
             let mut out = Vec::new();
-            let more = self.visit(prefixes, after, |seq, time_us, topic, payload| {
+            let more = self.visit(prefixes, after, |r| {
                 out.len() < limit && {
                     out.push(Record::new(
-                        seq,
-                        time_us,
-                        Bytes::copy_from_slice(topic),
-                        Bytes::copy_from_slice(payload),
+                        r.seq,
+                        r.time_us,
+                        Bytes::copy_from_slice(r.topic()),
+                        Bytes::copy_from_slice(r.payload()),
                     ));
                     true
                 }

@@ -180,7 +180,10 @@ async fn write<W: tokio::io::AsyncWrite + Unpin>(
     match sealer {
         // one vectored write: a small reply leaves in one segment, as one wake-up of its
         // reader, and a page's records are not copied behind its header
-        None => wr.write_all_buf(&mut bytes::Buf::chain(&out[..], records)).await?,
+        None => {
+            wr.write_all_buf(&mut bytes::Buf::chain(&out[..], records))
+                .await?
+        }
         Some(sealer) => {
             let plain = out.len() + records.len();
             let mut sealed = BytesMut::with_capacity(plain + plain / 8 + 64);
@@ -411,19 +414,14 @@ fn small_latest_page(cache: &RwLock<LastValues>, query: &LatestQuery) -> Option<
     }
     let mut page = Page::new(query.limit, 0, BytesMut::new());
     let mut large = false;
-    let more = lv.visit(
-        &query.prefixes,
-        query.after_topic.as_deref(),
-        |seq, time_us, topic, payload| {
-            if page.len() < query.limit
-                && (page.len() >= INLINE_RECORDS || page.bytes() > INLINE_BYTES)
-            {
-                large = true;
-                return false;
-            }
-            page.push(seq, time_us, topic, payload)
-        },
-    );
+    let more = lv.visit(&query.prefixes, query.after_topic.as_deref(), |r| {
+        if page.len() < query.limit && (page.len() >= INLINE_RECORDS || page.bytes() > INLINE_BYTES)
+        {
+            large = true;
+            return false;
+        }
+        page.push_cached(&r)
+    });
     (!large).then_some((page, more))
 }
 
@@ -448,11 +446,9 @@ fn latest_page(
                 0
             };
             let mut page = Page::new(query.limit, expected, buffer);
-            let more = lv.visit(
-                &query.prefixes,
-                query.after_topic.as_deref(),
-                |seq, time_us, topic, payload| page.push(seq, time_us, topic, payload),
-            );
+            let more = lv.visit(&query.prefixes, query.after_topic.as_deref(), |r| {
+                page.push_cached(&r)
+            });
             return Ok((page, more));
         }
     }

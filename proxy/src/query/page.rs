@@ -11,6 +11,7 @@ use xbus_store::Record;
 use xbus_zmtp::frame::{FrameHeader, FLAG_MORE};
 
 use super::protocol::{Numbers, MAX_REPLY_BYTES, VERSION};
+use crate::last_values::Cached;
 
 /// Bytes of the numbers frame per record: its sequence number and receive time.
 pub(crate) const NUMBERS_PER_RECORD: usize = 16;
@@ -56,9 +57,7 @@ impl Page {
     /// records, or at least one and this one would take it past the byte budget.
     pub(crate) fn push(&mut self, seq: u64, time_us: u64, topic: &[u8], payload: &[u8]) -> bool {
         let size = topic.len() + payload.len();
-        if self.numbers.len() >= self.limit
-            || (!self.numbers.is_empty() && self.bytes + size > MAX_REPLY_BYTES)
-        {
+        if !self.fits(size) {
             return false;
         }
         self.bytes += size;
@@ -68,6 +67,27 @@ impl Page {
         self.last_flags = self.frames.len();
         xbus_zmtp::encode_frame(&mut self.frames, payload, true);
         true
+    }
+
+    /// Adds a record of the last-value cache, already encoded (see [`Page::push`]): one copy.
+    pub(crate) fn push_cached(&mut self, r: &Cached<'_>) -> bool {
+        let size = r.topic_len + r.payload_len;
+        if !self.fits(size) {
+            return false;
+        }
+        self.bytes += size;
+        self.numbers.push((r.seq, r.time_us));
+        let start = self.frames.len();
+        self.frames.extend_from_slice(r.frames);
+        self.last_topic = (start + r.topic_at, start + r.topic_at + r.topic_len);
+        self.last_flags = self.last_topic.1;
+        true
+    }
+
+    /// Whether a record of `size` bytes of topic and payload may be added.
+    fn fits(&self, size: usize) -> bool {
+        self.numbers.len() < self.limit
+            && (self.numbers.is_empty() || self.bytes + size <= MAX_REPLY_BYTES)
     }
 
     /// Adds a stored record (see [`Page::push`]).
@@ -288,6 +308,33 @@ mod tests {
         assert_eq!(frames, expected);
         assert_eq!(page_of(&records).into_records(), records);
         assert!(Page::new(10, 0, BytesMut::new()).into_frames().is_empty());
+    }
+
+    #[test]
+    fn records_of_the_cache_make_the_same_page_as_stored_ones() {
+        let records = [
+            Record::new(3, 30, "A.", "x"),
+            Record::new(1, 10, "B.", vec![5u8; 300]),
+            Record::new(2, 20, vec![b'C'; 300], "z"),
+        ];
+        let mut cache = crate::last_values::LastValues::new_complete();
+        for r in &records {
+            cache.update(r);
+        }
+        let mut cached = Page::new(10, 0, BytesMut::new());
+        assert!(!cache.visit(&[], None, |r| cached.push_cached(&r)));
+        let stored = page_of(&records);
+        assert_eq!(
+            (cached.len(), cached.last_seq(), cached.last_topic()),
+            (3, Some(2), Some(&[b'C'; 300][..]))
+        );
+        assert_eq!(cached.numbers_frame(), stored.numbers_frame());
+        assert_eq!(cached.bytes(), stored.bytes());
+        assert_eq!(cached.into_frames(), stored.into_frames());
+        // the limit holds for them too
+        let mut two = Page::new(2, 0, BytesMut::new());
+        assert!(cache.visit(&[], None, |r| two.push_cached(&r)));
+        assert_eq!(two.len(), 2);
     }
 
     #[test]
