@@ -816,7 +816,7 @@ pub(crate) fn parse_page(reply: &Message) -> Result<Page, Error> {
                 if header
                     .count
                     .is_some_and(|n| n * NUMBERS_PER_RECORD != packed.len())
-                    || packed.len() % NUMBERS_PER_RECORD != 0
+                    || !packed.len().is_multiple_of(NUMBERS_PER_RECORD)
                 {
                     return Err(Error::QueryProtocol(format!(
                         "a numbers frame of {} bytes for {:?} messages",
