@@ -329,6 +329,12 @@ async fn retention_deletes_by_age_and_by_size() {
         .unwrap();
     wait_info(&query, "trimmed by age", |i| i.records == 0).await;
     assert!(query.latest::<Temperature>(None).await.unwrap().is_empty());
+    // counted just after the store commits the deletion (and the cache is rebuilt)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.stats().trimmed_messages < 22 {
+        assert!(Instant::now() < deadline, "{:?}", proxy.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(proxy.stats().trimmed_messages, 22);
     proxy.shutdown().await;
 }
