@@ -52,13 +52,14 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xbus_schema::EventSet;
-use xbus_zmtp::{Inbound, Limits, SocketType};
+use xbus_zmtp::{Inbound, Limits, Message, SocketType};
 
 use crate::connection::{Session, Target};
 use crate::curve::CurveClient;
@@ -74,11 +75,14 @@ pub const DEFAULT_QUERY_ENDPOINT: &str = "tcp://127.0.0.1:5124";
 const VERSION: u64 = 1;
 /// The most records one page may hold (the proxy's limit).
 pub const MAX_PAGE: usize = 10_000;
-/// What a reply may hold: a page of records and its header.
+/// What a reply may hold: a page of records, its header and its numbers.
 const REPLY_LIMITS: Limits = Limits {
     max_message_size: 64 << 20,
     max_frames: 2 * MAX_PAGE + 16,
 };
+/// Bytes of a numbers frame per record (docs/query.md, `numbers`): its sequence number and
+/// receive time, little-endian.
+const NUMBERS_PER_RECORD: usize = 16;
 
 /// Where a subscription's replay starts ([`SubscriberAsync::subscribe_from`]): recorded
 /// events are delivered first, oldest first, then live ones, with no gap and no duplicate at
@@ -384,10 +388,46 @@ pub(crate) struct Page {
 /// A connection to the proxy's query endpoint, for async code. Requests are answered one at
 /// a time (a second caller waits for the first); a lost connection is made again on the next
 /// request.
+///
+/// Pages come with their numbers in one binary frame (`"numbers": "frame"`, docs/query.md),
+/// unless the proxy is older than that option; a history walk asks for its next page as soon
+/// as it has one, so the proxy reads the next page while this one is used.
 pub struct QueryAsync {
     target: Target,
     timeout: Duration,
-    conn: tokio::sync::Mutex<Option<Session>>,
+    conn: tokio::sync::Mutex<Option<Conn>>,
+    /// Whether to ask for the numbers in a frame (cleared if the proxy does not know how).
+    numbers_frame: AtomicBool,
+}
+
+/// A connection to the query endpoint.
+struct Conn {
+    session: Session,
+    /// A request sent ahead of its caller ([`QueryAsync::send_ahead`]) whose reply is not
+    /// read yet.
+    ahead: Option<Value>,
+    /// The size of the last reply. Room for as much is made before the next one is read (a
+    /// walk's pages are alike), so a page of a megabyte arrives in one buffer instead of
+    /// one that doubles, copied, a dozen times.
+    last_reply: usize,
+}
+
+impl Conn {
+    fn new(session: Session) -> Conn {
+        Conn {
+            session: prepare(session),
+            ahead: None,
+            last_reply: 0,
+        }
+    }
+
+    /// Reads the whole reply to the request sent last.
+    async fn read_reply(&mut self) -> Result<Message, Error> {
+        self.session.buffer.reserve(self.last_reply);
+        let reply = read_reply(&mut self.session).await?;
+        self.last_reply = reply.wire().len();
+        Ok(reply)
+    }
 }
 
 impl std::fmt::Debug for QueryAsync {
@@ -409,16 +449,17 @@ impl QueryAsync {
         let mut conn = options.conn.clone();
         conn.retry_refused = false;
         let target = Target::new(endpoint, SocketType::Req, conn)?;
-        let session = prepare(target.connect_first().await?);
+        let session = target.connect_first().await?;
         Ok(QueryAsync {
             target,
             timeout: options.timeout,
-            conn: tokio::sync::Mutex::new(Some(session)),
+            conn: tokio::sync::Mutex::new(Some(Conn::new(session))),
+            numbers_frame: AtomicBool::new(true),
         })
     }
 
-    /// Sends one request and returns the reply's header and record frames.
-    pub(crate) async fn request(&self, request: &Value) -> Result<(Bytes, Vec<Bytes>), Error> {
+    /// Sends one request and returns the reply (envelope included).
+    pub(crate) async fn request(&self, request: &Value) -> Result<Message, Error> {
         let timeout = self.timeout;
         match run_until(deadline(timeout), self.request_inner(request)).await {
             Some(result) => result,
@@ -430,34 +471,50 @@ impl QueryAsync {
         }
     }
 
-    async fn request_inner(&self, request: &Value) -> Result<(Bytes, Vec<Bytes>), Error> {
+    async fn request_inner(&self, request: &Value) -> Result<Message, Error> {
         let mut guard = self.conn.lock().await;
-        if guard.is_none() {
-            *guard = Some(prepare(self.target.connect_first().await?));
-        }
-        let Some(session) = guard.as_mut() else {
-            return Err(Error::Closed);
+        // out of the mutex while in use: a request dropped half-way leaves no connection
+        // out of step behind it (the next request connects again)
+        let mut conn = match guard.take() {
+            Some(conn) => conn,
+            None => Conn::new(self.target.connect_first().await?),
         };
-        let result = exchange(session, request).await;
-        if result.is_err() {
-            *guard = None;
+        if let Some(ahead) = conn.ahead.take() {
+            let reply = conn.read_reply().await?;
+            if ahead == *request {
+                *guard = Some(conn);
+                return Ok(reply);
+            }
+            // a walk that stopped early: its next page is not wanted
         }
-        let frames = result?;
-        let mut frames = frames.into_iter();
-        // the REQ envelope: one empty delimiter
-        match frames.next() {
-            Some(d) if d.is_empty() => {}
-            _ => return Err(Error::QueryProtocol("no envelope delimiter".into())),
+        send(&mut conn.session, request).await?;
+        let reply = conn.read_reply().await?;
+        *guard = Some(conn);
+        Ok(reply)
+    }
+
+    /// Sends `request` now, for a caller that will ask for it next ([`QueryAsync::request`]
+    /// then only reads the reply): the proxy answers it while the caller is busy with the
+    /// previous one. Does nothing if another request is under way or already ahead; a
+    /// failure shows when the request is made.
+    pub(crate) async fn send_ahead(&self, request: &Value) {
+        let Ok(mut guard) = self.conn.try_lock() else {
+            return;
+        };
+        let Some(mut conn) = guard.take_if(|c| c.ahead.is_none()) else {
+            return;
+        };
+        let sent = run_until(deadline(self.timeout), send(&mut conn.session, request)).await;
+        if let Some(Ok(())) = sent {
+            conn.ahead = Some(request.clone());
+            *guard = Some(conn);
         }
-        let header = frames
-            .next()
-            .ok_or_else(|| Error::QueryProtocol("an empty reply".into()))?;
-        Ok((header, frames.collect()))
     }
 
     /// Sends one request and returns the reply's header, as JSON, once it says `ok`.
     async fn request_json(&self, request: &Value) -> Result<Value, Error> {
-        let (header, _) = self.request(request).await?;
+        let reply = self.request(request).await?;
+        let (header, _) = split_reply(&reply)?;
         let header: Value = serde_json::from_slice(&header)
             .map_err(|e| Error::QueryProtocol(format!("the header is not JSON: {e}")))?;
         if header["ok"] != Value::Bool(true) {
@@ -516,16 +573,34 @@ impl QueryAsync {
         }));
         while let Some(r) = request.take() {
             let page = self.page(&r).await?;
-            out.extend(page.records);
+            if out.is_empty() {
+                out = page.records;
+            } else {
+                out.extend(page.records);
+            }
             request = page.next;
         }
         Ok(out)
     }
 
-    /// One page of an answer.
+    /// One page of an answer, its numbers asked for in a frame when the proxy can send them
+    /// so (asked again without, and not again, if it cannot).
     pub(crate) async fn page(&self, request: &Value) -> Result<Page, Error> {
-        let (header, frames) = self.request(request).await?;
-        parse_page(&header, frames)
+        if self.numbers_frame.load(Ordering::Relaxed) && request.get("numbers").is_none() {
+            if let Some(mut framed) = request.as_object().cloned() {
+                framed.insert("numbers".into(), "frame".into());
+                match parse_page(&self.request(&Value::Object(framed)).await?) {
+                    Err(Error::Query { code, message })
+                        if code == "bad_request" && message.contains("`numbers`") =>
+                    {
+                        // a proxy older than the option
+                        self.numbers_frame.store(false, Ordering::Relaxed);
+                    }
+                    result => return result,
+                }
+            }
+        }
+        parse_page(&self.request(request).await?)
     }
 
     /// Recorded events of `S` that `query` selects, fetched a page at a time as they are
@@ -590,8 +665,12 @@ impl RawHistory {
             match client.page(&request).await {
                 Ok(page) => {
                     self.complete &= page.complete;
-                    self.buffered.extend(page.records);
+                    let wanted_after = self.left.is_none_or(|left| left > page.records.len());
+                    self.buffered = page.records.into();
                     self.request = page.next;
+                    if let (Some(next), true) = (&self.request, wanted_after) {
+                        client.send_ahead(next).await;
+                    }
                 }
                 Err(e) => return Some(Err(e)),
             }
@@ -658,7 +737,8 @@ fn refusal(code: Option<&str>, message: Option<&str>) -> Error {
     }
 }
 
-/// A page's header, read straight into its fields (a page has up to 20,000 numbers).
+/// A page's header, read straight into its fields (a page has up to 20,000 numbers, unless
+/// they come in a frame of their own).
 #[derive(serde::Deserialize)]
 struct PageHeader {
     ok: bool,
@@ -666,6 +746,11 @@ struct PageHeader {
     error: Option<ErrorBody>,
     #[serde(default)]
     epoch: Option<String>,
+    #[serde(default)]
+    count: Option<usize>,
+    /// `"frame"`: the numbers are in the frame after this one.
+    #[serde(default)]
+    numbers: Option<String>,
     #[serde(default)]
     seq: Vec<u64>,
     #[serde(default)]
@@ -684,9 +769,25 @@ struct ErrorBody {
     message: Option<String>,
 }
 
-/// Reads a page: the header's numbers and times, and the frames two by two.
-pub(crate) fn parse_page(header: &[u8], frames: Vec<Bytes>) -> Result<Page, Error> {
-    let header: PageHeader = serde_json::from_slice(header)
+/// A reply's header and the frames after it (its REQ envelope, one empty delimiter, checked
+/// and left out).
+fn split_reply(reply: &Message) -> Result<(Bytes, impl Iterator<Item = Bytes> + '_), Error> {
+    let mut frames = reply.frames();
+    match frames.next() {
+        Some(d) if d.is_empty() => {}
+        _ => return Err(Error::QueryProtocol("no envelope delimiter".into())),
+    }
+    let header = frames
+        .next()
+        .ok_or_else(|| Error::QueryProtocol("an empty reply".into()))?;
+    Ok((header, frames))
+}
+
+/// Reads a page: its numbers (in the header, or in the frame after it) and the records'
+/// frames two by two.
+pub(crate) fn parse_page(reply: &Message) -> Result<Page, Error> {
+    let (header, mut frames) = split_reply(reply)?;
+    let header: PageHeader = serde_json::from_slice(&header)
         .map_err(|e| Error::QueryProtocol(format!("the header is not a page's: {e}")))?;
     if !header.ok {
         let e = header.error.as_ref();
@@ -701,18 +802,58 @@ pub(crate) fn parse_page(header: &[u8], frames: Vec<Bytes>) -> Result<Page, Erro
         .and_then(|t| xbus_zmtp::extensions::parse_epoch(t.as_bytes()))
         .map(Epoch)
         .ok_or_else(|| Error::QueryProtocol("no epoch in the header".into()))?;
-    let (seqs, times) = (header.seq, header.time_us);
-    if seqs.len() != times.len() || frames.len() != 2 * seqs.len() {
+    // frames after the envelope and the header
+    let mut left = reply.frame_count().saturating_sub(2);
+    let packed: Bytes;
+    // each message's number and time, read as the records are made (no list of them first)
+    let (count, numbers): (usize, Box<dyn Iterator<Item = (u64, u64)> + '_>) =
+        match header.numbers.as_deref() {
+            Some("frame") => {
+                packed = frames
+                    .next()
+                    .ok_or_else(|| Error::QueryProtocol("no numbers frame".into()))?;
+                left = left.saturating_sub(1);
+                if header
+                    .count
+                    .is_some_and(|n| n * NUMBERS_PER_RECORD != packed.len())
+                    || !packed.len().is_multiple_of(NUMBERS_PER_RECORD)
+                {
+                    return Err(Error::QueryProtocol(format!(
+                        "a numbers frame of {} bytes for {:?} messages",
+                        packed.len(),
+                        header.count
+                    )));
+                }
+                let numbers = packed.chunks_exact(NUMBERS_PER_RECORD).map(|n| {
+                    let (seq, time) = n.split_at(8);
+                    (le_u64(seq), le_u64(time))
+                });
+                (packed.len() / NUMBERS_PER_RECORD, Box::new(numbers))
+            }
+            Some(other) => {
+                return Err(Error::QueryProtocol(format!(
+                    "numbers {other:?}: this client reads `frame` or the header's"
+                )))
+            }
+            None if header.seq.len() == header.time_us.len() => (
+                header.seq.len(),
+                Box::new(header.seq.into_iter().zip(header.time_us)),
+            ),
+            None => {
+                return Err(Error::QueryProtocol(format!(
+                    "{} numbers and {} times do not make a page",
+                    header.seq.len(),
+                    header.time_us.len()
+                )))
+            }
+        };
+    if left != 2 * count {
         return Err(Error::QueryProtocol(format!(
-            "{} numbers, {} times and {} frames do not make a page",
-            seqs.len(),
-            times.len(),
-            frames.len()
+            "{count} numbers and {left} frames do not make a page"
         )));
     }
-    let mut frames = frames.into_iter();
-    let mut records = Vec::with_capacity(seqs.len());
-    for (seq, time_us) in seqs.into_iter().zip(times) {
+    let mut records = Vec::with_capacity(count);
+    for (seq, time_us) in numbers {
         let (Some(topic), Some(payload)) = (frames.next(), frames.next()) else {
             break;
         };
@@ -737,8 +878,17 @@ pub(crate) fn parse_page(header: &[u8], frames: Vec<Bytes>) -> Result<Page, Erro
     })
 }
 
-/// Sends `request` on the session and reads the whole reply.
-async fn exchange(session: &mut Session, request: &Value) -> Result<Vec<Bytes>, Error> {
+/// A little-endian `u64` from 8 bytes (0 from fewer, which the callers never pass).
+fn le_u64(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    if let Some(b) = bytes.get(..8) {
+        word.copy_from_slice(b);
+    }
+    u64::from_le_bytes(word)
+}
+
+/// Sends `request` on the session (with a REQ socket's empty delimiter).
+async fn send(session: &mut Session, request: &Value) -> Result<(), Error> {
     let body = request.to_string();
     let mut out = BytesMut::new();
     session
@@ -748,6 +898,11 @@ async fn exchange(session: &mut Session, request: &Value) -> Result<Vec<Bytes>, 
         })
         .map_err(zmtp_error)?;
     session.stream.write_all(&out).await?;
+    Ok(())
+}
+
+/// Reads the whole reply to the request sent last (see [`Conn::read_reply`]).
+async fn read_reply(session: &mut Session) -> Result<Message, Error> {
     loop {
         while let Some(item) = session
             .reader
@@ -755,7 +910,7 @@ async fn exchange(session: &mut Session, request: &Value) -> Result<Vec<Bytes>, 
             .map_err(zmtp_error)?
         {
             match item {
-                Inbound::Message(m) => return Ok(m.frames().collect()),
+                Inbound::Message(m) => return Ok(m),
                 Inbound::Command(xbus_zmtp::Command::Error(reason)) => {
                     return Err(zmtp_error(xbus_zmtp::ZmtpError::PeerError(reason)))
                 }
@@ -774,7 +929,7 @@ fn zmtp_error(e: xbus_zmtp::ZmtpError) -> Error {
 }
 
 /// Raises the reply limits on a fresh session.
-pub(crate) fn prepare(session: Session) -> Session {
+fn prepare(session: Session) -> Session {
     Session {
         reader: session.reader.with_limits(REPLY_LIMITS),
         ..session

@@ -457,6 +457,9 @@ fn load_last_values(store: &dyn EventStore) -> LastValues {
                     break;
                 }
                 query = page.next;
+                if query.is_none() {
+                    lv.compact();
+                }
             }
             Err(e) => {
                 warn!(error = %e, "cannot load the last values; latest queries read the store");

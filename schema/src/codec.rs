@@ -204,7 +204,7 @@ pub(crate) fn decode_as<T: DeserializeOwned>(
     payload: &[u8],
     name: &'static str,
 ) -> Result<T, Error> {
-    let codec = detect_codec(payload).ok_or(Error::UnrecognizedPayload {
+    let codec = detect_codec(payload).ok_or_else(|| Error::UnrecognizedPayload {
         event: name,
         first_byte: payload.first().copied(),
     })?;
@@ -227,7 +227,27 @@ fn decode_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json::Err
     Ok(value)
 }
 
+/// Reads the value at the start of `payload` straight from it (a string is validated and
+/// copied once, into its field), then refuses trailing bytes. A payload whose value is cut
+/// short or malformed is read by [`decode_msgpack_copying`] instead, for its error.
 fn decode_msgpack<T: DeserializeOwned>(payload: &[u8]) -> Result<T, BoxError> {
+    let Some(end) = msgpack_value_end(payload) else {
+        return decode_msgpack_copying(payload);
+    };
+    let (value, rest) = payload.split_at(end);
+    let mut de = rmp_serde::Deserializer::from_read_ref(value).with_human_readable();
+    de.set_max_depth(MAX_DEPTH);
+    let value = T::deserialize(&mut de)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(trailing(rest.len()))
+    }
+}
+
+/// [`decode_msgpack`] through a reader that copies each string before it is read (rmp-serde's
+/// `Deserializer::new`), for the errors of a payload that is not a whole value.
+fn decode_msgpack_copying<T: DeserializeOwned>(payload: &[u8]) -> Result<T, BoxError> {
     let mut rest = payload;
     let mut de = rmp_serde::Deserializer::new(&mut rest).with_human_readable();
     de.set_max_depth(MAX_DEPTH);
@@ -238,6 +258,65 @@ fn decode_msgpack<T: DeserializeOwned>(payload: &[u8]) -> Result<T, BoxError> {
     } else {
         Err(trailing(rest.len()))
     }
+}
+
+/// Where the MessagePack value at the start of `buf` ends, without decoding it: its markers
+/// and lengths are walked, its strings and binaries skipped. `None` if it is cut short or has
+/// the reserved marker 0xC1. No recursion (a count of values still to skip), and each value
+/// takes at least a byte, so it is linear in `buf` whatever lengths the markers claim.
+pub(crate) fn msgpack_value_end(buf: &[u8]) -> Option<usize> {
+    let mut at = 0usize;
+    // values still to walk: containers add their elements
+    let mut pending = 1usize;
+    while pending > 0 {
+        pending -= 1;
+        let marker = *buf.get(at)?;
+        at += 1;
+        // a big-endian length of `n` bytes at `at`
+        let len = |n: usize| -> Option<usize> {
+            let bytes = buf.get(at..at.checked_add(n)?)?;
+            let mut word = [0u8; 8];
+            word[8 - n..].copy_from_slice(bytes);
+            usize::try_from(u64::from_be_bytes(word)).ok()
+        };
+        // (bytes after the marker and any length field, values inside)
+        let (skip, inner) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * usize::from(marker & 0x0f)),
+            0x90..=0x9f => (0, usize::from(marker & 0x0f)),
+            0xa0..=0xbf => (usize::from(marker & 0x1f), 0),
+            0xc1 => return None,
+            0xc4 | 0xd9 => (1 + len(1)?, 0),
+            0xc5 | 0xda => (2 + len(2)?, 0),
+            0xc6 | 0xdb => (4 + len(4)?, 0),
+            0xc7 => (1 + 1 + len(1)?, 0),
+            0xc8 => (2 + 1 + len(2)?, 0),
+            0xc9 => (4 + 1 + len(4)?, 0),
+            0xca | 0xce | 0xd2 => (4, 0),
+            0xcb | 0xcf | 0xd3 => (8, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xdc => (2, len(2)?),
+            0xdd => (4, len(4)?),
+            0xde => (2, len(2)?.checked_mul(2)?),
+            0xdf => (4, len(4)?.checked_mul(2)?),
+        };
+        at = at.checked_add(skip)?;
+        if at > buf.len() {
+            return None;
+        }
+        pending = pending.checked_add(inner)?;
+        // every value still to walk takes a byte at least
+        if pending > buf.len() - at {
+            return None;
+        }
+    }
+    Some(at)
 }
 
 fn trailing(n: usize) -> BoxError {
@@ -415,4 +494,89 @@ pub fn json_to_payload(value: &serde_json::Value, codec: Codec) -> Result<Vec<u8
         });
     }
     encode_map(value, codec).map_err(|source| Error::Transcode { codec, source })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any MessagePack value, nested a few levels.
+    fn values() -> impl Strategy<Value = rmpv::Value> {
+        let leaf = prop_oneof![
+            Just(rmpv::Value::Nil),
+            any::<bool>().prop_map(rmpv::Value::from),
+            any::<i64>().prop_map(rmpv::Value::from),
+            any::<u64>().prop_map(rmpv::Value::from),
+            any::<f32>().prop_map(rmpv::Value::from),
+            any::<f64>().prop_map(rmpv::Value::from),
+            ".{0,40}".prop_map(rmpv::Value::from),
+            "[a-z]{200,300}".prop_map(rmpv::Value::from),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(rmpv::Value::from),
+            (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..20))
+                .prop_map(|(t, d)| rmpv::Value::Ext(t, d)),
+        ];
+        leaf.prop_recursive(4, 64, 20, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..20).prop_map(rmpv::Value::Array),
+                proptest::collection::vec((".{0,8}".prop_map(rmpv::Value::from), inner), 0..20)
+                    .prop_map(rmpv::Value::Map),
+            ]
+        })
+    }
+
+    fn encoded(v: &rmpv::Value) -> Vec<u8> {
+        let mut buf = Vec::new();
+        rmpv::encode::write_value(&mut buf, v).unwrap();
+        buf
+    }
+
+    proptest! {
+        /// The walk finds where a value ends: after it, whatever follows; a value cut short
+        /// has no end.
+        #[test]
+        fn a_value_ends_where_its_encoding_does(v in values(), tail in proptest::collection::vec(any::<u8>(), 0..4)) {
+            let mut buf = encoded(&v);
+            let len = buf.len();
+            for cut in 0..len {
+                prop_assert_eq!(msgpack_value_end(&buf[..cut]), None);
+            }
+            buf.extend_from_slice(&tail);
+            prop_assert_eq!(msgpack_value_end(&buf), Some(len));
+        }
+
+        /// Read straight from the payload or through the copying reader, a payload, whole or
+        /// damaged, decodes to the same value or fails with the same message.
+        #[test]
+        fn both_readers_agree(
+            v in values(),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            damage in 0u8..4,
+        ) {
+            let map = rmpv::Value::Map(vec![(rmpv::Value::from("v"), v)]);
+            let mut buf = encoded(&map);
+            match damage {
+                1 => buf.truncate(cut.index(buf.len())),
+                2 => { let i = flip.index(buf.len()); buf[i] = byte; }
+                3 => buf.push(byte),
+                _ => {}
+            }
+            let direct = decode_msgpack::<serde_json::Value>(&buf).map_err(|e| e.to_string());
+            let copying = decode_msgpack_copying::<serde_json::Value>(&buf).map_err(|e| e.to_string());
+            prop_assert_eq!(direct, copying);
+        }
+    }
+
+    #[test]
+    fn claimed_lengths_beyond_the_payload_end_nothing() {
+        // an array32 claiming four billion values, a str32 claiming four gigabytes
+        assert_eq!(msgpack_value_end(b"\xdd\xff\xff\xff\xff\x01"), None);
+        assert_eq!(msgpack_value_end(b"\xdb\xff\xff\xff\xffabc"), None);
+        assert_eq!(msgpack_value_end(b"\xc1"), None);
+        assert_eq!(msgpack_value_end(b""), None);
+        assert_eq!(msgpack_value_end(b"\x81\xa1k\xc0"), Some(4));
+    }
 }

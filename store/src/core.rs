@@ -39,6 +39,8 @@ const MERGE_MAX_TOPICS: usize = 256;
 /// an append looks up only topics it has not seen (to count new ones). About 64 bytes each
 /// plus the topic; beyond it, appends look the other topics up.
 const KNOWN_TOPICS_MAX: usize = 65_536;
+/// The most room a scan makes at once for the records it copies (more as they come).
+const REGION_ROOM: usize = 16 << 20;
 
 /// The writer's counters, persisted with every batch under [`META_STATE`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -531,7 +533,9 @@ impl<E: Engine> Core<E> {
         Ok(Some(topics))
     }
 
-    /// Records in `lo..=hi` under `prefixes`, walking `events` in order.
+    /// Records in `lo..=hi` under `prefixes`, walking `events` in order. The records of the
+    /// page are copied into one region (one allocation for the page, not two or three a
+    /// record) and handed out as slices of it.
     fn scan(
         reader: &E::Reader<'_>,
         prefixes: Option<&[Bytes]>,
@@ -541,23 +545,51 @@ impl<E: Engine> Core<E> {
         want: usize,
     ) -> Result<Vec<Record>> {
         let (lo, hi) = (record::seq_key(lo), record::seq_key(hi));
-        let mut out = Vec::new();
-        for item in reader.range(
+        // (sequence number, receive time, where its topic starts, where its payload starts,
+        // where it ends) in `region`
+        let mut found: Vec<(u64, u64, usize, usize, usize)> = Vec::new();
+        let mut region: Vec<u8> = Vec::new();
+        reader.visit(
             Space::Events,
             Bound::Included(&lo),
             Bound::Included(&hi),
             rev,
-        )? {
-            let (key, value) = item?;
-            if !matches(prefixes, record::value_topic(&value)?) {
-                continue;
-            }
-            out.push(record::decode(record::key_seq(&key)?, value)?);
-            if out.len() >= want {
-                break;
-            }
-        }
-        Ok(out)
+            &mut |key, value| {
+                let topic = record::value_topic(value)?;
+                if !matches(prefixes, topic) {
+                    return Ok(true);
+                }
+                let payload = value
+                    .get(record::VALUE_HEADER + topic.len()..)
+                    .unwrap_or_default();
+                if region.is_empty() {
+                    // room for a page of records of this size (most pages are of records of
+                    // a size), up to a bound
+                    region.reserve(want.saturating_mul(value.len()).min(REGION_ROOM));
+                }
+                let start = region.len();
+                region.extend_from_slice(topic);
+                region.extend_from_slice(payload);
+                found.push((
+                    record::key_seq(key)?,
+                    record::value_time(value)?,
+                    start,
+                    start + topic.len(),
+                    region.len(),
+                ));
+                Ok(found.len() < want)
+            },
+        )?;
+        let region = Bytes::from(region);
+        Ok(found
+            .into_iter()
+            .map(|(seq, time_us, start, payload, end)| Record {
+                seq,
+                time_us,
+                topic: region.slice(start..payload),
+                payload: region.slice(payload..end),
+            })
+            .collect())
     }
 
     /// Records in `lo..=hi` of `topics`, merging the topics' index ranges by sequence number.

@@ -36,6 +36,9 @@ pub(crate) type Item = (Vec<u8>, Bytes);
 /// An iterator over a range of one keyspace.
 pub(crate) type KvIter<'a> = Box<dyn Iterator<Item = Result<Item>> + 'a>;
 
+/// What [`Reader::visit`] hands each key and value of a range to: `Ok(false)` stops the walk.
+pub(crate) type Visitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'v;
+
 /// A consistent view of the store.
 pub(crate) trait Reader {
     /// The value of `key`.
@@ -48,6 +51,26 @@ pub(crate) trait Reader {
         hi: Bound<&[u8]>,
         rev: bool,
     ) -> Result<KvIter<'_>>;
+
+    /// Hands `visit` each key and value of a range, in order (reversed if `rev`), until it
+    /// returns `Ok(false)`. An engine that can lends its own bytes, so a scan copies only what
+    /// it keeps; this default copies each entry, as [`Reader::range`] does.
+    fn visit(
+        &self,
+        space: Space,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        rev: bool,
+        visit: &mut Visitor<'_>,
+    ) -> Result<()> {
+        for item in self.range(space, lo, hi, rev)? {
+            let (key, value) = item?;
+            if !visit(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An engine.

@@ -117,7 +117,7 @@ pub(crate) fn stored_len(topic_len: usize, payload_len: usize) -> u64 {
 }
 
 /// time_us (8) + topic length (4).
-const VALUE_HEADER: usize = 12;
+pub(crate) const VALUE_HEADER: usize = 12;
 
 /// The `events` key of a sequence number.
 pub(crate) fn seq_key(seq: u64) -> [u8; 8] {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use redb::{Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
 
 use crate::core::Core;
-use crate::engine::{Batch, Engine, KvIter, Reader, Space};
+use crate::engine::{Batch, Engine, KvIter, Reader, Space, Visitor};
 use crate::error::{Result, StoreError};
 use crate::query::StoreOptions;
 
@@ -79,19 +79,9 @@ impl Reader for RedbReader {
         hi: Bound<&[u8]>,
         rev: bool,
     ) -> Result<KvIter<'_>> {
-        let table = self
-            .tables
-            .get(space as usize)
-            .ok_or(StoreError::Corrupt("no such table"))?;
-        if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) =
-            (lo, hi)
-        {
-            // redb refuses inverted ranges; they hold nothing.
-            if l > h {
-                return Ok(Box::new(std::iter::empty()));
-            }
-        }
-        let range = table.range::<&[u8]>((lo, hi)).map_err(err)?;
+        let Some(range) = self.table_range(space, lo, hi)? else {
+            return Ok(Box::new(std::iter::empty()));
+        };
         let map = |item: std::result::Result<_, redb::StorageError>| {
             let (k, v): (redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>) =
                 item.map_err(err)?;
@@ -102,6 +92,57 @@ impl Reader for RedbReader {
         } else {
             Ok(Box::new(range.map(map)))
         }
+    }
+
+    fn visit(
+        &self,
+        space: Space,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        rev: bool,
+        visit: &mut Visitor<'_>,
+    ) -> Result<()> {
+        let Some(range) = self.table_range(space, lo, hi)? else {
+            return Ok(());
+        };
+        let items: Box<dyn Iterator<Item = _>> = if rev {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        for item in items {
+            let (k, v): (redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>) =
+                item.map_err(err)?;
+            // the slices borrow redb's page: nothing is copied unless `visit` copies it
+            if !visit(k.value(), v.value())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RedbReader {
+    /// A range of a table, in key order; `None` when it is inverted (redb refuses those; they
+    /// hold nothing).
+    fn table_range(
+        &self,
+        space: Space,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> Result<Option<redb::Range<'static, &'static [u8], &'static [u8]>>> {
+        let table = self
+            .tables
+            .get(space as usize)
+            .ok_or(StoreError::Corrupt("no such table"))?;
+        if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) =
+            (lo, hi)
+        {
+            if l > h {
+                return Ok(None);
+            }
+        }
+        table.range::<&[u8]>((lo, hi)).map(Some).map_err(err)
     }
 }
 

@@ -8,6 +8,11 @@
 //! ```
 //!
 //! Prints one `name value` line per figure. docs/benchmarks.md has the results.
+//!
+//! `XBUS_BENCH_STORE=DIR` records into `DIR` and keeps it: a second run on the same `DIR`
+//! skips filling it and the SIGKILL, and measures only the queries (for comparing two builds
+//! on one store, interleaved). `XBUS_BENCH_ONLY=latest` (or `history`, `replay`) measures
+//! only that (for profiling one of them).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -68,8 +73,13 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let topics: usize = args.get(1).map_or(10_000, |a| a.parse().unwrap());
     let events: usize = args.get(2).map_or(1_000_000, |a| a.parse().unwrap());
-    let dir = std::env::temp_dir().join(format!("xbus-memory-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let kept = std::env::var_os("XBUS_BENCH_STORE").map(std::path::PathBuf::from);
+    let dir = kept.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("xbus-memory-bench-{}", std::process::id()))
+    });
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let data = dir.to_str().unwrap().to_owned();
     let args = [
         "--data-dir",
@@ -85,7 +95,8 @@ async fn main() {
         .unwrap();
 
     // fill, and how the proxy's memory follows the store's size
-    for round in 1..=3 {
+    let filled = query.info().await.unwrap().records >= 3 * events as u64;
+    for round in (1..=3).filter(|_| !filled) {
         let start = Instant::now();
         publish(&proxy, topics, events, (round - 1) * events).await;
         let published = start.elapsed();
@@ -103,10 +114,14 @@ async fn main() {
         );
     }
 
-    // latest: every topic (one page of up to 10,000), and one topic
+    let only = std::env::var("XBUS_BENCH_ONLY").ok();
+    let runs = |phase: &str| only.as_deref().is_none_or(|o| o == phase);
+
+    // latest: every topic (one page of up to 10,000) as stored and decoded, and one topic
     let mut all = Vec::new();
+    let mut typed = Vec::new();
     let mut one = Vec::new();
-    for i in 0..300 {
+    for i in (0..300).filter(|_| runs("latest")) {
         let t = Instant::now();
         let got = query.latest_raw(&[bytes::Bytes::new()]).await.unwrap();
         all.push(t.elapsed());
@@ -116,52 +131,71 @@ async fn main() {
         let got = query.latest_raw(&[prefix]).await.unwrap();
         one.push(t.elapsed());
         assert_eq!(got.len(), 1);
+        let t = Instant::now();
+        let got = query.latest::<Reading>(None).await.unwrap();
+        typed.push(t.elapsed());
+        assert!(got.iter().all(Result::is_ok) && got.len() == topics);
     }
     all.sort();
+    typed.sort();
     one.sort();
-    println!(
-        "latest_all_{topics}_topics_us p50 {:.0} p99 {:.0}",
-        percentile(&all, 0.5),
-        percentile(&all, 0.99)
-    );
-    println!(
-        "latest_one_topic_us p50 {:.0} p99 {:.0}",
-        percentile(&one, 0.5),
-        percentile(&one, 0.99)
-    );
+    if runs("latest") {
+        println!(
+            "latest_all_{topics}_topics_us p50 {:.0} p99 {:.0}",
+            percentile(&all, 0.5),
+            percentile(&all, 0.99)
+        );
+        println!(
+            "latest_all_{topics}_topics_decoded_us p50 {:.0} p99 {:.0}",
+            percentile(&typed, 0.5),
+            percentile(&typed, 0.99)
+        );
+        println!(
+            "latest_one_topic_us p50 {:.0} p99 {:.0}",
+            percentile(&one, 0.5),
+            percentile(&one, 0.99)
+        );
+    }
 
     // history: everything, oldest first, pages of 10,000
     let total = 3 * events;
-    let t = Instant::now();
-    let mut walk = query.history_raw(HistoryQuery::new().prefix("").page_size(10_000));
-    let mut n = 0;
-    while let Some(m) = walk.next(&query).await {
-        m.unwrap();
-        n += 1;
+    if runs("history") {
+        let t = Instant::now();
+        let mut walk = query.history_raw(HistoryQuery::new().prefix("").page_size(10_000));
+        let mut n = 0;
+        while let Some(m) = walk.next(&query).await {
+            m.unwrap();
+            n += 1;
+        }
+        assert_eq!(n, total);
+        println!(
+            "history_events_per_s {:.0}",
+            n as f64 / t.elapsed().as_secs_f64()
+        );
     }
-    assert_eq!(n, total);
-    println!(
-        "history_events_per_s {:.0}",
-        n as f64 / t.elapsed().as_secs_f64()
-    );
 
     // replay then live: a subscriber from the first number, typed, until it has them all
-    let t = Instant::now();
-    let mut sub =
-        SubscriberAsync::<Reading>::connect_with(&proxy.backend, SubscriberOptions::new())
-            .await
+    if runs("replay") {
+        let t = Instant::now();
+        let mut sub =
+            SubscriberAsync::<Reading>::connect_with(&proxy.backend, SubscriberOptions::new())
+                .await
+                .unwrap();
+        sub.subscribe_from::<Reading>(None, Replay::AfterSeq(0))
             .unwrap();
-    sub.subscribe_from::<Reading>(None, Replay::AfterSeq(0))
-        .unwrap();
-    for _ in 0..total {
-        sub.get(Some(Duration::from_secs(30))).await.unwrap();
+        for _ in 0..total {
+            sub.get(Some(Duration::from_secs(30))).await.unwrap();
+        }
+        println!(
+            "replay_events_per_s {:.0}",
+            total as f64 / t.elapsed().as_secs_f64()
+        );
+        drop(sub);
     }
-    println!(
-        "replay_events_per_s {:.0}",
-        total as f64 / t.elapsed().as_secs_f64()
-    );
-    drop(sub);
     drop(query);
+    if kept.is_some() {
+        return;
+    }
 
     // SIGKILL while recording at full rate, then start again on the same store
     let mut proxy = proxy;

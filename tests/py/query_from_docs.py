@@ -1,12 +1,14 @@
 """Runs the Python client of docs/query.md, as printed there, against a proxy's query
 endpoint (argv[1]; the doc's default endpoint is replaced by it), then uses its `ask` to
-check what the proxy recorded. Prints one JSON object with what it found."""
+check what the proxy recorded, and reads a page with its numbers in a frame of their own.
+Prints one JSON object with what it found."""
 
 import contextlib
 import io
 import json
 import pathlib
 import re
+import struct
 import sys
 
 endpoint = sys.argv[1]
@@ -34,6 +36,22 @@ while request:
 out["history_newest_first"] = seqs
 out["pages"] = pages
 out["complete"] = header["complete"]
+
+# the same page with its numbers in a frame of their own ("numbers": "frame")
+page = {"v": 1, "op": "history", "prefixes": ["Temperature.lab."], "limit": 7}
+header, records = ask(page)
+sock = namespace["sock"]
+sock.send(json.dumps(dict(page, numbers="frame")).encode())
+framed, numbers, *frames = sock.recv_multipart()
+framed = json.loads(framed)
+packed = [list(n) for n in struct.iter_unpack("<QQ", numbers)]
+out["numbers_frame"] = {
+    "count": framed["count"],
+    "same_numbers": packed == [[r["seq"], r["time_us"]] for r in records],
+    "same_frames": frames[0::2] == [r["topic"].encode() for r in records]
+    and frames[1::2] == [r["payload"] for r in records],
+    "next_asks_the_same": framed["next"].get("numbers") == "frame",
+}
 
 header, _ = ask({"v": 1, "op": "info"})
 out["info"] = {k: header[k] for k in ("last_seq", "record", "recorded", "unrecorded")}

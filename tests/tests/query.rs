@@ -1,6 +1,7 @@
 //! The query endpoint end to end: the Python client printed in docs/query.md (pyzmq, run from
-//! the document itself), the typed xbus clients (async and blocking, paging on their own),
-//! bad requests, retention by age and by size, and access rules under CURVE. Waits are
+//! the document itself), the typed xbus clients (async and blocking, paging on their own, with
+//! a page's numbers in a frame or, from an older proxy, in its header), bad requests,
+//! retention by age and by size, and access rules under CURVE. Waits are
 //! bounded polls of the proxy's counters or of query answers, never sleeps.
 #![allow(clippy::unwrap_used)]
 
@@ -109,6 +110,12 @@ async fn the_python_client_in_the_docs_works_as_printed() {
     assert_eq!(found["info"]["recorded"], 22);
     assert_eq!(found["info"]["unrecorded"], 0);
     assert_eq!(found["info"]["record"], serde_json::json!(["Temperature."]));
+    assert_eq!(
+        found["numbers_frame"],
+        serde_json::json!({"count": 7, "same_numbers": true, "same_frames": true,
+                           "next_asks_the_same": true}),
+        "{found}"
+    );
     let errors = &found["errors"];
     assert!(
         errors["limit"]
@@ -134,7 +141,7 @@ async fn the_python_client_in_the_docs_works_as_printed() {
     );
     let stats = proxy.stats();
     assert_eq!(stats.query_errors.values().sum::<u64>(), 4, "{stats:?}");
-    assert!(stats.queries["history"] >= 3, "{stats:?}");
+    assert!(stats.queries["history"] >= 5, "{stats:?}");
     proxy.shutdown().await;
 }
 
@@ -322,6 +329,12 @@ async fn retention_deletes_by_age_and_by_size() {
         .unwrap();
     wait_info(&query, "trimmed by age", |i| i.records == 0).await;
     assert!(query.latest::<Temperature>(None).await.unwrap().is_empty());
+    // counted just after the store commits the deletion (and the cache is rebuilt)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.stats().trimmed_messages < 22 {
+        assert!(Instant::now() < deadline, "{:?}", proxy.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(proxy.stats().trimmed_messages, 22);
     proxy.shutdown().await;
 }
@@ -475,5 +488,183 @@ async fn libzmq_publishers_are_recorded_with_no_subscriber_around() {
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].as_ref().unwrap().event, temp("lab", 10.0));
     drop(py);
+    proxy.shutdown().await;
+}
+
+/// A plain ZMTP connection (a REQ, or the REP of a stand-in proxy) that sends and reads
+/// whole messages.
+struct RawSocket {
+    tcp: tokio::net::TcpStream,
+    buffer: bytes::BytesMut,
+    decoder: xbus_zmtp::Decoder,
+}
+
+impl RawSocket {
+    async fn handshake(mut tcp: tokio::net::TcpStream, kind: xbus_zmtp::SocketType) -> RawSocket {
+        let done = xbus_zmtp::handshake(&mut tcp, &xbus_zmtp::HandshakeConfig::new(kind))
+            .await
+            .unwrap();
+        RawSocket {
+            tcp,
+            buffer: done.buffer,
+            decoder: xbus_zmtp::Decoder::new(xbus_zmtp::Limits {
+                max_message_size: 64 << 20,
+                max_frames: 30_000,
+            }),
+        }
+    }
+
+    async fn send(&mut self, frames: &[&[u8]]) {
+        use tokio::io::AsyncWriteExt;
+        let mut wire = bytes::BytesMut::new();
+        xbus_zmtp::encode_message(&mut wire, frames);
+        self.tcp.write_all(&wire).await.unwrap();
+    }
+
+    /// The next message's frames; `None` when the peer hangs up.
+    async fn recv(&mut self) -> Option<Vec<bytes::Bytes>> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(xbus_zmtp::Inbound::Message(m)) =
+                self.decoder.decode(&mut self.buffer).unwrap()
+            {
+                return Some(m.frames().collect());
+            }
+            self.buffer.reserve(64 << 10);
+            if self.tcp.read_buf(&mut self.buffer).await.unwrap_or(0) == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// A REQ's request and its reply's header (JSON) and frames after it.
+    async fn ask(&mut self, request: serde_json::Value) -> (serde_json::Value, Vec<bytes::Bytes>) {
+        self.send(&[b"", request.to_string().as_bytes()]).await;
+        let mut frames = self.recv().await.unwrap();
+        assert!(frames[0].is_empty(), "the REQ envelope");
+        let rest = frames.split_off(2);
+        (serde_json::from_slice(&frames[1]).unwrap(), rest)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_can_carry_their_numbers_in_a_frame_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = recording(&dir, &[""]).await;
+    publish(&proxy, &lab_and_hall(), 22).await;
+    let addr = proxy.query_endpoint().unwrap().to_string();
+    let tcp = tokio::net::TcpStream::connect(addr.trim_start_matches("tcp://"))
+        .await
+        .unwrap();
+    let mut req = RawSocket::handshake(tcp, xbus_zmtp::SocketType::Req).await;
+
+    for request in [
+        serde_json::json!({"v": 1, "op": "history", "limit": 5, "order": "newest"}),
+        serde_json::json!({"v": 1, "op": "latest", "limit": 1}),
+        serde_json::json!({"v": 1, "op": "latest", "prefixes": ["Nothing."]}),
+    ] {
+        let (plain, plain_frames) = req.ask(request.clone()).await;
+        let mut framed_request = request.clone();
+        framed_request["numbers"] = "frame".into();
+        let (framed, mut frames) = req.ask(framed_request).await;
+        let numbers = frames.remove(0);
+        // the same page: the numbers in the frame after the header, not in it
+        assert_eq!(framed["numbers"], "frame", "{framed}");
+        assert!(framed.get("seq").is_none() && framed.get("time_us").is_none());
+        assert_eq!(frames, plain_frames, "{request}");
+        assert_eq!(framed["count"], plain["count"]);
+        let count = plain["count"].as_u64().unwrap() as usize;
+        assert_eq!(numbers.len(), 16 * count);
+        let word = |i: usize| u64::from_le_bytes(numbers[8 * i..8 * i + 8].try_into().unwrap());
+        for i in 0..count {
+            assert_eq!(plain["seq"][i], word(2 * i), "{request}");
+            assert_eq!(plain["time_us"][i], word(2 * i + 1), "{request}");
+        }
+        // the next page is asked for the same way; the plain one's next does not name it
+        assert_eq!(framed["more"], plain["more"]);
+        if plain["more"] == true {
+            assert_eq!(framed["next"]["numbers"], "frame", "{framed}");
+            assert!(plain["next"].get("numbers").is_none(), "{plain}");
+            let (next, _) = req.ask(framed["next"].clone()).await;
+            assert_eq!(next["numbers"], "frame");
+        }
+    }
+    let (refused, _) = req
+        .ask(serde_json::json!({"v": 1, "op": "latest", "numbers": "binary"}))
+        .await;
+    assert_eq!(refused["error"]["code"], "bad_request", "{refused}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_asks_a_proxy_older_than_numbers_frames_without_them() {
+    // a stand-in for a proxy that refuses the field, as proxies did before it
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut rep = RawSocket::handshake(tcp, xbus_zmtp::SocketType::Rep).await;
+        let mut asked = Vec::new();
+        while let Some(frames) = rep.recv().await {
+            let request: serde_json::Value = serde_json::from_slice(&frames[1]).unwrap();
+            let header = if request.get("numbers").is_some() {
+                serde_json::json!({"v": 1, "ok": false, "error": {"code": "bad_request",
+                    "message": "unknown field `numbers`, expected one of `v`, `op`, `prefixes`"}})
+            } else {
+                serde_json::json!({"v": 1, "ok": true, "op": "latest",
+                    "epoch": "00000000000000ff", "count": 2, "seq": [7, 9],
+                    "time_us": [70, 90], "more": false, "next": null})
+            };
+            let header = header.to_string();
+            if request.get("numbers").is_some() {
+                rep.send(&[b"", header.as_bytes()]).await;
+            } else {
+                rep.send(&[b"", header.as_bytes(), b"A.", b"a", b"B.", b"b"])
+                    .await;
+            }
+            asked.push(request.get("numbers").is_some());
+        }
+        asked
+    });
+    let query = QueryAsync::connect(&endpoint).await.unwrap();
+    for _ in 0..2 {
+        let latest = query.latest_raw(&[]).await.unwrap();
+        let got: Vec<(u64, &[u8], &[u8])> = latest
+            .iter()
+            .map(|m| (m.meta.seq, &m.topic[..], &m.payload[..]))
+            .collect();
+        assert_eq!(got, [(7, &b"A."[..], &b"a"[..]), (9, b"B.", b"b")]);
+    }
+    drop(query);
+    // asked with the frame once, then without, and not again
+    assert_eq!(server.await.unwrap(), [true, false, false]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_left_half_way_leaves_its_connection_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = recording(&dir, &[""]).await;
+    let events = lab_and_hall();
+    publish(&proxy, &events, 22).await;
+    let query = QueryAsync::connect(&proxy.query_endpoint().unwrap().to_string())
+        .await
+        .unwrap();
+    // the first page of 2 asks for the second as soon as it is in: that answer is waiting
+    // when the walk is dropped after one message
+    let mut walk = query.history_raw(HistoryQuery::new().prefix("").page_size(2));
+    let first = walk.next(&query).await.unwrap().unwrap();
+    drop(walk);
+    // other questions get their own answers
+    assert_eq!(query.info().await.unwrap().records, 22);
+    let latest = query.latest::<Temperature>(Some("lab")).await.unwrap();
+    assert_eq!(latest[0].as_ref().unwrap().event, temp("lab", 19.0));
+    let mut walk = query.history_raw(HistoryQuery::new().prefix("").page_size(2));
+    let mut seqs = Vec::new();
+    while let Some(m) = walk.next(&query).await {
+        seqs.push(m.unwrap().meta.seq);
+    }
+    assert_eq!(seqs.len(), 22);
+    assert_eq!(seqs[0], first.meta.seq);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
     proxy.shutdown().await;
 }

@@ -55,6 +55,9 @@ const READ_CHUNK: usize = 64 * 1024;
 pub(crate) enum Delivery {
     /// A message, with its metadata when the proxy sent it.
     Message(Message, Option<EventMeta>),
+    /// A recorded message (a replay or a refill): its frames as the query reply holds them,
+    /// not copied into a message of their own.
+    Stored(StoredMessage),
     /// The proxy refused this subscription prefix.
     Denied(Bytes),
     /// Events may be missing here.
@@ -533,6 +536,10 @@ impl SubscriberCore {
     fn decode<S: EventSet>(&self, delivery: Delivery) -> Option<Result<Received<S>, Error>> {
         let (msg, meta) = match delivery {
             Delivery::Message(msg, meta) => (msg, meta),
+            Delivery::Stored(m) => {
+                let result = S::decode(&m.topic, &m.payload).map_err(Error::Decode);
+                return self.decoded(result, Some(m.meta));
+            }
             Delivery::Denied(prefix) => {
                 let err = Error::SubscriptionDenied { prefix };
                 tracing::warn!(error = %err, "subscription refused");
@@ -553,6 +560,16 @@ impl SubscriberCore {
                 frames: msg.frame_count(),
             })
         };
+        self.decoded(result, meta)
+    }
+
+    /// A decoded event with its metadata; `None` if it did not decode and the policy skips
+    /// such events.
+    fn decoded<S>(
+        &self,
+        result: Result<S, Error>,
+        meta: Option<EventMeta>,
+    ) -> Option<Result<Received<S>, Error>> {
         match (result, self.on_decode_error) {
             (Err(err), OnDecodeError::Skip) => {
                 self.shared.skipped.fetch_add(1, Ordering::Relaxed);
@@ -1214,8 +1231,7 @@ impl SubDriver {
         if let Some(epoch) = self.stamps.epoch {
             self.stamps.saw(epoch, m.meta.seq);
         }
-        let msg = xbus_zmtp::Message::from_frames(&[&m.topic, &m.payload]);
-        self.backlog.push_back(Delivery::Message(msg, Some(m.meta)));
+        self.backlog.push_back(Delivery::Stored(m));
     }
 
     /// A subscription's replay (see [`Job::Replay`]).
@@ -1236,8 +1252,12 @@ impl SubDriver {
             .max_seq(last)
             .wait_for(last);
         let (query, reverse, first) = match start {
-            Replay::AfterSeq(after) => (base.after_seq(after), false, after.saturating_add(1)),
-            Replay::Since(time) => (base.since(time), false, 1),
+            Replay::AfterSeq(after) => (
+                base.after_seq(after).page_size(MAX_PAGE),
+                false,
+                after.saturating_add(1),
+            ),
+            Replay::Since(time) => (base.since(time).page_size(MAX_PAGE), false, 1),
             Replay::Last(n) => (
                 base.newest_first()
                     .max_results(n)

@@ -3,31 +3,35 @@
 //! protocol of docs/query.md. Any REQ (or DEALER) socket can ask: pyzmq as easily as the
 //! xbus clients, which also use it to replay history and refill gaps.
 //!
-//! Each connection is a task that reads one request, answers it, and reads the next; store
-//! reads run on the blocking pool, at most [`MAX_CONCURRENT`] at a time. Under CURVE a key may
-//! query only what it may subscribe to.
+//! Each connection is a task that reads one request, answers it, and reads the next. A page is
+//! built (read from the last-value cache or the store, and encoded for the wire) on the
+//! blocking pool, at most [`MAX_CONCURRENT`] at a time, never on the threads that route. Under
+//! CURVE a key may query only what it may subscribe to.
 
+mod page;
 mod protocol;
 
 pub(crate) use protocol::QueryError;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
-use xbus_store::{EventStore, Order, Record};
+use xbus_store::{EventStore, LatestQuery, Order, Record};
 use xbus_zmtp::curve::{CurvePublicKey, CurveSealer};
 use xbus_zmtp::{encode_frame, Command, Decoder, Inbound, Limits, Message, Stream};
 
 use crate::context::Ctx;
+use crate::last_values::LastValues;
 use crate::protocol::{encode_command, prepare_read, READ_RESERVE};
 use crate::recorder::Recorder;
 use crate::secure::{read_plain, Link};
 use crate::Error;
-use protocol::{Request, MAX_WAIT};
+use page::Page;
+use protocol::{Numbers, Request, MAX_WAIT};
 
 /// Store reads running at once, over all query connections.
 pub(crate) const MAX_CONCURRENT: usize = 4;
@@ -36,6 +40,11 @@ pub(crate) const MAX_CONCURRENT: usize = 4;
 pub(crate) const MAX_REQUEST: u64 = 64 * 1024;
 /// Most frames in a request message (a DEALER's routing envelope included).
 const MAX_REQUEST_FRAMES: usize = 16;
+/// The most records of a `latest` page built on the connection's task (see
+/// [`small_latest_page`]).
+const INLINE_RECORDS: usize = 32;
+/// The most bytes of topics and payloads of a `latest` page built on the connection's task.
+const INLINE_BYTES: usize = 64 << 10;
 
 /// What every query connection shares.
 #[derive(Debug)]
@@ -43,6 +52,7 @@ pub(crate) struct QueryService {
     permits: Semaphore,
     /// The endpoint as bound, told to subscribers in their READY (`X-Xbus-Query`).
     pub(crate) endpoint: Option<String>,
+    buffers: Arc<Buffers>,
 }
 
 impl QueryService {
@@ -50,6 +60,45 @@ impl QueryService {
         QueryService {
             permits: Semaphore::new(MAX_CONCURRENT),
             endpoint,
+            buffers: Arc::default(),
+        }
+    }
+}
+
+/// Buffers that pages were built in, kept for the next pages: a page of 10,000 records is
+/// a megabyte or more, and a fresh buffer costs the first touch of every memory page of it.
+/// At most one for each page that can be built at once, and none larger than [`KEPT_BYTES`].
+#[derive(Debug, Default)]
+struct Buffers(Mutex<Vec<BytesMut>>);
+
+/// The largest buffer kept for another page.
+const KEPT_BYTES: usize = 4 << 20;
+
+impl Buffers {
+    /// A buffer to build a page in.
+    fn take(&self) -> BytesMut {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Keeps a page's frames, once written, for another page (if nothing else holds them).
+    fn give_back(&self, frames: Bytes) {
+        let Ok(mut buffer) = frames.try_into_mut() else {
+            return;
+        };
+        if buffer.capacity() == 0 || buffer.capacity() > KEPT_BYTES {
+            return;
+        }
+        buffer.clear();
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() < MAX_CONCURRENT {
+            kept.push(buffer);
         }
     }
 }
@@ -74,6 +123,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
         max_frames: MAX_REQUEST_FRAMES,
     });
     let mut out = BytesMut::new();
+    // a page's records, written after `out` (its envelope, header and numbers)
+    let mut records = Bytes::new();
     let result: Result<(), Error> = async {
         if let Some(o) = opener.as_mut() {
             o.open_buffered(&mut buffer)?;
@@ -82,7 +133,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
             while let Some(item) = decoder.decode(&mut buffer)? {
                 match item {
                     Inbound::Message(request) => {
-                        answer(&ctx, &request, key.as_ref(), &mut out).await?;
+                        records = answer(&ctx, &request, key.as_ref(), &mut out).await?;
                     }
                     Inbound::Command(cmd @ Command::Ping { .. }) => {
                         if let Some(pong) = xbus_zmtp::heartbeat::pong_for(&cmd) {
@@ -95,7 +146,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
                     Inbound::Command(_) => {}
                 }
                 if !out.is_empty() {
-                    write(&mut wr, &mut out, sealer.as_mut()).await?;
+                    write(&mut wr, &mut out, &records, sealer.as_mut()).await?;
+                    ctx.query.buffers.give_back(std::mem::take(&mut records));
                 }
             }
             prepare_read(&mut buffer, READ_RESERVE);
@@ -118,17 +170,25 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
     }
 }
 
-/// Writes `out` (plain frames) to the client, sealing it first under CURVE.
+/// Writes `out` then `records` (plain frames) to the client, sealing them first under CURVE.
 async fn write<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
     out: &mut BytesMut,
+    records: &[u8],
     sealer: Option<&mut CurveSealer>,
 ) -> Result<(), Error> {
     match sealer {
-        None => wr.write_all(out).await?,
+        // one vectored write: a small reply leaves in one segment, as one wake-up of its
+        // reader, and a page's records are not copied behind its header
+        None => {
+            wr.write_all_buf(&mut bytes::Buf::chain(&out[..], records))
+                .await?
+        }
         Some(sealer) => {
-            let mut sealed = BytesMut::with_capacity(out.len() + out.len() / 8 + 64);
+            let plain = out.len() + records.len();
+            let mut sealed = BytesMut::with_capacity(plain + plain / 8 + 64);
             sealer.seal_wire(&mut sealed, out)?;
+            sealer.seal_wire(&mut sealed, records)?;
             wr.write_all(&sealed).await?;
         }
     }
@@ -136,14 +196,15 @@ async fn write<W: tokio::io::AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Answers one request message into `out`: the routing envelope (every frame up to the
-/// first empty one), the JSON header, then each record's topic and payload frames.
+/// Answers one request message: into `out` the routing envelope (every frame up to the first
+/// empty one), the JSON header and, when asked for, the numbers frame; returned, the records'
+/// topic and payload frames, to be written after `out`.
 async fn answer(
     ctx: &Ctx,
     request: &Message,
     key: Option<&CurvePublicKey>,
     out: &mut BytesMut,
-) -> Result<(), Error> {
+) -> Result<Bytes, Error> {
     let frames: Vec<Bytes> = request.frames().collect();
     let Some(delimiter) = frames.iter().position(Bytes::is_empty) else {
         return Err(Error::Limit {
@@ -153,17 +214,17 @@ async fn answer(
     };
     let (envelope, body) = frames.split_at(delimiter + 1);
     let started = std::time::Instant::now();
-    let (header, records) = match body {
+    let (header, page, numbers) = match body {
         [frame] => match run(ctx, frame, key).await {
-            Ok((op, header, records)) => {
-                ctx.stats.query(Ok(op));
-                ctx.stats.query_time(op, started.elapsed());
-                (header, records)
+            Ok(answer) => {
+                ctx.stats.query(Ok(answer.op));
+                ctx.stats.query_time(answer.op, started.elapsed());
+                (answer.header, answer.page, answer.numbers)
             }
             Err(e) => {
                 ctx.stats.query(Err(e.code));
                 debug!(code = e.code, message = %e.message, "query refused");
-                (e.header().to_string(), Vec::new())
+                (e.header().to_string(), None, Numbers::Json)
             }
         },
         _ => {
@@ -175,18 +236,37 @@ async fn answer(
                 ),
             );
             ctx.stats.query(Err(e.code));
-            (e.header().to_string(), Vec::new())
+            (e.header().to_string(), None, Numbers::Json)
         }
     };
     for frame in envelope {
         encode_frame(out, frame, true);
     }
-    encode_frame(out, header.as_bytes(), !records.is_empty());
-    for (i, r) in records.iter().enumerate() {
-        encode_frame(out, &r.topic, true);
-        encode_frame(out, &r.payload, i + 1 < records.len());
+    let Some(page) = page else {
+        encode_frame(out, header.as_bytes(), false);
+        return Ok(Bytes::new());
+    };
+    let any = page.len() > 0;
+    match numbers {
+        Numbers::Json => encode_frame(out, header.as_bytes(), any),
+        Numbers::Frame => {
+            encode_frame(out, header.as_bytes(), true);
+            encode_frame(out, &page.numbers_frame(), any);
+        }
     }
-    Ok(())
+    Ok(page.into_frames())
+}
+
+/// A request's answer.
+struct Answer {
+    /// The operation's name.
+    op: &'static str,
+    /// The reply's header (JSON text).
+    header: String,
+    /// The records of a page (`latest`, `history`); `None` for `info`.
+    page: Option<Page>,
+    /// Where the page's numbers go.
+    numbers: Numbers,
 }
 
 /// Runs a request given as JSON (the HTTP API's `latest` and `history`, which check access
@@ -199,21 +279,20 @@ pub(crate) async fn run_json(
     let started = std::time::Instant::now();
     let result = run(ctx, request.to_string().as_bytes(), None).await;
     match &result {
-        Ok((op, ..)) => {
-            ctx.stats.query(Ok(op));
-            ctx.stats.query_time(op, started.elapsed());
+        Ok(answer) => {
+            ctx.stats.query(Ok(answer.op));
+            ctx.stats.query_time(answer.op, started.elapsed());
         }
         Err(e) => ctx.stats.query(Err(e.code)),
     }
-    result.map(|(_, header, records)| (header, records))
+    result.map(|answer| {
+        let records = answer.page.map(Page::into_records).unwrap_or_default();
+        (answer.header, records)
+    })
 }
 
-/// Parses, checks and runs one request: the operation's name, the header, the records.
-async fn run(
-    ctx: &Ctx,
-    frame: &[u8],
-    key: Option<&CurvePublicKey>,
-) -> Result<(&'static str, String, Vec<Record>), QueryError> {
+/// Parses, checks and runs one request.
+async fn run(ctx: &Ctx, frame: &[u8], key: Option<&CurvePublicKey>) -> Result<Answer, QueryError> {
     let request = protocol::parse(frame)?;
     let checked = !matches!(request, Request::Info);
     if let (true, Some(key), Some(security)) = (checked, key, &ctx.security) {
@@ -245,77 +324,146 @@ async fn run(
         return Err(QueryError::new("no_store", "this proxy records nothing"));
     };
     match request {
-        Request::Info => Ok(("info", info(ctx, &rec).await?.to_string(), Vec::new())),
-        Request::Latest(query) => {
-            let cached = {
-                let lv = rec
-                    .last_values
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                lv.is_complete()
-                    .then(|| lv.latest(&query.prefixes, query.after_topic.as_deref(), query.limit))
-            };
-            let (mut page, query) = match cached {
-                Some((records, more)) => (
-                    xbus_store::LatestPage {
-                        records,
-                        next: more.then(|| query.clone()),
-                    },
-                    query,
-                ),
+        Request::Info => Ok(Answer {
+            op: "info",
+            header: info(ctx, &rec).await?.to_string(),
+            page: None,
+            numbers: Numbers::Json,
+        }),
+        Request::Latest { query, numbers } => {
+            let (page, more) = match small_latest_page(&rec.last_values, &query) {
+                Some(small) => small,
                 None => {
+                    let cache = rec.last_values.clone();
+                    let buffer = ctx.query.buffers.clone();
+                    let q = query.clone();
                     blocking(ctx, &rec, move |store| {
-                        store.latest(&query).map(|p| (p, query))
+                        latest_page(store, &cache, &q, buffer.take())
                     })
                     .await?
                 }
             };
-            let keep = protocol::fitting(&page.records);
-            let cut = keep < page.records.len();
-            page.records.truncate(keep);
-            let more = cut || page.next.is_some();
             let mut extra = Map::new();
             extra.insert("more".into(), more.into());
-            let next = match page.records.last() {
-                Some(last) if more => protocol::latest_next(&query, &last.topic),
+            let next = match page.last_topic() {
+                Some(last) if more => protocol::latest_next(&query, last, numbers),
                 _ => Value::Null,
             };
             extra.insert("next".into(), next);
-            let header = protocol::page_header("latest", ctx.epoch, &page.records, extra);
-            Ok(("latest", header, page.records))
+            Ok(Answer {
+                op: "latest",
+                header: page.header("latest", ctx.epoch, numbers, extra),
+                page: Some(page),
+                numbers,
+            })
         }
-        Request::History { query, wait_seq } => {
+        Request::History {
+            query,
+            wait_seq,
+            numbers,
+        } => {
             let caught_up = match wait_seq {
                 Some(seq) => rec.wait_handled(seq, MAX_WAIT).await,
                 None => true,
             };
             let q = query.clone();
-            let mut page = blocking(ctx, &rec, move |store| store.history(&q)).await?;
-            let first_kept = {
-                let rec = rec.clone();
-                blocking(ctx, &rec, |store| store.first_seq()).await?
-            };
-            let keep = protocol::fitting(&page.records);
-            let cut = keep < page.records.len();
-            page.records.truncate(keep);
+            let buffers = ctx.query.buffers.clone();
+            let (page, more_stored, first_kept) = blocking(ctx, &rec, move |store| {
+                let found = store.history(&q)?;
+                let first_kept = store.first_seq()?;
+                let bytes = payload_bytes(&found.records);
+                let mut page = Page::new(q.limit, bytes, buffers.take());
+                let cut = !found.records.iter().all(|r| page.push_record(r));
+                Ok((page, cut || found.next.is_some(), first_kept))
+            })
+            .await?;
             // not caught up: more may be recorded within the range; the next request asks
             // (and waits) again
-            let more = cut || page.next.is_some() || !caught_up;
-            let next = match page.records.last() {
-                Some(last) if more => protocol::history_next(&query, last.seq, wait_seq),
-                None if more => Some(protocol::history_request(&query, wait_seq)),
+            let more = more_stored || !caught_up;
+            let next = match page.last_seq() {
+                Some(last) if more => protocol::history_next(&query, last, wait_seq, numbers),
+                None if more => Some(protocol::history_request(&query, wait_seq, numbers)),
                 _ => None,
             };
-            let complete = complete(&rec, &query, first_kept, &page.records, more);
+            let complete = complete(&rec, &query, first_kept, page.last_seq(), more);
             let mut extra = Map::new();
             extra.insert("more".into(), (more && next.is_some()).into());
             extra.insert("next".into(), next.unwrap_or(Value::Null));
             extra.insert("complete".into(), complete.into());
             extra.insert("caught_up".into(), caught_up.into());
-            let header = protocol::page_header("history", ctx.epoch, &page.records, extra);
-            Ok(("history", header, page.records))
+            Ok(Answer {
+                op: "history",
+                header: page.header("history", ctx.epoch, numbers, extra),
+                page: Some(page),
+                numbers,
+            })
         }
     }
+}
+
+/// A small `latest` page (a topic, or a few) from the last-value cache, built right here
+/// rather than on the blocking pool (which costs a thread's wake-up); `None` if the cache
+/// cannot answer, or the page would hold more than [`INLINE_RECORDS`] records or
+/// [`INLINE_BYTES`].
+fn small_latest_page(cache: &RwLock<LastValues>, query: &LatestQuery) -> Option<(Page, bool)> {
+    let lv = cache
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !lv.is_complete() {
+        return None;
+    }
+    let mut page = Page::new(query.limit, 0, BytesMut::new());
+    let mut large = false;
+    let more = lv.visit(&query.prefixes, query.after_topic.as_deref(), |r| {
+        if page.len() < query.limit && (page.len() >= INLINE_RECORDS || page.bytes() > INLINE_BYTES)
+        {
+            large = true;
+            return false;
+        }
+        page.push_cached(&r)
+    });
+    (!large).then_some((page, more))
+}
+
+/// A `latest` page, from the last-value cache while it holds every topic (copied from it
+/// under its read lock, in one pass), else from the store; and whether more topics follow.
+fn latest_page(
+    store: &dyn EventStore,
+    cache: &RwLock<LastValues>,
+    query: &LatestQuery,
+    buffer: BytesMut,
+) -> xbus_store::Result<(Page, bool)> {
+    {
+        let lv = cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lv.is_complete() {
+            let everything = query.prefixes.iter().all(|p| p.is_empty());
+            // room for the whole cache, or as much of it as the limit lets through
+            let expected = if everything {
+                lv.bytes() / lv.len().max(1) * query.limit.min(lv.len())
+            } else {
+                0
+            };
+            let mut page = Page::new(query.limit, expected, buffer);
+            let more = lv.visit(&query.prefixes, query.after_topic.as_deref(), |r| {
+                page.push_cached(&r)
+            });
+            return Ok((page, more));
+        }
+    }
+    let found = store.latest(query)?;
+    let mut page = Page::new(query.limit, payload_bytes(&found.records), buffer);
+    let cut = !found.records.iter().all(|r| page.push_record(r));
+    Ok((page, cut || found.next.is_some()))
+}
+
+/// Bytes of the records' topics and payloads.
+fn payload_bytes(records: &[Record]) -> usize {
+    records
+        .iter()
+        .map(|r| r.topic.len() + r.payload.len())
+        .sum()
 }
 
 /// Whether a history page is known to miss nothing in the range it covers: every prefix is
@@ -326,7 +474,7 @@ fn complete(
     rec: &Recorder,
     query: &xbus_store::HistoryQuery,
     first_kept: Option<u64>,
-    records: &[Record],
+    last: Option<u64>,
     more: bool,
 ) -> bool {
     let covered = if query.prefixes.is_empty() {
@@ -340,10 +488,10 @@ fn complete(
     );
     if more {
         // the page covers up to (down to) its last record
-        if let Some(last) = records.last() {
+        if let Some(last) = last {
             match query.order {
-                Order::OldestFirst => hi = last.seq,
-                Order::NewestFirst => lo = last.seq,
+                Order::OldestFirst => hi = last,
+                Order::NewestFirst => lo = last,
             }
         }
     }
@@ -422,4 +570,27 @@ async fn blocking<T: Send + 'static>(
 /// Logs where queries are served.
 pub(crate) fn announce(endpoint: &xbus_zmtp::Endpoint) {
     info!(side = "query", endpoint = %endpoint, "serving queries on {endpoint}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_buffers_are_kept_for_the_next_pages_when_nothing_else_holds_them() {
+        let buffers = Buffers::default();
+        let mut page = buffers.take();
+        page.reserve(1 << 20);
+        page.extend_from_slice(b"frames");
+        buffers.give_back(page.freeze());
+        let again = buffers.take();
+        assert!(again.capacity() >= 1 << 20 && again.is_empty());
+
+        // still held elsewhere (the HTTP API's records), or too large: not kept
+        let held = Bytes::from(vec![1u8; 1 << 10]);
+        let _records = held.slice(1..);
+        buffers.give_back(held);
+        buffers.give_back(Bytes::from(vec![0u8; KEPT_BYTES + 1]));
+        assert_eq!(buffers.take().capacity(), 0);
+    }
 }

@@ -1,12 +1,13 @@
 //! The query protocol's messages (docs/query.md): parsing a request frame into a store query,
-//! and writing a reply's JSON header. Pure: no sockets, no store.
+//! and the requests that continue a page (a reply's header is written by [`super::page`]).
+//! Pure: no sockets, no store.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use xbus_store::{HistoryQuery, LatestQuery, Order, Record};
+use xbus_store::{HistoryQuery, LatestQuery, Order};
 
 /// The protocol version this proxy speaks.
 pub(crate) const VERSION: u64 = 1;
@@ -27,12 +28,16 @@ pub(crate) enum Request {
     /// The proxy's numbering and store.
     Info,
     /// The last record of every topic under some prefixes.
-    Latest(LatestQuery),
+    Latest {
+        query: LatestQuery,
+        numbers: Numbers,
+    },
     /// Records by sequence and time range.
     History {
         query: HistoryQuery,
         /// Answer only once recording has handled every message up to this number.
         wait_seq: Option<u64>,
+        numbers: Numbers,
     },
 }
 
@@ -41,8 +46,30 @@ impl Request {
     pub(crate) fn prefixes(&self) -> &[Bytes] {
         match self {
             Request::Info => &[],
-            Request::Latest(q) => &q.prefixes,
+            Request::Latest { query, .. } => &query.prefixes,
             Request::History { query, .. } => &query.prefixes,
+        }
+    }
+}
+
+/// Where a page's sequence numbers and receive times go (the request's `numbers`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Numbers {
+    /// In the header, as the arrays `seq` and `time_us` (the default).
+    #[default]
+    Json,
+    /// In one binary frame after the header: 16 bytes a record, its sequence number and
+    /// receive time as little-endian `u64`s. Nothing to format or parse per number, which is
+    /// most of a large page's header cost on both sides.
+    Frame,
+}
+
+impl Numbers {
+    /// Its name in requests.
+    fn name(self) -> &'static str {
+        match self {
+            Numbers::Json => "json",
+            Numbers::Frame => "frame",
         }
     }
 }
@@ -94,6 +121,7 @@ struct Fields {
     until_us: Option<u64>,
     order: Option<String>,
     wait_seq: Option<u64>,
+    numbers: Option<String>,
 }
 
 impl Fields {
@@ -111,6 +139,7 @@ impl Fields {
             ("until_us", self.until_us.is_some()),
             ("order", self.order.is_some()),
             ("wait_seq", self.wait_seq.is_some()),
+            ("numbers", self.numbers.is_some()),
         ];
         match given
             .iter()
@@ -132,6 +161,16 @@ impl Fields {
             )));
         }
         Ok(prefixes.into_iter().map(Bytes::from).collect())
+    }
+
+    fn numbers(&self) -> Result<Numbers, QueryError> {
+        match self.numbers.as_deref() {
+            None | Some("json") => Ok(Numbers::Json),
+            Some("frame") => Ok(Numbers::Frame),
+            Some(other) => Err(QueryError::bad(format!(
+                "numbers {other:?}: `json` or `frame`"
+            ))),
+        }
     }
 
     fn limit(&self) -> Result<usize, QueryError> {
@@ -171,13 +210,13 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Request, QueryError> {
         let ok = match key.as_str() {
             "limit" | "after_seq" | "min_seq" | "max_seq" | "since_us" | "until_us"
             | "wait_seq" => v.is_u64(),
-            "op" | "order" | "after_topic" | "after_topic_hex" => v.is_string(),
+            "op" | "order" | "after_topic" | "after_topic_hex" | "numbers" => v.is_string(),
             "prefixes" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
             _ => true,
         };
         if !ok {
             let want = match key.as_str() {
-                "op" | "order" | "after_topic" | "after_topic_hex" => "a string",
+                "op" | "order" | "after_topic" | "after_topic_hex" | "numbers" => "a string",
                 "prefixes" => "an array of strings",
                 _ => "a whole number from 0 to 18446744073709551615",
             };
@@ -194,7 +233,13 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Request, QueryError> {
         "latest" => {
             fields.only(
                 "latest",
-                &["prefixes", "limit", "after_topic", "after_topic_hex"],
+                &[
+                    "prefixes",
+                    "limit",
+                    "after_topic",
+                    "after_topic_hex",
+                    "numbers",
+                ],
             )?;
             let after_topic = match (&fields.after_topic, &fields.after_topic_hex) {
                 (Some(_), Some(_)) => {
@@ -210,11 +255,14 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Request, QueryError> {
                 }
                 (None, None) => None,
             };
-            Ok(Request::Latest(LatestQuery {
-                prefixes: fields.prefixes()?,
-                after_topic,
-                limit: fields.limit()?,
-            }))
+            Ok(Request::Latest {
+                query: LatestQuery {
+                    prefixes: fields.prefixes()?,
+                    after_topic,
+                    limit: fields.limit()?,
+                },
+                numbers: fields.numbers()?,
+            })
         }
         "history" => {
             fields.only(
@@ -229,6 +277,7 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Request, QueryError> {
                     "until_us",
                     "order",
                     "wait_seq",
+                    "numbers",
                 ],
             )?;
             let min_seq = match (fields.after_seq, fields.min_seq) {
@@ -262,6 +311,7 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Request, QueryError> {
                     order,
                 },
                 wait_seq: fields.wait_seq,
+                numbers: fields.numbers()?,
             })
         }
         other => Err(QueryError::new(
@@ -269,19 +319,6 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Request, QueryError> {
             format!("operation {other:?}: `info`, `latest` or `history`"),
         )),
     }
-}
-
-/// How many of `records` fit in one reply: all of them, or fewer once their bytes pass
-/// [`MAX_REPLY_BYTES`] (always at least one).
-pub(crate) fn fitting(records: &[Record]) -> usize {
-    let mut bytes = 0;
-    for (i, r) in records.iter().enumerate() {
-        bytes += r.topic.len() + r.payload.len();
-        if bytes > MAX_REPLY_BYTES && i > 0 {
-            return i;
-        }
-    }
-    records.len()
 }
 
 fn prefix_values(prefixes: &[Bytes]) -> Vec<Value> {
@@ -292,7 +329,7 @@ fn prefix_values(prefixes: &[Bytes]) -> Vec<Value> {
 }
 
 /// The request that continues a latest query after `last` (a topic).
-pub(crate) fn latest_next(query: &LatestQuery, last: &[u8]) -> Value {
+pub(crate) fn latest_next(query: &LatestQuery, last: &[u8], numbers: Numbers) -> Value {
     let mut next = Map::new();
     next.insert("v".into(), VERSION.into());
     next.insert("op".into(), "latest".into());
@@ -302,7 +339,7 @@ pub(crate) fn latest_next(query: &LatestQuery, last: &[u8]) -> Value {
         Ok(text) => next.insert("after_topic".into(), text.into()),
         Err(_) => next.insert("after_topic_hex".into(), to_hex(last).into()),
     };
-    Value::Object(next)
+    with_numbers(next, numbers)
 }
 
 /// The request that continues a history query after the record numbered `last`; `None`
@@ -311,17 +348,18 @@ pub(crate) fn history_next(
     query: &HistoryQuery,
     last: u64,
     wait_seq: Option<u64>,
+    numbers: Numbers,
 ) -> Option<Value> {
     let mut q = query.clone();
     match q.order {
         Order::OldestFirst => q.min_seq = Some(last.checked_add(1)?),
         Order::NewestFirst => q.max_seq = Some(last.checked_sub(1)?),
     }
-    Some(history_request(&q, wait_seq))
+    Some(history_request(&q, wait_seq, numbers))
 }
 
 /// A history request, as JSON.
-pub(crate) fn history_request(q: &HistoryQuery, wait_seq: Option<u64>) -> Value {
+pub(crate) fn history_request(q: &HistoryQuery, wait_seq: Option<u64>, numbers: Numbers) -> Value {
     let mut next = Map::new();
     next.insert("v".into(), VERSION.into());
     next.insert("op".into(), "history".into());
@@ -346,44 +384,16 @@ pub(crate) fn history_request(q: &HistoryQuery, wait_seq: Option<u64>) -> Value 
         .into(),
     );
     next.insert("limit".into(), q.limit.into());
-    Value::Object(next)
+    with_numbers(next, numbers)
 }
 
-/// The header of a page of records: their numbers and times, in the order of the frames
-/// that follow it, plus `extra` (paging, completeness).
-///
-/// Written directly as JSON text: a page of 10,000 records has 20,000 numbers, and building
-/// them as `serde_json::Value`s first cost more than the rest of the reply.
-pub(crate) fn page_header(
-    op: &str,
-    epoch: u64,
-    records: &[Record],
-    extra: Map<String, Value>,
-) -> String {
-    use std::fmt::Write;
-    let mut h = String::with_capacity(128 + records.len() * 32);
-    let _ = write!(
-        h,
-        r#"{{"v":{VERSION},"ok":true,"op":{},"epoch":"{}","count":{}"#,
-        Value::from(op),
-        xbus_zmtp::extensions::epoch_text(epoch),
-        records.len()
-    );
-    for (name, field) in [("seq", 0), ("time_us", 1)] {
-        let _ = write!(h, r#","{name}":["#);
-        for (i, r) in records.iter().enumerate() {
-            if i > 0 {
-                h.push(',');
-            }
-            let _ = write!(h, "{}", if field == 0 { r.seq } else { r.time_us });
-        }
-        h.push(']');
+/// A next request: it asks for the numbers where this one did (the default is left out, so
+/// a client that never asks for them elsewhere never sees the field).
+fn with_numbers(mut request: Map<String, Value>, numbers: Numbers) -> Value {
+    if numbers != Numbers::Json {
+        request.insert("numbers".into(), numbers.name().into());
     }
-    for (key, value) in extra {
-        let _ = write!(h, ",{}:{value}", Value::from(key));
-    }
-    h.push('}');
-    h
+    Value::Object(request)
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -408,7 +418,7 @@ mod tests {
     #[test]
     fn requests_parse_into_store_queries() {
         assert_eq!(parse(br#"{"v":1,"op":"info"}"#).unwrap(), Request::Info);
-        let Request::Latest(q) =
+        let Request::Latest { query: q, numbers } =
             parse(br#"{"v":1,"op":"latest","prefixes":["A."],"limit":5,"after_topic":"A.x."}"#)
                 .unwrap()
         else {
@@ -416,10 +426,16 @@ mod tests {
         };
         assert_eq!(q.prefixes, [Bytes::from("A.")]);
         assert_eq!((q.limit, q.after_topic), (5, Some(Bytes::from("A.x."))));
-        let Request::History { query, wait_seq } = parse(
+        assert_eq!(numbers, Numbers::Json);
+        let Request::History {
+            query,
+            wait_seq,
+            numbers,
+        } = parse(
             br#"{"v":1,"op":"history","after_seq":9,"max_seq":20,"order":"newest","wait_seq":20}"#,
         )
-        .unwrap() else {
+        .unwrap()
+        else {
             panic!()
         };
         assert_eq!((query.min_seq, query.max_seq), (Some(10), Some(20)));
@@ -428,6 +444,24 @@ mod tests {
             (Order::NewestFirst, DEFAULT_LIMIT, Some(20))
         );
         assert!(query.prefixes.is_empty());
+        assert_eq!(numbers, Numbers::Json);
+        for (req, want) in [
+            (
+                &br#"{"v":1,"op":"latest","numbers":"frame"}"#[..],
+                Numbers::Frame,
+            ),
+            (br#"{"v":1,"op":"history","numbers":"json"}"#, Numbers::Json),
+            (
+                br#"{"v":1,"op":"history","numbers":"frame"}"#,
+                Numbers::Frame,
+            ),
+        ] {
+            let numbers = match parse(req).unwrap() {
+                Request::Latest { numbers, .. } | Request::History { numbers, .. } => numbers,
+                Request::Info => panic!(),
+            };
+            assert_eq!(numbers, want);
+        }
     }
 
     #[test]
@@ -487,6 +521,16 @@ mod tests {
                 "bad_request",
                 "min_seq",
             ),
+            (
+                br#"{"v":1,"op":"latest","numbers":"text"}"#,
+                "bad_request",
+                "`json` or `frame`",
+            ),
+            (
+                br#"{"v":1,"op":"info","numbers":"frame"}"#,
+                "bad_request",
+                "`numbers` does not apply",
+            ),
         ] {
             let err = parse(req).unwrap_err();
             assert_eq!(err.code, code, "{}", String::from_utf8_lossy(req));
@@ -510,14 +554,15 @@ mod tests {
     #[test]
     fn next_requests_continue_where_a_page_ended() {
         let q = HistoryQuery::new(["A."]).after_seq(4).limit(10);
-        let next = history_next(&q, 14, None).unwrap();
+        let next = history_next(&q, 14, None, Numbers::Json).unwrap();
+        assert!(next.get("numbers").is_none());
         let Request::History { query, .. } = parse(next.to_string().as_bytes()).unwrap() else {
             panic!()
         };
         assert_eq!((query.min_seq, query.limit), (Some(15), 10));
         let q = q.order(Order::NewestFirst);
-        let Request::History { query, .. } = parse(
-            history_next(&q, 14, Some(3))
+        let Request::History { query, numbers, .. } = parse(
+            history_next(&q, 14, Some(3), Numbers::Frame)
                 .unwrap()
                 .to_string()
                 .as_bytes(),
@@ -529,42 +574,24 @@ mod tests {
             (query.min_seq, query.max_seq, query.order),
             (Some(5), Some(13), Order::NewestFirst)
         );
-        assert!(history_next(&q, 0, None).is_none());
+        assert_eq!(
+            numbers,
+            Numbers::Frame,
+            "the next page asks as the first did"
+        );
+        assert!(history_next(&q, 0, None, Numbers::Json).is_none());
 
         let l = LatestQuery::new(["A."]);
         for last in [&b"A.b."[..], b"A.\xff."] {
-            let Request::Latest(next) =
-                parse(latest_next(&l, last).to_string().as_bytes()).unwrap()
+            let Request::Latest {
+                query: next,
+                numbers,
+            } = parse(latest_next(&l, last, Numbers::Frame).to_string().as_bytes()).unwrap()
             else {
                 panic!()
             };
             assert_eq!(next.after_topic.as_deref(), Some(last));
+            assert_eq!(numbers, Numbers::Frame);
         }
-    }
-
-    #[test]
-    fn page_headers_are_json_with_numbers_in_frame_order() {
-        let records = [Record::new(7, 70, "A.", "x"), Record::new(9, 90, "B.", "y")];
-        let mut extra = Map::new();
-        extra.insert("more".into(), false.into());
-        extra.insert("next".into(), Value::Null);
-        let text = page_header("history", 255, &records, extra);
-        let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            v,
-            json!({"v": 1, "ok": true, "op": "history", "epoch": "00000000000000ff", "count": 2,
-                   "seq": [7, 9], "time_us": [70, 90], "more": false, "next": null})
-        );
-        let v: Value = serde_json::from_str(&page_header("latest", 1, &[], Map::new())).unwrap();
-        assert_eq!(v["seq"], json!([]));
-    }
-
-    #[test]
-    fn pages_stop_at_the_byte_budget() {
-        let big = Record::new(1, 1, "A.", vec![0u8; MAX_REPLY_BYTES / 2 + 1]);
-        assert_eq!(fitting(&[big.clone(), big.clone(), big.clone()]), 1);
-        let huge = Record::new(1, 1, "A.", vec![0u8; MAX_REPLY_BYTES + 1]);
-        assert_eq!(fitting(&[huge]), 1);
-        assert_eq!(fitting(&[]), 0);
     }
 }
