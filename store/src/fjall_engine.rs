@@ -34,6 +34,42 @@ fn memtable_bytes(space: Space) -> u64 {
     }
 }
 
+/// What every key of the last-value table starts with. Its keys are topics, and a topic may
+/// be empty, but fjall refuses an empty key; one leading byte keeps every key non-empty and
+/// the table in topic order.
+const LATEST_KEY_LEAD: u8 = b't';
+
+/// Set in the meta keyspace of a store whose last-value keys carry [`LATEST_KEY_LEAD`]: a
+/// store without it was written before they did, and is refused rather than misread.
+const META_LATEST_KEYS: &[u8] = b"fjall.latest_keys";
+
+/// `key` as stored in `space`.
+fn stored_key(space: Space, key: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if space == Space::Latest {
+        std::borrow::Cow::Owned([&[LATEST_KEY_LEAD][..], key].concat())
+    } else {
+        std::borrow::Cow::Borrowed(key)
+    }
+}
+
+/// `stored` (a key of `space`) as the store's core knows it.
+fn core_key(space: Space, stored: &[u8]) -> &[u8] {
+    if space == Space::Latest {
+        stored.get(1..).unwrap_or_default()
+    } else {
+        stored
+    }
+}
+
+/// A bound of a range of `space`, as stored.
+fn stored_bound(space: Space, bound: Bound<&[u8]>) -> Bound<std::borrow::Cow<'_, [u8]>> {
+    match bound {
+        Bound::Included(k) => Bound::Included(stored_key(space, k)),
+        Bound::Excluded(k) => Bound::Excluded(stored_key(space, k)),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
 /// The fjall engine.
 pub(crate) struct FjallEngine {
     db: Database,
@@ -58,7 +94,29 @@ impl FjallEngine {
                 .map_err(err)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(FjallEngine { db, spaces })
+        let engine = FjallEngine { db, spaces };
+        engine.check_latest_keys(dir)?;
+        Ok(engine)
+    }
+
+    /// Marks a new store's last-value keys as led by [`LATEST_KEY_LEAD`]; refuses a store
+    /// written before they were.
+    fn check_latest_keys(&self, dir: &Path) -> Result<()> {
+        let meta = self.space(Space::Meta)?;
+        if meta.get(META_LATEST_KEYS).map_err(err)?.is_some() {
+            return Ok(());
+        }
+        if !meta.is_empty().map_err(err)? {
+            return Err(StoreError::Format {
+                path: dir.to_path_buf(),
+                reason: "written by an earlier fjall layout (last values keyed without a \
+                         lead byte): move it aside or record into a new directory"
+                    .into(),
+            });
+        }
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(meta, META_LATEST_KEYS, [1u8]);
+        batch.commit().map_err(err)
     }
 
     fn space(&self, space: Space) -> Result<&Keyspace> {
@@ -79,7 +137,7 @@ impl Reader for FjallReader<'_> {
         let ks = self.engine.space(space)?;
         Ok(self
             .snapshot
-            .get(ks, key)
+            .get(ks, stored_key(space, key))
             .map_err(err)?
             .map(|v| Bytes::copy_from_slice(&v)))
     }
@@ -92,10 +150,13 @@ impl Reader for FjallReader<'_> {
         rev: bool,
     ) -> Result<KvIter<'_>> {
         let ks = self.engine.space(space)?;
-        let iter = self.snapshot.range::<&[u8], _>(ks, (lo, hi));
-        let map = |guard: fjall::Guard| {
+        let range = (stored_bound(space, lo), stored_bound(space, hi));
+        let iter = self
+            .snapshot
+            .range::<std::borrow::Cow<'_, [u8]>, _>(ks, range);
+        let map = move |guard: fjall::Guard| {
             let (k, v) = guard.into_inner().map_err(err)?;
-            Ok((k.to_vec(), Bytes::copy_from_slice(&v)))
+            Ok((core_key(space, &k).to_vec(), Bytes::copy_from_slice(&v)))
         };
         if rev {
             Ok(Box::new(iter.rev().map(map)))
@@ -120,9 +181,10 @@ impl Engine for FjallEngine {
         let mut b = self.db.batch().durability(Some(PersistMode::Buffer));
         for (space, key, value) in batch.ops() {
             let ks = self.space(space)?;
+            let key = stored_key(space, key);
             match value {
-                Some(v) => b.insert(ks, key, v),
-                None => b.remove(ks, key),
+                Some(v) => b.insert(ks, &*key, v),
+                None => b.remove(ks, &*key),
             }
         }
         b.commit().map_err(err)

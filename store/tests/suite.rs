@@ -350,6 +350,7 @@ fn any_topic_bytes<S: Open, const LV: u8>() {
     let store = open::<S, LV>(dir.path());
     let long = |n: usize| [&b"A."[..], &vec![0xE2; n][..], b"."].concat();
     let topics: Vec<Vec<u8>> = vec![
+        Vec::new(),
         b"A.b.".to_vec(),
         "A.k\u{fc}hl schrank.".as_bytes().to_vec(),
         b"A..".to_vec(),

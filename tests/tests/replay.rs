@@ -89,21 +89,25 @@ async fn receive_all(sub: &mut SubscriberAsync<Tick>, from: u64, until: u64) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_joins_live_events_with_no_gap_and_no_duplicate() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let proxy = recording(&dir, "", 1_000_000).await;
-    // publishes until told to stop (or at most PUBLISHED_AT_MOST, well under the subscriber's
-    // high-water mark, so a slow replay cannot make the proxy drop live events), then says how
-    // many it published
-    const PUBLISHED_AT_MOST: u64 = 100_000;
-    let stop = Arc::new(AtomicBool::new(false));
+    // The publisher runs at most AHEAD events ahead of what the subscriber has received (a
+    // credit per event), so it can neither finish before the subscriber joins nor outrun a
+    // slow replay. It stops when told (the credits' sender is dropped, and what
+    // was granted is spent) or at PUBLISHED_AT_MOST, and says how many it published.
+    const AHEAD: u64 = 20_000;
+    const PUBLISHED_AT_MOST: u64 = 1_000_000;
+    let (credit, credits) = std::sync::mpsc::channel::<()>();
+    for _ in 0..AHEAD {
+        credit.send(()).unwrap();
+    }
+    let mut credit = Some(credit);
     let publisher = {
-        let (endpoint, stop) = (proxy.frontend_endpoints()[0].to_string(), stop.clone());
+        let endpoint = proxy.frontend_endpoints()[0].to_string();
         std::thread::spawn(move || {
             let publisher = xbus::PublisherBlocking::connect(&endpoint).unwrap();
             let mut n = 0;
-            while !stop.load(Ordering::Relaxed) && n < PUBLISHED_AT_MOST {
+            while n < PUBLISHED_AT_MOST && credits.recv().is_ok() {
                 let tick = Tick {
                     source: "a".into(),
                     n,
@@ -135,12 +139,15 @@ async fn a_replay_joins_live_events_with_no_gap_and_no_duplicate() {
             "sequence numbers go up: {seq} after {last_seq}"
         );
         (next, last_seq) = (next + 1, seq);
+        if let Some(credit) = &credit {
+            let _ = credit.send(());
+        }
         // once live events flow to the subscriber, the seam is behind us: stop publishing
         // (or the publisher stopped on its own, at its limit)
         if published.is_none()
             && (proxy.stats().backend.messages_out > 2_000 || publisher.is_finished())
         {
-            stop.store(true, Ordering::Relaxed);
+            drop(credit.take());
             published = Some(
                 tokio::task::spawn_blocking(|| publisher.join().unwrap())
                     .await
