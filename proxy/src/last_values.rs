@@ -12,10 +12,11 @@
 //! topic reads two regions from start to end, one copy a record, instead of a tree's nodes and
 //! one allocation per topic scattered over the heap, encoded frame by frame (that was most of
 //! the time of a `latest` of 10,000 topics). The arena is in topic order as loaded and after
-//! each compaction. Updating a
-//! record that still fits its slot allocates nothing; one that outgrows it moves to the end
-//! of the arena, and once the slots left behind are half of it, the arena is compacted. A new
-//! topic waits in a small map until enough have come to merge them into the vector.
+//! each compaction. Updating a record that still fits its slot allocates nothing; one that
+//! outgrows it moves to the end of the arena. Once more than half of the arena is room no
+//! record needs (slots left behind, and slots far larger than their record now is), the
+//! arena is compacted. A new topic waits in a small map until enough have come to merge them
+//! into the vector.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -27,10 +28,13 @@ use xbus_zmtp::frame::header_len;
 /// The most topics the cache holds.
 pub(crate) const MAX_TOPICS: usize = 100_000;
 /// The most bytes of topics and payloads the cache holds (its arena holds at most about
-/// three times as much: room to grow, and slots left behind until it compacts).
+/// three times as much: room to grow, and room no record needs until it compacts).
 pub(crate) const MAX_BYTES: usize = 64 << 20;
-/// The arena is compacted only once the slots left behind hold this much, at least.
+/// The arena is compacted only once the room no record needs is this much, at least.
 const COMPACT_AFTER: usize = 64 << 10;
+/// The most bytes the encoding buffer keeps between updates (a larger record's buffer is
+/// let go after it).
+const SCRATCH_KEEP: usize = 64 << 10;
 /// New topics are merged into the sorted slots once there are this many, at least (and an
 /// eighth of the sorted ones).
 const MERGE_AFTER: usize = 64;
@@ -104,8 +108,10 @@ pub(crate) struct LastValues {
     arena: BytesMut,
     /// Where a record is encoded before it is copied into its slot.
     scratch: BytesMut,
-    /// Bytes of the arena in slots no topic uses any more.
-    garbage: usize,
+    /// Bytes of arena the records need: each one's frames with room to grow
+    /// ([`room_for`]), as a compaction lays them out. The rest of the arena is slots left
+    /// behind and slots larger than their record now is.
+    wanted: usize,
     /// Bytes of topics and payloads.
     bytes: usize,
     /// Whether every topic the store holds is here.
@@ -140,7 +146,7 @@ impl LastValues {
         self.fresh = BTreeMap::new();
         self.arena = BytesMut::new();
         self.scratch = BytesMut::new();
-        self.garbage = 0;
+        self.wanted = 0;
         self.bytes = 0;
         self.complete = false;
     }
@@ -178,8 +184,8 @@ impl LastValues {
         match found {
             Some(slot) => {
                 self.bytes = self.bytes - slot.len() + len;
+                self.wanted = self.wanted - room_for(slot.frames) + room_for(frames.len());
                 if frames.len() > slot.room {
-                    self.garbage += slot.room;
                     *slot = append(&mut self.arena, frames, r);
                 } else {
                     if let Some(place) = self.arena.get_mut(slot.at..slot.at + frames.len()) {
@@ -194,6 +200,7 @@ impl LastValues {
             }
             None => {
                 self.bytes += len;
+                self.wanted += room_for(frames.len());
                 let slot = append(&mut self.arena, frames, r);
                 self.fresh.insert(Bytes::copy_from_slice(&r.topic), slot);
                 if self.len() > MAX_TOPICS {
@@ -207,7 +214,11 @@ impl LastValues {
         if self.bytes > MAX_BYTES {
             return self.abandon();
         }
-        if self.garbage >= COMPACT_AFTER && self.garbage * 2 > self.arena.len() {
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = BytesMut::new();
+        }
+        let unneeded = self.arena.len().saturating_sub(self.wanted);
+        if unneeded >= COMPACT_AFTER && unneeded * 2 > self.arena.len() {
             self.compact();
         }
     }
@@ -241,7 +252,7 @@ impl LastValues {
             arena.resize(at + slot.room, 0);
         }
         self.arena = arena;
-        self.garbage = 0;
+        self.wanted = room;
     }
 
     /// Hands `take` the newest record of each topic under `prefixes` (empty, or `""`: every
@@ -476,7 +487,28 @@ mod tests {
         assert!(lv.fresh.is_empty());
         let starts: Vec<usize> = lv.sorted.iter().map(|s| s.at).collect();
         assert!(starts.windows(2).all(|w| w[0] < w[1]), "in topic order");
-        assert_eq!(lv.garbage, 0);
+        assert_eq!(lv.arena.len(), lv.wanted);
+    }
+
+    #[test]
+    fn records_that_shrink_give_their_room_back() {
+        let mut lv = LastValues::new_complete();
+        let topics: Vec<String> = (0..50).map(|i| format!("T.{i:03}.")).collect();
+        for (i, t) in topics.iter().enumerate() {
+            lv.update(&Record::new(i as u64, 0, t.clone(), vec![1u8; 1 << 20]));
+        }
+        for (i, t) in topics.iter().enumerate() {
+            lv.update(&Record::new(100 + i as u64, 0, t.clone(), "small"));
+            assert!(
+                lv.arena.len() <= 3 * lv.bytes() + (1 << 20) + 2 * COMPACT_AFTER,
+                "after {i}: arena {} for {} bytes",
+                lv.arena.len(),
+                lv.bytes()
+            );
+        }
+        assert!(lv.scratch.capacity() <= SCRATCH_KEEP);
+        let (records, _) = lv.latest(&[], None, 100);
+        assert!(records.iter().all(|r| r.payload == "small"));
     }
 
     proptest::proptest! {

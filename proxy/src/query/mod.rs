@@ -5,8 +5,10 @@
 //!
 //! Each connection is a task that reads one request, answers it, and reads the next. A page is
 //! built (read from the last-value cache or the store, and encoded for the wire) on the
-//! blocking pool, at most [`MAX_CONCURRENT`] at a time, never on the threads that route. Under
-//! CURVE a key may query only what it may subscribe to.
+//! blocking pool, at most [`MAX_CONCURRENT`] at a time, off the threads that route; only a
+//! small `latest` page (at most [`INLINE_RECORDS`] records and [`INLINE_BYTES`]) is copied
+//! from the cache on the connection's own task, and only when the cache is free (never
+//! waiting for its lock). Under CURVE a key may query only what it may subscribe to.
 
 mod page;
 mod protocol;
@@ -403,19 +405,24 @@ async fn run(ctx: &Ctx, frame: &[u8], key: Option<&CurvePublicKey>) -> Result<An
 
 /// A small `latest` page (a topic, or a few) from the last-value cache, built right here
 /// rather than on the blocking pool (which costs a thread's wake-up); `None` if the cache
-/// cannot answer, or the page would hold more than [`INLINE_RECORDS`] records or
-/// [`INLINE_BYTES`].
+/// cannot answer, is being written (this task runs beside the routing, so it never waits for
+/// the lock), or the page would hold more than [`INLINE_RECORDS`] records or
+/// [`INLINE_BYTES`] of topics and payloads.
 fn small_latest_page(cache: &RwLock<LastValues>, query: &LatestQuery) -> Option<(Page, bool)> {
-    let lv = cache
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lv = match cache.try_read() {
+        Ok(lv) => lv,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return None,
+    };
     if !lv.is_complete() {
         return None;
     }
     let mut page = Page::new(query.limit, 0, BytesMut::new());
     let mut large = false;
     let more = lv.visit(&query.prefixes, query.after_topic.as_deref(), |r| {
-        if page.len() < query.limit && (page.len() >= INLINE_RECORDS || page.bytes() > INLINE_BYTES)
+        if page.len() < query.limit
+            && (page.len() >= INLINE_RECORDS
+                || page.bytes() + r.topic_len + r.payload_len > INLINE_BYTES)
         {
             large = true;
             return false;
