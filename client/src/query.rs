@@ -815,7 +815,8 @@ pub(crate) fn parse_page(reply: &Message) -> Result<Page, Error> {
                 left = left.saturating_sub(1);
                 if header
                     .count
-                    .is_some_and(|n| n * NUMBERS_PER_RECORD != packed.len())
+                    // the proxy's count, which may be anything: checked, never overflowing
+                    .is_some_and(|n| n.checked_mul(NUMBERS_PER_RECORD) != Some(packed.len()))
                     || !packed.len().is_multiple_of(NUMBERS_PER_RECORD)
                 {
                     return Err(Error::QueryProtocol(format!(
@@ -1085,5 +1086,38 @@ impl Iterator for RawHistoryIter<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         block_on(self.client.rt.as_ref(), self.raw.next(&self.client.client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn reply(header: &str, numbers: &[u8]) -> Message {
+        Message::from_frames(&[b"", header.as_bytes(), numbers, b"T.", b"x"])
+    }
+
+    #[test]
+    fn a_numbers_frame_is_read_against_the_count() {
+        let header = r#"{"v":1,"ok":true,"epoch":"00000000000000ff","count":1,"numbers":"frame"}"#;
+        let mut numbers = 7u64.to_le_bytes().to_vec();
+        numbers.extend_from_slice(&70u64.to_le_bytes());
+        let page = parse_page(&reply(header, &numbers)).unwrap();
+        assert_eq!(page.records.len(), 1);
+        assert_eq!(page.records[0].meta.seq, 7);
+    }
+
+    #[test]
+    fn a_count_that_overflows_is_a_protocol_error() {
+        let mut numbers = 7u64.to_le_bytes().to_vec();
+        numbers.extend_from_slice(&70u64.to_le_bytes());
+        for count in [usize::MAX, usize::MAX / NUMBERS_PER_RECORD + 1] {
+            let header = format!(
+                r#"{{"v":1,"ok":true,"epoch":"00000000000000ff","count":{count},"numbers":"frame"}}"#
+            );
+            let err = parse_page(&reply(&header, &numbers)).unwrap_err();
+            assert!(matches!(err, Error::QueryProtocol(_)), "{count}: {err}");
+        }
     }
 }

@@ -279,6 +279,9 @@ pub(crate) fn msgpack_value_end(buf: &[u8]) -> Option<usize> {
             word[8 - n..].copy_from_slice(bytes);
             usize::try_from(u64::from_be_bytes(word)).ok()
         };
+        // `k` bytes and then a length of `n` bytes: checked, as a 4-byte length is
+        // `usize::MAX` on a 32-bit target
+        let plus = |k: usize, n: usize| -> Option<usize> { k.checked_add(len(n)?) };
         // (bytes after the marker and any length field, values inside)
         let (skip, inner) = match marker {
             0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
@@ -286,12 +289,12 @@ pub(crate) fn msgpack_value_end(buf: &[u8]) -> Option<usize> {
             0x90..=0x9f => (0, usize::from(marker & 0x0f)),
             0xa0..=0xbf => (usize::from(marker & 0x1f), 0),
             0xc1 => return None,
-            0xc4 | 0xd9 => (1 + len(1)?, 0),
-            0xc5 | 0xda => (2 + len(2)?, 0),
-            0xc6 | 0xdb => (4 + len(4)?, 0),
-            0xc7 => (1 + 1 + len(1)?, 0),
-            0xc8 => (2 + 1 + len(2)?, 0),
-            0xc9 => (4 + 1 + len(4)?, 0),
+            0xc4 | 0xd9 => (plus(1, 1)?, 0),
+            0xc5 | 0xda => (plus(2, 2)?, 0),
+            0xc6 | 0xdb => (plus(4, 4)?, 0),
+            0xc7 => (plus(1 + 1, 1)?, 0),
+            0xc8 => (plus(2 + 1, 2)?, 0),
+            0xc9 => (plus(4 + 1, 4)?, 0),
             0xca | 0xce | 0xd2 => (4, 0),
             0xcb | 0xcf | 0xd3 => (8, 0),
             0xcc | 0xd0 => (1, 0),
@@ -578,5 +581,57 @@ mod tests {
         assert_eq!(msgpack_value_end(b"\xc1"), None);
         assert_eq!(msgpack_value_end(b""), None);
         assert_eq!(msgpack_value_end(b"\x81\xa1k\xc0"), Some(4));
+    }
+
+    /// Lengths up to `u32::MAX` (`usize::MAX` on a 32-bit target) in every marker that has
+    /// one, as a map's key or value: no overflow, a decode error.
+    #[test]
+    fn huge_declared_lengths_are_a_decode_error() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Any {
+            k: Option<u8>,
+        }
+        let huge: [u32; 4] = [u32::MAX, u32::MAX - 1, u32::MAX - 5, 1 << 31];
+        for n in huge {
+            let n4 = n.to_be_bytes();
+            // the largest 16-bit and 8-bit lengths, beside the 32-bit `n`
+            let n2 = [0xff, 0xff];
+            let mut values: Vec<Vec<u8>> = Vec::new();
+            // bin, str, ext (with its type byte), array, map: 8, 16 and 32-bit lengths
+            for marker in [0xc4u8, 0xd9] {
+                values.push(vec![marker, 0xff, b'x']);
+            }
+            for marker in [0xc5u8, 0xda, 0xdc, 0xde] {
+                values.push([&[marker][..], &n2, b"x"].concat());
+            }
+            for marker in [0xc6u8, 0xdb, 0xdd, 0xdf] {
+                values.push([&[marker][..], &n4, b"x"].concat());
+            }
+            values.push(vec![0xc7, 0xff, 1, b'x']);
+            values.push([&[0xc8][..], &n2, &[1], b"x"].concat());
+            values.push([&[0xc9][..], &n4, &[1], b"x"].concat());
+            for value in values {
+                assert_eq!(msgpack_value_end(&value), None, "{value:x?}");
+                // as the value of a one-entry map, and as its key
+                for payload in [
+                    [&b"\x81\xa1k"[..], &value].concat(),
+                    [&b"\x81"[..], &value, b"\xc0"].concat(),
+                ] {
+                    assert_eq!(msgpack_value_end(&payload), None, "{payload:x?}");
+                    let err = decode_as::<Any>(&payload, "Any").unwrap_err();
+                    assert!(
+                        matches!(
+                            err,
+                            Error::Decode {
+                                codec: Codec::MessagePack,
+                                ..
+                            }
+                        ),
+                        "{payload:x?}: {err}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ use crate::epoch::Epoch;
 use crate::error::{Result, StoreError};
 use crate::query::{
     matches, normalize_prefixes, HistoryPage, HistoryQuery, LastValue, LatestPage, LatestQuery,
-    Order, Retention, StoreOptions, StoreStats, TrimReport,
+    Order, PageFill, Retention, StoreOptions, StoreStats, TrimReport, MAX_PAGE_BYTES,
 };
 use crate::record::{self, Record};
 
@@ -39,8 +39,6 @@ const MERGE_MAX_TOPICS: usize = 256;
 /// an append looks up only topics it has not seen (to count new ones). About 64 bytes each
 /// plus the topic; beyond it, appends look the other topics up.
 const KNOWN_TOPICS_MAX: usize = 65_536;
-/// The most room a scan makes at once for the records it copies (more as they come).
-const REGION_ROOM: usize = 16 << 20;
 
 /// The writer's counters, persisted with every batch under [`META_STATE`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -484,20 +482,18 @@ impl<E: Engine> Core<E> {
         if lo > hi {
             return Ok(empty());
         }
-        let want = query.limit.saturating_add(1);
         let rev = query.order == Order::NewestFirst;
         let prefixes = normalize_prefixes(&query.prefixes);
 
-        let mut records = match &prefixes {
+        let mut fill = PageFill::new(query.limit);
+        let records = match &prefixes {
             Some(ps) => match self.selective_topics(&reader, ps)? {
-                Some(topics) => Self::merge(&reader, &topics, lo, hi, rev, want)?,
-                None => Self::scan(&reader, Some(ps), lo, hi, rev, want)?,
+                Some(topics) => Self::merge(&reader, &topics, lo, hi, rev, &mut fill)?,
+                None => Self::scan(&reader, Some(ps), lo, hi, rev, &mut fill)?,
             },
-            None => Self::scan(&reader, None, lo, hi, rev, want)?,
+            None => Self::scan(&reader, None, lo, hi, rev, &mut fill)?,
         };
-        let more = records.len() > query.limit;
-        records.truncate(query.limit);
-        let next = match (more, records.last()) {
+        let next = match (fill.more(), records.last()) {
             (true, Some(last)) => query.continue_after(last.seq),
             _ => None,
         };
@@ -533,16 +529,16 @@ impl<E: Engine> Core<E> {
         Ok(Some(topics))
     }
 
-    /// Records in `lo..=hi` under `prefixes`, walking `events` in order. The records of the
-    /// page are copied into one region (one allocation for the page, not two or three a
-    /// record) and handed out as slices of it.
+    /// Records in `lo..=hi` under `prefixes`, walking `events` in order, as many as `fill`
+    /// admits. The records of the page are copied into one region (one allocation for the
+    /// page, not two or three a record) and handed out as slices of it.
     fn scan(
         reader: &E::Reader<'_>,
         prefixes: Option<&[Bytes]>,
         lo: u64,
         hi: u64,
         rev: bool,
-        want: usize,
+        fill: &mut PageFill,
     ) -> Result<Vec<Record>> {
         let (lo, hi) = (record::seq_key(lo), record::seq_key(hi));
         // (sequence number, receive time, where its topic starts, where its payload starts,
@@ -562,10 +558,20 @@ impl<E: Engine> Core<E> {
                 let payload = value
                     .get(record::VALUE_HEADER + topic.len()..)
                     .unwrap_or_default();
+                let size = topic.len() + payload.len();
+                if !fill.admit(size) {
+                    // the first record of the next page
+                    return Ok(false);
+                }
                 if region.is_empty() {
                     // room for a page of records of this size (most pages are of records of
-                    // a size), up to a bound
-                    region.reserve(want.saturating_mul(value.len()).min(REGION_ROOM));
+                    // a size), up to the page's budget
+                    region.reserve(
+                        fill.limit()
+                            .saturating_mul(size)
+                            .min(MAX_PAGE_BYTES)
+                            .max(size),
+                    );
                 }
                 let start = region.len();
                 region.extend_from_slice(topic);
@@ -577,7 +583,7 @@ impl<E: Engine> Core<E> {
                     start + topic.len(),
                     region.len(),
                 ));
-                Ok(found.len() < want)
+                Ok(true)
             },
         )?;
         let region = Bytes::from(region);
@@ -592,14 +598,15 @@ impl<E: Engine> Core<E> {
             .collect())
     }
 
-    /// Records in `lo..=hi` of `topics`, merging the topics' index ranges by sequence number.
+    /// Records in `lo..=hi` of `topics`, merging the topics' index ranges by sequence number,
+    /// as many as `fill` admits.
     fn merge(
         reader: &E::Reader<'_>,
         topics: &[Vec<u8>],
         lo: u64,
         hi: u64,
         rev: bool,
-        want: usize,
+        fill: &mut PageFill,
     ) -> Result<Vec<Record>> {
         let mut iters: Vec<KvIter<'_>> = Vec::with_capacity(topics.len());
         // Min-heap by sequence number (oldest first) or max-heap (newest first), as
@@ -633,10 +640,12 @@ impl<E: Engine> Core<E> {
             let value = reader
                 .get(Space::Events, &record::seq_key(seq))?
                 .ok_or(StoreError::Corrupt("an index entry points to no record"))?;
-            out.push(record::decode(seq, value)?);
-            if out.len() >= want {
+            let r = record::decode(seq, value)?;
+            if !fill.admit(r.topic.len() + r.payload.len()) {
+                // the first record of the next page
                 break;
             }
+            out.push(r);
             if let Some(item) = iters.get_mut(i).and_then(|it| it.next()) {
                 let next = record::topic_key_seq(&item?.0)?;
                 heap.push((order(next), i, next));

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
 use crate::core::Core;
-use crate::engine::{Batch, Engine, KvIter, Reader, Space};
+use crate::engine::{Batch, Engine, KvIter, Reader, Space, Visitor};
 use crate::error::{Result, StoreError};
 use crate::query::StoreOptions;
 
@@ -164,6 +164,35 @@ impl Reader for FjallReader<'_> {
             Ok(Box::new(iter.map(map)))
         }
     }
+
+    fn visit(
+        &self,
+        space: Space,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        rev: bool,
+        visit: &mut Visitor<'_>,
+    ) -> Result<()> {
+        let ks = self.engine.space(space)?;
+        let range = (stored_bound(space, lo), stored_bound(space, hi));
+        let iter = self
+            .snapshot
+            .range::<std::borrow::Cow<'_, [u8]>, _>(ks, range);
+        let items: Box<dyn Iterator<Item = fjall::Guard>> = if rev {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
+        for guard in items {
+            // fjall's own slices (of its block or memtable, shared, not copied): nothing is
+            // copied unless `visit` copies it
+            let (k, v) = guard.into_inner().map_err(err)?;
+            if !visit(core_key(space, &k), &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Engine for FjallEngine {
@@ -248,3 +277,61 @@ impl FjallStore {
 }
 
 crate::delegate_event_store!(FjallStore);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// `visit` walks what `range` does, in both directions, with the last-value table's keys
+    /// as the core knows them (without the lead byte).
+    #[test]
+    fn visit_lends_what_range_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = FjallEngine::open(dir.path(), &StoreOptions::default()).unwrap();
+        let mut batch = Batch::default();
+        for (topic, value) in [(&b""[..], &b"empty"[..]), (b"a.", b"1"), (b"b.", b"2")] {
+            batch.put(Space::Latest, topic, value);
+        }
+        batch.put_record(7, 70, b"a.", b"payload");
+        engine.write(&batch).unwrap();
+        let reader = engine.reader().unwrap();
+        for space in [Space::Latest, Space::Events] {
+            for rev in [false, true] {
+                for (lo, hi) in [
+                    (Bound::Unbounded, Bound::Unbounded),
+                    (Bound::Excluded(&b""[..]), Bound::Included(&b"b."[..])),
+                ] {
+                    let copied: Vec<(Vec<u8>, Vec<u8>)> = reader
+                        .range(space, lo, hi, rev)
+                        .unwrap()
+                        .map(|item| item.map(|(k, v)| (k, v.to_vec())))
+                        .collect::<Result<_>>()
+                        .unwrap();
+                    let mut lent = Vec::new();
+                    reader
+                        .visit(space, lo, hi, rev, &mut |k, v| {
+                            lent.push((k.to_vec(), v.to_vec()));
+                            Ok(true)
+                        })
+                        .unwrap();
+                    assert_eq!(lent, copied, "{space:?} {rev} {lo:?} {hi:?}");
+                }
+            }
+        }
+        let mut topics = Vec::new();
+        reader
+            .visit(
+                Space::Latest,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                true,
+                &mut |k, _| {
+                    topics.push(k.to_vec());
+                    Ok(topics.len() < 2)
+                },
+            )
+            .unwrap();
+        assert_eq!(topics, [b"b.".to_vec(), b"a.".to_vec()]);
+    }
+}

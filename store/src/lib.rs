@@ -80,7 +80,7 @@ pub use fjall_engine::FjallStore;
 pub use jetstream_engine::{JetStreamOptions, JetStreamStore};
 pub use query::{
     HistoryPage, HistoryQuery, LastValue, LatestPage, LatestQuery, Order, Retention, StoreOptions,
-    StoreStats, TrimReport,
+    StoreStats, TrimReport, MAX_PAGE_BYTES,
 };
 pub use record::{Record, MAX_TOPIC_LEN};
 #[cfg(feature = "redb")]
@@ -117,11 +117,13 @@ pub trait EventStore: Send + Sync {
     fn latest(&self, query: &LatestQuery) -> Result<LatestPage>;
 
     /// Records under the query's prefixes within its sequence and time bounds, in its order,
-    /// one page; [`HistoryPage::next`] is the query for the next page.
+    /// one page of at most `limit` records and [`MAX_PAGE_BYTES`] (but at least one record);
+    /// [`HistoryPage::next`] is the query for the next page.
     fn history(&self, query: &HistoryQuery) -> Result<HistoryPage>;
 
     /// Records with `seq > after_seq` under `prefixes` (empty, or `""`: everything), oldest
-    /// first, at most `limit`; `next` continues after the last one returned. This is the
+    /// first, at most `limit` (and [`MAX_PAGE_BYTES`], as [`history`](EventStore::history));
+    /// `next` continues after the last one returned. This is the
     /// question of a subscriber resuming after sequence `after_seq`.
     fn replay(&self, after_seq: u64, prefixes: &[Bytes], limit: usize) -> Result<HistoryPage> {
         self.history(&HistoryQuery {

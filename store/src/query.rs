@@ -7,6 +7,64 @@ use bytes::Bytes;
 
 use crate::record::Record;
 
+/// The most bytes of topics and payloads one page of [`EventStore::history`] (and so of
+/// [`EventStore::replay`]) holds: a page stops early, with a [`HistoryPage::next`] that
+/// continues right after its last record, once the next record would take it past this. A
+/// page always holds at least one record, even one larger than this by itself. It is the
+/// proxy's query reply budget, so that a page read from the store fits one reply.
+///
+/// [`EventStore::history`]: crate::EventStore::history
+/// [`EventStore::replay`]: crate::EventStore::replay
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+
+/// Counts what a page holds while it is filled: at most `limit` records, and past
+/// [`MAX_PAGE_BYTES`] only with its first.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PageFill {
+    limit: usize,
+    count: usize,
+    bytes: usize,
+    more: bool,
+}
+
+impl PageFill {
+    /// An empty page of at most `limit` records and the store's byte budget.
+    pub(crate) fn new(limit: usize) -> Self {
+        PageFill {
+            limit,
+            count: 0,
+            bytes: 0,
+            more: false,
+        }
+    }
+
+    /// Whether a matching record of `size` bytes (topic and payload) joins the page. Once one
+    /// does not, the page is full and [`PageFill::more`] holds: that record is the first of
+    /// the next page.
+    pub(crate) fn admit(&mut self, size: usize) -> bool {
+        if self.more
+            || self.count >= self.limit
+            || (self.count > 0 && self.bytes.saturating_add(size) > MAX_PAGE_BYTES)
+        {
+            self.more = true;
+            return false;
+        }
+        self.count += 1;
+        self.bytes = self.bytes.saturating_add(size);
+        true
+    }
+
+    /// The most records the page may hold.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether a matching record was left out (the page is full and more follow).
+    pub(crate) fn more(&self) -> bool {
+        self.more
+    }
+}
+
 /// In which order [`EventStore::history`](crate::EventStore::history) returns records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Order {
@@ -355,6 +413,23 @@ mod tests {
         );
         assert!(normalize_prefixes(&[]).is_none());
         assert!(normalize_prefixes(&[Bytes::new(), Bytes::from("a")]).is_none());
+    }
+
+    #[test]
+    fn pages_stop_at_the_limit_or_the_byte_budget_with_at_least_one_record() {
+        let mut fill = PageFill::new(2);
+        assert!(fill.admit(1) && fill.admit(1));
+        assert!(!fill.more());
+        assert!(!fill.admit(1) && fill.more());
+
+        let mut fill = PageFill::new(10);
+        assert!(fill.admit(MAX_PAGE_BYTES / 2));
+        assert!(fill.admit(MAX_PAGE_BYTES / 2), "exactly the budget");
+        assert!(!fill.admit(1) && fill.more());
+
+        let mut fill = PageFill::new(10);
+        assert!(fill.admit(MAX_PAGE_BYTES * 2), "one record always fits");
+        assert!(!fill.admit(0));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use xbus_store::FjallStore;
 use xbus_store::RedbStore;
 use xbus_store::{
     EventStore, HistoryQuery, LastValue, LatestQuery, Order, Record, Retention, StoreError,
-    StoreOptions, MAX_TOPIC_LEN,
+    StoreOptions, MAX_PAGE_BYTES, MAX_TOPIC_LEN,
 };
 
 trait Open: EventStore + Sized {
@@ -272,6 +272,119 @@ fn paging<S: Open, const LV: u8>() {
         Err(StoreError::InvalidQuery(_))
     ));
     assert!(store.history(&HistoryQuery::new(all()).limit(0)).is_err());
+}
+
+/// Pages stop at the byte budget: paging through records far larger together than a page
+/// returns each exactly once, in order, in both orders, whichever way the query reads (every
+/// topic, one topic through the per-topic index, prefixes filtering the records); no page holds
+/// more than the budget unless it is a single record.
+fn pages_stop_at_the_byte_budget<S: Open, const LV: u8>() {
+    let dir = S::place();
+    let store = open::<S, LV>(dir.path());
+    // 40 records of about 1 MiB (or the largest the store takes) on one topic, two small
+    // records after each on topics of their own (so that "big." is selective enough for the
+    // per-topic index), and, where the store takes it, one record larger than a page.
+    let big_len = store.max_record_len().min(1 << 20) - 64;
+    let mut records = Vec::new();
+    let mut seq = 0;
+    for i in 0..40u8 {
+        seq += 1;
+        records.push(Record::new(seq, 1_000 + seq * 10, "big.", vec![i; big_len]));
+        for j in 0..2 {
+            seq += 1;
+            records.push(rec(seq, &format!("small.{i}.{j}"), "s"));
+        }
+        if i == 20 && store.max_record_len() > MAX_PAGE_BYTES + 100 {
+            seq += 1;
+            records.push(Record::new(
+                seq,
+                1_000 + seq * 10,
+                "big.",
+                vec![0xAB; MAX_PAGE_BYTES + 1],
+            ));
+        }
+    }
+    for chunk in records.chunks(8) {
+        store.append(chunk).unwrap();
+    }
+    let size = |r: &Record| r.topic.len() + r.payload.len();
+    let total: usize = records.iter().map(size).sum();
+    assert!(total > 4 * MAX_PAGE_BYTES);
+
+    for prefixes in [
+        all(),
+        vec![Bytes::from("big.")],
+        vec![Bytes::from("big."), Bytes::from("small.1")],
+    ] {
+        for order in [Order::OldestFirst, Order::NewestFirst] {
+            let mut expected: Vec<&Record> = records
+                .iter()
+                .filter(|r| prefixes.iter().any(|p| r.topic.starts_with(p)))
+                .collect();
+            if order == Order::NewestFirst {
+                expected.reverse();
+            }
+            let mut got: Vec<Record> = Vec::new();
+            let mut query = Some(
+                HistoryQuery::new(prefixes.clone())
+                    .order(order)
+                    .limit(10_000),
+            );
+            let mut pages = 0;
+            while let Some(q) = query {
+                let page = store.history(&q).unwrap();
+                let bytes: usize = page.records.iter().map(size).sum();
+                assert!(
+                    page.records.len() == 1 || bytes <= MAX_PAGE_BYTES,
+                    "{prefixes:?} {order:?}: a page of {} records holds {bytes} bytes",
+                    page.records.len()
+                );
+                assert!(
+                    !page.records.is_empty(),
+                    "{prefixes:?} {order:?}: an empty page"
+                );
+                got.extend(page.records);
+                query = page.next;
+                pages += 1;
+                assert!(
+                    pages <= expected.len(),
+                    "{prefixes:?} {order:?}: paging does not end"
+                );
+            }
+            assert!(pages >= 5, "{prefixes:?} {order:?}: {pages} pages");
+            assert_eq!(got.len(), expected.len(), "{prefixes:?} {order:?}");
+            assert!(
+                got.iter().zip(&expected).all(|(g, e)| g == *e),
+                "{prefixes:?} {order:?}: {:?}",
+                seqs(&got)
+            );
+        }
+
+        // replay, continuing after each page's last record
+        let mut got: Vec<Record> = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.replay(after, &prefixes, 10_000).unwrap();
+            let last = page.records.last().unwrap().seq;
+            got.extend(page.records);
+            match page.next {
+                Some(next) => {
+                    assert_eq!(next.min_seq, Some(last + 1));
+                    after = last;
+                }
+                None => break,
+            }
+        }
+        let expected: Vec<&Record> = records
+            .iter()
+            .filter(|r| prefixes.iter().any(|p| r.topic.starts_with(p)))
+            .collect();
+        assert_eq!(got.len(), expected.len(), "replay {prefixes:?}");
+        assert!(
+            got.iter().zip(&expected).all(|(g, e)| g == *e),
+            "replay {prefixes:?}"
+        );
+    }
 }
 
 fn time_ranges<S: Open, const LV: u8>() {
@@ -816,6 +929,7 @@ for_each_engine!(
     any_topic_bytes,
     sparse_prefixes_both_ways,
     paging,
+    pages_stop_at_the_byte_budget,
     time_ranges,
     refusals,
     trim,

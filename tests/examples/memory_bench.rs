@@ -9,10 +9,11 @@
 //!
 //! Prints one `name value` line per figure. docs/benchmarks.md has the results.
 //!
-//! `XBUS_BENCH_STORE=DIR` records into `DIR` and keeps it: a second run on the same `DIR`
-//! skips filling it and the SIGKILL, and measures only the queries (for comparing two builds
-//! on one store, interleaved). `XBUS_BENCH_ONLY=latest` (or `history`, `replay`) measures
-//! only that (for profiling one of them).
+//! `XBUS_BENCH_STORE=DIR` records into `DIR`, keeps it, and skips the SIGKILL (on every run,
+//! the first included); a second run on the same `DIR` also skips filling it, and measures
+//! only the queries (for comparing two builds on one store, interleaved).
+//! `XBUS_BENCH_ONLY=latest` (or `history`, `replay`) measures only that (for profiling one of
+//! them).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};

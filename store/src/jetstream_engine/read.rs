@@ -17,7 +17,7 @@ use super::Inner;
 use crate::error::{Result, StoreError};
 use crate::query::{
     matches, normalize_prefixes, HistoryPage, HistoryQuery, LatestPage, LatestQuery, Order,
-    StoreStats,
+    PageFill, StoreStats,
 };
 use crate::record::Record;
 
@@ -134,12 +134,25 @@ impl<'a> Scan<'a> {
         Ok(best)
     }
 
-    /// Records in `a..=b` the prefixes want, oldest first, at most `want`.
-    async fn forward(&mut self, a: u64, b: u64, want: usize, out: &mut Vec<Stored>) -> Result<()> {
+    /// Records in `a..=b` the prefixes want, oldest first: as many as `fill` admits, or
+    /// (`None`) all of them.
+    async fn forward(
+        &mut self,
+        a: u64,
+        b: u64,
+        mut fill: Option<&mut PageFill>,
+        out: &mut Vec<Stored>,
+    ) -> Result<()> {
+        let want = fill.as_deref().map_or(u64::MAX, |f| f.limit() as u64);
+        let mut admit = |s: &Stored| match fill.as_deref_mut() {
+            Some(fill) => fill.admit(size(s)),
+            None => true,
+        };
         let mut s = a;
-        let mut window = WINDOW_START.min(want as u64).max(8);
+        let mut window = WINDOW_START.min(want).max(8);
         let mut sparse = false;
-        while s <= b && out.len() < want {
+        let mut full = false;
+        while s <= b && !full {
             if sparse {
                 let Some(m) = self.jump(s).await?.filter(|m| m.sseq <= b) else {
                     break;
@@ -147,13 +160,17 @@ impl<'a> Scan<'a> {
                 let gap = m.sseq - s;
                 s = m.sseq + 1;
                 if self.wanted(&m) {
-                    out.push(m);
+                    if admit(&m) {
+                        out.push(m);
+                    } else {
+                        full = true;
+                    }
                 }
                 if gap <= 2 {
                     sparse = false;
                     window = WINDOW_START;
                 }
-                if window == 0 || out.len() >= want {
+                if window == 0 || full {
                     continue;
                 }
             }
@@ -164,9 +181,14 @@ impl<'a> Scan<'a> {
             let len = end - s + 1;
             let mut matched = 0u64;
             for rec in self.js.fetch(s..=end).await? {
-                if self.wanted(&rec) && out.len() < want {
+                if full || !self.wanted(&rec) {
+                    continue;
+                }
+                if admit(&rec) {
                     matched += 1;
                     out.push(rec);
+                } else {
+                    full = true;
                 }
             }
             s = end + 1;
@@ -180,12 +202,22 @@ impl<'a> Scan<'a> {
         Ok(())
     }
 
-    /// Records in `a..=b` the prefixes want, newest first, at most `want`.
-    async fn backward(&mut self, a: u64, b: u64, want: usize, out: &mut Vec<Stored>) -> Result<()> {
+    /// Records in `a..=b` the prefixes want, newest first, as many as `fill` admits.
+    async fn backward(
+        &mut self,
+        a: u64,
+        b: u64,
+        fill: &mut PageFill,
+        out: &mut Vec<Stored>,
+    ) -> Result<()> {
+        // records still to find: the page's and one to tell whether more follow
+        let left = |fill: &PageFill, out: &Vec<Stored>| {
+            (fill.limit().saturating_add(1).saturating_sub(out.len())) as u64
+        };
         let mut s = b;
-        let mut region = (want as u64).saturating_mul(2).clamp(16, WINDOW_MAX);
+        let mut region = left(fill, out).saturating_mul(2).clamp(16, WINDOW_MAX);
         let mut found = Vec::new();
-        while out.len() < want && s >= a {
+        while !fill.more() && s >= a {
             let lo = a.max(s.saturating_sub(region - 1));
             found.clear();
             if region <= WINDOW_MAX {
@@ -197,14 +229,17 @@ impl<'a> Scan<'a> {
                         .filter(|r| self.wanted(r)),
                 );
             } else {
-                self.forward(lo, s, usize::MAX, &mut found).await?;
+                self.forward(lo, s, None, &mut found).await?;
             }
             let dense = found.len() as u64 * 4 > s - lo;
-            out.extend(found.drain(..).rev().take(want - out.len()));
+            for rec in found.drain(..).rev() {
+                if !fill.admit(size(&rec)) {
+                    break;
+                }
+                out.push(rec);
+            }
             region = if dense || self.filters.is_none() {
-                ((want - out.len()) as u64)
-                    .saturating_mul(2)
-                    .clamp(16, WINDOW_MAX)
+                left(fill, out).saturating_mul(2).clamp(16, WINDOW_MAX)
             } else {
                 (region * 4).min(REGION_MAX)
             };
@@ -215,6 +250,11 @@ impl<'a> Scan<'a> {
         }
         Ok(())
     }
+}
+
+/// A record's bytes as a page's budget counts them: its topic and payload.
+fn size(s: &Stored) -> usize {
+    s.record.topic.len() + s.record.payload.len()
 }
 
 impl Inner {
@@ -313,16 +353,15 @@ impl Inner {
         if a.sseq > b {
             return Ok(empty());
         }
-        let want = query.limit.saturating_add(1);
         let prefixes = normalize_prefixes(&query.prefixes);
         let mut scan = Scan::new(js, prefixes.as_deref());
         let mut found = Vec::new();
+        let mut fill = PageFill::new(query.limit);
         match query.order {
-            Order::OldestFirst => scan.forward(a.sseq, b, want, &mut found).await?,
-            Order::NewestFirst => scan.backward(a.sseq, b, want, &mut found).await?,
+            Order::OldestFirst => scan.forward(a.sseq, b, Some(&mut fill), &mut found).await?,
+            Order::NewestFirst => scan.backward(a.sseq, b, &mut fill, &mut found).await?,
         }
-        let more = found.len() > query.limit;
-        found.truncate(query.limit);
+        let more = fill.more();
         let records: Vec<Record> = found.into_iter().map(|s| s.record).collect();
         let next = match (more, records.last()) {
             (true, Some(last)) => query.continue_after(last.seq),
