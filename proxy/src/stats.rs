@@ -127,6 +127,9 @@ pub struct ClusterStats {
     /// Times the NATS client reported dropping messages for this proxy because it fell
     /// behind (at least one message each).
     pub dropped_in: u64,
+    /// Messages other proxies said they dropped before NATS (their link was down or behind):
+    /// events this proxy's subscribers may have wanted.
+    pub lost_elsewhere: u64,
     /// Messages under the subject prefix that are not a proxy's events (another NATS
     /// client's), or whose frames break the limits: not routed.
     pub malformed_in: u64,
@@ -352,6 +355,7 @@ pub(crate) fn log_line(s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) {
             msgs_in = c.messages_in,
             msgs_in_per_s = rate(c.messages_in, before.messages_in),
             dropped_in = c.dropped_in,
+            lost_elsewhere = c.lost_elsewhere,
             malformed_in = c.malformed_in,
             disconnects = c.disconnects,
             subscriptions = c.subscriptions,

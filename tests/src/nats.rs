@@ -49,6 +49,8 @@ pub struct NatsCluster {
     agent: ureq::Agent,
     /// With JetStream: where the servers keep its files (`node{i}/` each).
     jetstream: Option<tempfile::TempDir>,
+    /// The servers do not tell clients of the others (`--no_advertise`).
+    no_advertise: bool,
 }
 
 impl NatsCluster {
@@ -57,7 +59,17 @@ impl NatsCluster {
     /// # Panics
     /// If they do not form the cluster within 20 s.
     pub fn start(n: usize) -> NatsCluster {
-        NatsCluster::start_with(n, false)
+        NatsCluster::start_with(n, false, false)
+    }
+
+    /// Starts `n` servers that do not tell their clients of the others
+    /// (`--no_advertise`): a client stays with the server it was given, so killing that
+    /// server cuts it off.
+    ///
+    /// # Panics
+    /// If they do not form the cluster within 20 s.
+    pub fn start_without_discovery(n: usize) -> NatsCluster {
+        NatsCluster::start_with(n, false, true)
     }
 
     /// Starts `n` servers with JetStream (each keeping its files in a temporary directory of
@@ -67,7 +79,7 @@ impl NatsCluster {
     /// # Panics
     /// If they do not get there within 20 s.
     pub fn start_jetstream(n: usize) -> NatsCluster {
-        let cluster = NatsCluster::start_with(n, true);
+        let cluster = NatsCluster::start_with(n, true, false);
         if n == 1 {
             // a single server runs JetStream on its own, with no meta group
             cluster.wait_until("JetStream is on", |c| {
@@ -82,7 +94,7 @@ impl NatsCluster {
         cluster
     }
 
-    fn start_with(n: usize, jetstream: bool) -> NatsCluster {
+    fn start_with(n: usize, jetstream: bool, no_advertise: bool) -> NatsCluster {
         let nodes: Vec<Node> = (0..n)
             .map(|_| Node {
                 child: None,
@@ -101,6 +113,7 @@ impl NatsCluster {
             nodes,
             agent,
             jetstream,
+            no_advertise,
         };
         for i in 0..n {
             cluster.spawn(i);
@@ -131,6 +144,9 @@ impl NatsCluster {
             cmd.arg("-js")
                 .arg("-sd")
                 .arg(dir.path().join(format!("node{i}")));
+        }
+        if self.no_advertise {
+            cmd.arg("--no_advertise=true");
         }
         if self.nodes.len() > 1 {
             cmd.args(["--cluster_name", "xbus-test"])

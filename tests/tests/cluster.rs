@@ -96,6 +96,14 @@ fn routes_with_interest(nats: &NatsCluster, i: usize, subject: &str) -> usize {
 
 /// Whether NATS node `i` knows of interest in `subject`: from its own clients, or through a
 /// route.
+/// The subscriptions of node `i`'s clients to events (not to the loss notices).
+fn event_subscriptions(nats: &NatsCluster, i: usize) -> Vec<String> {
+    nats.client_subscriptions(i)
+        .into_iter()
+        .filter(|s| s.starts_with("xbus."))
+        .collect()
+}
+
 fn interest_at(nats: &NatsCluster, i: usize, subject: &str) -> bool {
     routes_with_interest(nats, i, subject) > 0
         || nats
@@ -144,14 +152,17 @@ async fn receive_ticks(sub: &mut SubscriberAsync<Tick>, expect: &[(&str, u64)]) 
 
 /// The next thing `sub` gets is the report of events from other proxies lost (how many
 /// unknown) before event `before`.
-async fn expect_cluster_loss(sub: &mut SubscriberAsync<Tick>, before: u64) {
+async fn expect_cluster_loss(sub: &mut SubscriberAsync<Tick>, before: u64, count: u64) {
     match sub.get(WAIT).await {
         Err(xbus::Error::Gap(xbus::Gap::ClusterLost {
             before_seq,
-            at_least: 0,
+            at_least,
             ..
-        })) => assert_eq!(before_seq, before, "where the loss sits in the stream"),
-        other => panic!("expected the lost link to be reported, got {other:?}"),
+        })) => {
+            assert_eq!(before_seq, before, "where the loss sits in the stream");
+            assert_eq!(at_least, count, "how many were lost, at least");
+        }
+        other => panic!("expected a cluster loss to be reported, got {other:?}"),
     }
 }
 
@@ -265,9 +276,9 @@ async fn interest_follows_subscribers_and_unsubscribing_stops_traffic_to_a_proxy
     let b = proxy_on(&nats.url(1));
     // before anyone subscribes, B holds no NATS subscription
     assert!(
-        nats.client_subscriptions(1).is_empty(),
+        event_subscriptions(&nats, 1).is_empty(),
         "{:?}",
-        nats.client_subscriptions(1)
+        event_subscriptions(&nats, 1)
     );
 
     let mut ticks = SubscriberAsync::<Tick>::connect(&b.backend).await.unwrap();
@@ -281,7 +292,7 @@ async fn interest_follows_subscribers_and_unsubscribing_stops_traffic_to_a_proxy
     }
     // the minimal cover: "Tick." holds "Tick.a." and "Tick.mark." (no message twice)
     wait_until("B subscribes to the cover of its interest", || {
-        nats.client_subscriptions(1) == ["xbus.Tick", "xbus.Tick.>"]
+        event_subscriptions(&nats, 1) == ["xbus.Tick", "xbus.Tick.>"]
     });
     wait_until("A's node hears of it", || {
         routes_with_interest(&nats, 0, "xbus.Tick.a") == 1
@@ -294,7 +305,7 @@ async fn interest_follows_subscribers_and_unsubscribing_stops_traffic_to_a_proxy
     // the wide subscriber leaves: the cover narrows to what is still wanted
     drop(ticks);
     wait_until("B's subscriptions narrow", || {
-        nats.client_subscriptions(1)
+        event_subscriptions(&nats, 1)
             == [
                 "xbus.Tick.a",
                 "xbus.Tick.a.>",
@@ -305,7 +316,7 @@ async fn interest_follows_subscribers_and_unsubscribing_stops_traffic_to_a_proxy
     // then everyone interested in "a" leaves: A's ticks stop reaching B at all
     drop(narrower);
     wait_until("B keeps only the marks", || {
-        nats.client_subscriptions(1) == ["xbus.Tick.mark", "xbus.Tick.mark.>"]
+        event_subscriptions(&nats, 1) == ["xbus.Tick.mark", "xbus.Tick.mark.>"]
     });
     wait_until("A's node forgets B's interest in a", || {
         routes_with_interest(&nats, 0, "xbus.Tick.a") == 0
@@ -377,7 +388,7 @@ async fn losing_a_nats_node_or_a_proxy_costs_only_its_own_part() {
     });
     publish_ticks(a.frontend.clone(), "b", 500).join().unwrap();
     // C's subscriber learns that what crossed while C was away is lost, then gets the rest
-    expect_cluster_loss(&mut on_c, 501).await;
+    expect_cluster_loss(&mut on_c, 501, 0).await;
     receive_ticks(&mut on_c, &[("b", 500)]).await;
 
     // proxy B dies: A and C do not notice
@@ -431,6 +442,62 @@ async fn during_a_nats_outage_local_delivery_goes_on_and_what_could_not_cross_is
     receive_ticks(&mut remote, &[("b", 300)]).await;
     // A's subscriber is told that events from other proxies may have been lost during the
     // outage, in order: after the 300 local ones, before the next
-    expect_cluster_loss(&mut local, 301).await;
+    expect_cluster_loss(&mut local, 301, 0).await;
     receive_ticks(&mut local, &[("b", 300)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_proxy_could_not_send_is_told_to_the_other_proxies_subscribers() {
+    // A must not move to B's node when its own goes
+    let mut nats = NatsCluster::start_without_discovery(2);
+    let a = proxy_on(&nats.url(0));
+    let b = proxy_on(&nats.url(1));
+    let mut remote = SubscriberAsync::<Tick>::connect(&b.backend).await.unwrap();
+    remote.subscribe::<Tick>(None).unwrap();
+    remote
+        .wait_subscribed(Duration::from_secs(10))
+        .await
+        .unwrap();
+    wait_until("B's interest reaches A's node", || {
+        interest_at(&nats, 0, "xbus.Tick.a")
+    });
+    publish_ticks(a.frontend.clone(), "a", 100).join().unwrap();
+    receive_ticks(&mut remote, &[("a", 100)]).await;
+
+    // A's node goes away: what A's publishers send meanwhile cannot leave A
+    nats.kill(0);
+    wait_until("A sees the outage", || {
+        cluster_stats(&a)["state"] == "disconnected"
+    });
+    publish_ticks(a.frontend.clone(), "b", 300).join().unwrap();
+    wait_until("A counts what it dropped", || {
+        cluster_stats(&a)["dropped_out"] == 300
+    });
+    // B, on the other node, has not heard of it yet
+    assert_eq!(cluster_stats(&b)["lost_elsewhere"], 0);
+    assert!(remote.try_get().is_none(), "nothing reached B");
+
+    // once A is back it tells the others; B's subscriber learns of the 300 in order: after
+    // the 100 it had, before what A sends next
+    nats.restart(0);
+    wait_until("A reconnects", || cluster_stats(&a)["state"] == "connected");
+    wait_until("B hears of the loss", || {
+        cluster_stats(&b)["lost_elsewhere"] == 300
+    });
+    wait_until("B's interest reaches A's node again", || {
+        interest_at(&nats, 0, "xbus.Tick.c")
+    });
+    publish_ticks(a.frontend.clone(), "c", 100).join().unwrap();
+    expect_cluster_loss(&mut remote, 101, 300).await;
+    receive_ticks(&mut remote, &[("c", 100)]).await;
+    let url = format!("{}/metrics", b.http.as_ref().unwrap());
+    let metrics = agent()
+        .get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let line = "xbus_cluster_lost_messages_total{reason=\"lost_elsewhere\"} 300";
+    assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
 }

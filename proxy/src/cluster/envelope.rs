@@ -11,6 +11,9 @@ pub(crate) const HEADER_LEN: usize = 17;
 const KIND_PAYLOAD: u8 = 0xB1;
 /// Kind: the rest is the message's frames after the topic, ZMTP-framed (none, or several).
 const KIND_FRAMES: u8 = 0xB2;
+/// Kind: a loss notice (on the loss subject, not an event): the origin dropped `counter`
+/// messages before they reached NATS. Nothing follows the header.
+const KIND_LOST: u8 = 0xB3;
 
 /// Where a message came from: a proxy run and its count of messages sent to NATS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,6 +54,28 @@ pub(crate) fn encode(stamp: Stamp, after_topic: &[u8]) -> Bytes {
     buf.freeze()
 }
 
+/// The body of a loss notice: `origin` dropped `count` more messages before NATS.
+pub(crate) fn encode_lost(origin: u64, count: u64) -> Bytes {
+    let mut buf = BytesMut::with_capacity(HEADER_LEN);
+    buf.put_u8(KIND_LOST);
+    buf.put_u64(origin);
+    buf.put_u64(count);
+    buf.freeze()
+}
+
+/// Reads a loss notice: (origin, count); `None` when it is not one.
+pub(crate) fn decode_lost(body: &[u8]) -> Option<(u64, u64)> {
+    if body.len() != HEADER_LEN || body.first() != Some(&KIND_LOST) {
+        return None;
+    }
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(body.get(at..at + 8)?);
+        Some(u64::from_be_bytes(w))
+    };
+    Some((word(1)?, word(9)?))
+}
+
 /// Reads a body; `None` when it is not one of ours.
 pub(crate) fn decode(body: &Bytes) -> Option<Envelope> {
     let header = body.get(..HEADER_LEN)?;
@@ -88,6 +113,17 @@ mod tests {
         origin: 0xA1B2_C3D4_E5F6_0718,
         counter: 42,
     };
+
+    #[test]
+    fn a_loss_notice_is_its_header_alone_and_no_event() {
+        let body = encode_lost(STAMP.origin, 300);
+        assert_eq!(body.len(), HEADER_LEN);
+        assert_eq!(decode_lost(&body), Some((STAMP.origin, 300)));
+        assert_eq!(decode(&body), None);
+        assert_eq!(decode_lost(&encode(STAMP, b"")), None);
+        assert_eq!(decode_lost(&body[..HEADER_LEN - 1]), None);
+        assert_eq!(decode_lost(&[&body[..], b"x"].concat()), None);
+    }
 
     #[test]
     fn one_payload_frame_travels_bare_after_the_header() {

@@ -138,6 +138,9 @@ async fn publish_local(ctx: Arc<Ctx>, shared: Arc<ClusterShared>, client: Client
     let mut batches = Vec::new();
     let mut subject = String::new();
     let mut counter = 0u64;
+    let lost_subject = shared.lost_subject();
+    // dropped messages other proxies have been told of
+    let mut told = 0u64;
     loop {
         let stopping = tokio::select! {
             _ = ctx.shutdown.cancelled() => true,
@@ -147,10 +150,29 @@ async fn publish_local(ctx: Arc<Ctx>, shared: Arc<ClusterShared>, client: Client
         for batch in batches.drain(..) {
             publish_batch(&shared, &client, &batch, &mut subject, &mut counter).await;
         }
+        told = tell_dropped(&shared, &client, &lost_subject, told).await;
         if stopping {
             // what was routed before the shutdown leaves, for at most the linger
             let _ = tokio::time::timeout(ctx.config.linger, client.flush()).await;
             return;
+        }
+    }
+}
+
+/// Tells the other proxies (a loss notice on the loss subject) how many local messages were
+/// dropped before NATS since `told`, so their subscribers learn of the gap; returns the
+/// dropped count they now know of.
+async fn tell_dropped(shared: &ClusterShared, client: &Client, subject: &str, told: u64) -> u64 {
+    let dropped = shared.outbound.dropped.load(Relaxed);
+    if dropped == told || !shared.outbound.open.load(Relaxed) {
+        return told;
+    }
+    let notice = envelope::encode_lost(shared.origin, dropped - told);
+    match client.publish(subject.to_owned(), notice).await {
+        Ok(()) => dropped,
+        Err(e) => {
+            debug!(error = %e, "telling NATS of dropped messages failed: told again later");
+            told
         }
     }
 }
@@ -228,7 +250,13 @@ struct Receiver {
     reorder: Reorder<Arrived>,
     released: Vec<(Stamp, Arrived)>,
     scratch: RouteScratch,
+    /// Where other proxies' loss notices arrive.
+    lost_subject: String,
 }
+
+/// The key of the loss notices' subscription in `Receiver::subs` (the interest's count up
+/// from 0).
+const LOSS_NOTICES: u64 = u64::MAX;
 
 /// Keeps the NATS subscriptions equal to the local interest, follows the connection, and
 /// routes what arrives.
@@ -238,6 +266,7 @@ async fn receive(
     client: Client,
     mut events: mpsc::UnboundedReceiver<Event>,
 ) {
+    let shared_lost_subject = shared.lost_subject();
     let mut r = Receiver {
         cover: Cover::new(shared.prefix.clone()),
         ctx,
@@ -250,7 +279,14 @@ async fn receive(
         reorder: Reorder::default(),
         released: Vec::new(),
         scratch: RouteScratch::default(),
+        lost_subject: shared_lost_subject,
     };
+    match r.client.subscribe(r.lost_subject.clone()).await {
+        Ok(sub) => {
+            r.subs.insert(LOSS_NOTICES, sub);
+        }
+        Err(e) => warn!(error = %e, "cannot subscribe to other proxies' loss notices: {e}"),
+    }
     r.follow_interest().await;
     loop {
         tokio::select! {
@@ -279,6 +315,8 @@ impl Receiver {
                 *shared.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
                 let was = shared.state.swap(CONNECTED, Relaxed);
                 shared.outbound.open.store(true, Relaxed);
+                // what was dropped while the link was down is told to the other proxies
+                shared.outbound.wake();
                 if was == DISCONNECTED {
                     // what other proxies sent while the link was down never came: say so to
                     // every subscriber that may have wanted it
@@ -373,6 +411,9 @@ impl Receiver {
 
     /// Holds a message just read (or counts it malformed).
     fn take(&mut self, msg: async_nats::Message) {
+        if msg.subject.as_str() == self.lost_subject {
+            return self.take_loss_notice(&msg);
+        }
         let mut topic = Vec::new();
         let decoded = self
             .shared
@@ -400,6 +441,33 @@ impl Receiver {
                     warn!(subject = %msg.subject, malformed = n,
                         "a NATS message under the cluster's subject prefix is not a proxy's event: ignored");
                 }
+            }
+        }
+    }
+
+    /// Another proxy dropped messages before NATS: this proxy's subscribers may have wanted
+    /// them.
+    fn take_loss_notice(&mut self, msg: &async_nats::Message) {
+        match envelope::decode_lost(&msg.payload) {
+            Some((origin, count)) if origin != self.shared.origin && count > 0 => {
+                self.ctx.router.report_cluster_loss(count);
+                let before = self
+                    .shared
+                    .counters
+                    .lost_elsewhere
+                    .fetch_add(count, Relaxed);
+                // logged when the total passes a power of two
+                if before == 0 || (before + count).ilog2() > before.ilog2() {
+                    warn!(
+                        count,
+                        lost_elsewhere = before + count,
+                        "another proxy dropped {count} messages before NATS (its link was down or behind); subscribers were told"
+                    );
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.shared.counters.malformed_in.fetch_add(1, Relaxed);
             }
         }
     }

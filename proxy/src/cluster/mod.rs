@@ -41,6 +41,7 @@ struct Counters {
     messages_in: AtomicU64,
     bytes_in: AtomicU64,
     dropped_in: AtomicU64,
+    lost_elsewhere: AtomicU64,
     malformed_in: AtomicU64,
     duplicates_in: AtomicU64,
     disconnects: AtomicU64,
@@ -98,6 +99,12 @@ impl ClusterShared {
         }
     }
 
+    /// The subject of loss notices: outside the events' subjects (`<prefix>.>`), so no
+    /// event subscription receives them.
+    pub(crate) fn lost_subject(&self) -> String {
+        format!("{}-lost", self.prefix.as_str())
+    }
+
     /// `connecting`, `connected` or `disconnected`.
     pub(crate) fn state_name(&self) -> &'static str {
         match self.state.load(Relaxed) {
@@ -124,6 +131,7 @@ impl ClusterShared {
             messages_in: c.messages_in.load(Relaxed),
             bytes_in: c.bytes_in.load(Relaxed),
             dropped_in: c.dropped_in.load(Relaxed),
+            lost_elsewhere: c.lost_elsewhere.load(Relaxed),
             malformed_in: c.malformed_in.load(Relaxed),
             duplicates_in: c.duplicates_in.load(Relaxed),
             disconnects: c.disconnects.load(Relaxed),

@@ -86,6 +86,11 @@ impl Outbound {
         self.dropped.fetch_add(n as u64, Relaxed);
     }
 
+    /// Wakes the link's publisher (to tell NATS of messages dropped while it was down).
+    pub(crate) fn wake(&self) {
+        self.notify.notify_one();
+    }
+
     /// Waits until something may have been pushed since the last `take`.
     pub(crate) async fn notified(&self) {
         self.notify.notified().await;

@@ -300,6 +300,7 @@ impl Collector for Scrape {
                 ),
                 (Some(("reason", "subject_too_long")), c.refused_out as f64),
                 (Some(("reason", "nats_dropped")), c.dropped_in as f64),
+                (Some(("reason", "lost_elsewhere")), c.lost_elsewhere as f64),
                 (Some(("reason", "malformed_in")), c.malformed_in as f64),
             ];
             family(&mut enc, "xbus_cluster_lost_messages", true, &lost)?;
