@@ -69,12 +69,17 @@ impl QueryService {
 
 /// Buffers that pages were built in, kept for the next pages: a page of 10,000 records is
 /// a megabyte or more, and a fresh buffer costs the first touch of every memory page of it.
-/// At most one for each page that can be built at once, and none larger than [`KEPT_BYTES`].
+/// At most one for each page that can be built at once, none smaller than [`KEPT_MIN_BYTES`]
+/// and none larger than [`KEPT_BYTES`].
 #[derive(Debug, Default)]
 struct Buffers(Mutex<Vec<BytesMut>>);
 
 /// The largest buffer kept for another page.
 const KEPT_BYTES: usize = 4 << 20;
+/// The smallest buffer kept for another page. The pool hands out its newest buffer first, so
+/// the buffer of a small page (a few records) would otherwise take the place of a large one,
+/// and the next large page would start from scratch; a small buffer costs little to make anew.
+const KEPT_MIN_BYTES: usize = 64 << 10;
 
 impl Buffers {
     /// A buffer to build a page in.
@@ -91,7 +96,7 @@ impl Buffers {
         let Ok(mut buffer) = frames.try_into_mut() else {
             return;
         };
-        if buffer.capacity() == 0 || buffer.capacity() > KEPT_BYTES {
+        if buffer.capacity() < KEPT_MIN_BYTES || buffer.capacity() > KEPT_BYTES {
             return;
         }
         buffer.clear();
@@ -593,11 +598,29 @@ mod tests {
         let again = buffers.take();
         assert!(again.capacity() >= 1 << 20 && again.is_empty());
 
-        // still held elsewhere (the HTTP API's records), or too large: not kept
-        let held = Bytes::from(vec![1u8; 1 << 10]);
+        // still held elsewhere (the HTTP API's records), too large or too small: not kept
+        let held = Bytes::from(vec![1u8; KEPT_MIN_BYTES]);
         let _records = held.slice(1..);
         buffers.give_back(held);
         buffers.give_back(Bytes::from(vec![0u8; KEPT_BYTES + 1]));
+        buffers.give_back(Bytes::from(vec![0u8; KEPT_MIN_BYTES - 1]));
         assert_eq!(buffers.take().capacity(), 0);
+    }
+
+    #[test]
+    fn small_page_buffers_do_not_displace_large_ones() {
+        let buffers = Buffers::default();
+        let mut large = BytesMut::with_capacity(1 << 20);
+        large.extend_from_slice(b"a large page");
+        buffers.give_back(large.freeze());
+        let mut small = BytesMut::with_capacity(1 << 10);
+        small.extend_from_slice(b"a small page");
+        buffers.give_back(small.freeze());
+        let mut least = BytesMut::with_capacity(KEPT_MIN_BYTES);
+        least.extend_from_slice(b"just kept");
+        buffers.give_back(least.freeze());
+        assert!(buffers.take().capacity() >= KEPT_MIN_BYTES);
+        assert!(buffers.take().capacity() >= 1 << 20);
+        assert_eq!(buffers.take().capacity(), 0, "the small one was not kept");
     }
 }

@@ -17,8 +17,9 @@ pub(crate) const DEFAULT_LIMIT: usize = 1_000;
 pub(crate) const MAX_LIMIT: usize = 10_000;
 /// The most prefixes one request may name.
 pub(crate) const MAX_PREFIXES: usize = 256;
-/// A page stops early (with `more`) once its records hold this many bytes.
-pub(crate) const MAX_REPLY_BYTES: usize = 8 << 20;
+/// A page stops early (with `more`) once its records hold this many bytes: the store's own
+/// page budget, so that a page read from the store always fits one reply.
+pub(crate) const MAX_REPLY_BYTES: usize = xbus_store::MAX_PAGE_BYTES;
 /// The longest a request may wait for recording to catch up (`wait_seq`).
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(5);
 
