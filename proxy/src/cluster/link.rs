@@ -456,11 +456,13 @@ impl Receiver {
                     .counters
                     .lost_elsewhere
                     .fetch_add(count, Relaxed);
-                // logged when the total passes a power of two
-                if before == 0 || (before + count).ilog2() > before.ilog2() {
+                // logged when the total passes a power of two (a notice's count is another
+                // client's word: never trusted not to overflow)
+                let total = before.saturating_add(count);
+                if before == 0 || total.ilog2() > before.ilog2() {
                     warn!(
                         count,
-                        lost_elsewhere = before + count,
+                        lost_elsewhere = total,
                         "another proxy dropped {count} messages before NATS (its link was down or behind); subscribers were told"
                     );
                 }
