@@ -166,6 +166,16 @@ async fn expect_cluster_loss(sub: &mut SubscriberAsync<Tick>, before: u64, count
     }
 }
 
+/// A subscriber to every `Tick` at `proxy`, once the proxy has applied its subscription.
+async fn every_tick_at(proxy: &ProxyProcess) -> SubscriberAsync<Tick> {
+    let sub = SubscriberAsync::<Tick>::connect(&proxy.backend)
+        .await
+        .unwrap();
+    sub.subscribe::<Tick>(None).unwrap();
+    sub.wait_subscribed(Duration::from_secs(10)).await.unwrap();
+    sub
+}
+
 /// A pyzmq peer (see `py/cluster_peer.py`).
 fn py(args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/cluster_peer.py");
@@ -367,9 +377,7 @@ async fn losing_a_nats_node_or_a_proxy_costs_only_its_own_part() {
     let a = proxy_on(&nats.url(0));
     let mut b = proxy_on(&nats.url(1));
     let c = proxy_on(&nats.url(2));
-    let mut on_c = SubscriberAsync::<Tick>::connect(&c.backend).await.unwrap();
-    on_c.subscribe::<Tick>(None).unwrap();
-    on_c.wait_subscribed(Duration::from_secs(10)).await.unwrap();
+    let mut on_c = every_tick_at(&c).await;
     wait_until("A's node hears C's interest", || {
         routes_with_interest(&nats, 0, "xbus.Tick.a") == 1
     });
@@ -404,12 +412,7 @@ async fn losing_a_nats_node_or_a_proxy_costs_only_its_own_part() {
 async fn during_a_nats_outage_local_delivery_goes_on_and_what_could_not_cross_is_counted() {
     let mut nats = NatsCluster::start(1);
     let a = proxy_on(&nats.url(0));
-    let mut local = SubscriberAsync::<Tick>::connect(&a.backend).await.unwrap();
-    local.subscribe::<Tick>(None).unwrap();
-    local
-        .wait_subscribed(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let mut local = every_tick_at(&a).await;
 
     nats.kill(0);
     wait_until("A sees the outage", || {
@@ -429,12 +432,7 @@ async fn during_a_nats_outage_local_delivery_goes_on_and_what_could_not_cross_is
     nats.restart(0);
     wait_until("A reconnects", || cluster_stats(&a)["state"] == "connected");
     let b = proxy_on(&nats.url(0));
-    let mut remote = SubscriberAsync::<Tick>::connect(&b.backend).await.unwrap();
-    remote.subscribe::<Tick>(None).unwrap();
-    remote
-        .wait_subscribed(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let mut remote = every_tick_at(&b).await;
     wait_until("B's interest is known", || {
         interest_at(&nats, 0, "xbus.Tick.a")
     });
@@ -452,12 +450,7 @@ async fn what_a_proxy_could_not_send_is_told_to_the_other_proxies_subscribers() 
     let mut nats = NatsCluster::start_without_discovery(2);
     let a = proxy_on(&nats.url(0));
     let b = proxy_on(&nats.url(1));
-    let mut remote = SubscriberAsync::<Tick>::connect(&b.backend).await.unwrap();
-    remote.subscribe::<Tick>(None).unwrap();
-    remote
-        .wait_subscribed(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let mut remote = every_tick_at(&b).await;
     wait_until("B's interest reaches A's node", || {
         interest_at(&nats, 0, "xbus.Tick.a")
     });

@@ -161,13 +161,23 @@ fn batch(seqs: std::ops::RangeInclusive<u64>) -> Vec<Record> {
     seqs.map(rec).collect()
 }
 
-/// Retries `f` (a store call that fails while the stream has no leader) for up to 30 s.
+/// Retries `f` (a store call that fails while the stream has no leader) for up to 30 s,
+/// saying how long each failed try took (printed with the test's output when it fails).
 fn eventually<T>(what: &str, mut f: impl FnMut() -> xbus_store::Result<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(30);
     loop {
+        let tried = Instant::now();
         match f() {
             Ok(v) => return v,
-            Err(e) => assert!(Instant::now() < deadline, "{what}: {e}"),
+            Err(e) => {
+                eprintln!(
+                    "{what}: a try at {:?} failed after {:?}: {e}",
+                    tried - start,
+                    tried.elapsed()
+                );
+                assert!(Instant::now() < deadline, "{what}: {e}");
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -193,6 +203,7 @@ fn a_store_with_three_replicas_outlives_its_stream_leader() {
     let leader = (0..3)
         .find_map(|i| nats.stream_leader(i, "XBUS_ha"))
         .unwrap();
+    eprintln!("killing node{leader}, the stream's leader");
     nats.kill(leader);
 
     // the two left elect a new leader; until then a call may fail, and is retried
