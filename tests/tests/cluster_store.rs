@@ -236,3 +236,20 @@ fn a_store_with_three_replicas_outlives_its_stream_leader() {
     assert_eq!(again.next_seq(), 501);
     assert_eq!(again.last_seq(), Some(500));
 }
+
+#[test]
+fn an_append_while_no_server_answers_fails_after_one_timeout_not_one_per_record() {
+    let mut nats = NatsCluster::start_jetstream(1);
+    let options = JetStreamOptions::new("gone").timeout(Duration::from_secs(1));
+    let store =
+        JetStreamStore::open(&[nats.url(0)], async_nats::ConnectOptions::new(), options).unwrap();
+    store.append(&batch(1..=10)).unwrap();
+    nats.kill(0);
+    let started = Instant::now();
+    let result = store.append(&batch(11..=110));
+    let took = started.elapsed();
+    assert!(result.is_err(), "nothing can store the batch");
+    // a hang check, not a speed figure: waiting for each record's acknowledgement in turn
+    // took the timeout a hundred times over (100 s here)
+    assert!(took < Duration::from_secs(30), "the append took {took:?}");
+}

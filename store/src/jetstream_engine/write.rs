@@ -145,12 +145,16 @@ impl Inner {
             }
         }
         for ack in pending {
+            if failure.is_some() {
+                // What the stream holds decides (the repair reads it), not the rest of the
+                // acknowledgements: each one's timeout starts when it is awaited, so waiting
+                // for them in turn while the stream has no leader would hold the writer for
+                // the timeout times the batch's size.
+                break;
+            }
             match Js::acked(ack).await {
-                Ok(sseq) if failure.is_none() => stored = sseq,
-                Ok(_) => {}
-                Err(f) => {
-                    failure.get_or_insert(f);
-                }
+                Ok(sseq) => stored = sseq,
+                Err(f) => failure = Some(f),
             }
         }
         if failure.is_some() || stored != w.stream_last + records.len() as u64 {
