@@ -39,6 +39,18 @@ fn http(proxy: &ProxyProcess, path: &str) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap())
 }
 
+/// The proxy's `/metrics` page.
+fn metrics(proxy: &ProxyProcess) -> String {
+    let url = format!("{}/metrics", proxy.http.as_ref().unwrap());
+    agent()
+        .get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
 fn cluster_stats(proxy: &ProxyProcess) -> Value {
     http(proxy, "/api/v1/stats").1["stats"]["cluster"].clone()
 }
@@ -262,14 +274,7 @@ async fn events_reach_exactly_the_matching_subscribers_on_any_proxy_once_and_in_
     assert_eq!(sb["messages_in"].as_u64(), Some(N + 1), "{sb}");
     assert_eq!(sa["messages_in"].as_u64(), Some(2 * N), "{sa}");
     // and /metrics says the same
-    let url = format!("{}/metrics", a.http.as_ref().unwrap());
-    let metrics = agent()
-        .get(&url)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = metrics(a);
     for line in [
         format!("xbus_cluster_messages_total{{direction=\"out\"}} {}", N + 1),
         format!("xbus_cluster_messages_total{{direction=\"in\"}} {}", 2 * N),
@@ -483,14 +488,7 @@ async fn what_a_proxy_could_not_send_is_told_to_the_other_proxies_subscribers() 
     publish_ticks(a.frontend.clone(), "c", 100).join().unwrap();
     expect_cluster_loss(&mut remote, 101, 300).await;
     receive_ticks(&mut remote, &[("c", 100)]).await;
-    let url = format!("{}/metrics", b.http.as_ref().unwrap());
-    let metrics = agent()
-        .get(&url)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = metrics(&b);
     let line = "xbus_cluster_lost_messages_total{reason=\"lost_elsewhere\"} 300";
     assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
 }
