@@ -122,7 +122,11 @@ async fn main() {
     // decoded; each measured in a loop of its own, so no figure pays for another's
     // allocations
     let (mut all, mut one, mut typed) = (Vec::new(), Vec::new(), Vec::new());
-    let rounds = if runs("latest") { 300 } else { 0 };
+    let rounds = if runs("latest") {
+        std::env::var("XBUS_BENCH_ROUNDS").map_or(300, |r| r.parse().unwrap())
+    } else {
+        0
+    };
     for _ in 0..rounds {
         let t = Instant::now();
         let got = query.latest_raw(&[bytes::Bytes::new()]).await.unwrap();

@@ -631,7 +631,7 @@ async fn a_client_asks_a_proxy_older_than_numbers_frames_without_them() {
         let latest = query.latest_raw(&[]).await.unwrap();
         let got: Vec<(u64, &[u8], &[u8])> = latest
             .iter()
-            .map(|m| (m.meta.seq, &m.topic[..], &m.payload[..]))
+            .map(|m| (m.meta.seq, m.topic, m.payload))
             .collect();
         assert_eq!(got, [(7, &b"A."[..], &b"a"[..]), (9, b"B.", b"b")]);
     }

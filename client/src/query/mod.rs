@@ -50,7 +50,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -61,10 +60,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xbus_schema::EventSet;
 use xbus_zmtp::{Inbound, Limits, Message, SocketType};
 
+mod page;
+
+use page::{parse_page, Page, Records};
+pub use page::{StoredMessage, StoredMessages, StoredRef};
+
 use crate::connection::{Session, Target};
 use crate::curve::CurveClient;
 use crate::deadline::{deadline, run_until};
-use crate::meta::{time_from_micros, Epoch, EventMeta, Received};
+use crate::meta::{Epoch, Received};
 use crate::options::ConnectionOptions;
 use crate::Error;
 
@@ -80,10 +84,6 @@ const REPLY_LIMITS: Limits = Limits {
     max_message_size: 64 << 20,
     max_frames: 2 * MAX_PAGE + 16,
 };
-/// Bytes of a numbers frame per record (docs/query.md, `numbers`): its sequence number and
-/// receive time, little-endian.
-const NUMBERS_PER_RECORD: usize = 16;
-
 /// Where a subscription's replay starts ([`SubscriberAsync::subscribe_from`]): recorded
 /// events are delivered first, oldest first, then live ones, with no gap and no duplicate at
 /// the seam.
@@ -169,18 +169,6 @@ impl QueryOptions {
             ..QueryOptions::default()
         }
     }
-}
-
-/// A recorded message as the store holds it: for tools that show any topic (the CLI), or
-/// events of types the program does not know.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredMessage {
-    /// What the proxy told about it.
-    pub meta: EventMeta,
-    /// The topic frame (`Name.topic.`).
-    pub topic: Bytes,
-    /// The payload frame.
-    pub payload: Bytes,
 }
 
 /// What the proxy says about its numbering and its store ([`QueryAsync::info`]).
@@ -375,16 +363,6 @@ fn prefix_values(prefixes: &[Bytes]) -> Value {
     )
 }
 
-/// One page of a reply, as received.
-#[derive(Debug)]
-pub(crate) struct Page {
-    pub(crate) records: Vec<StoredMessage>,
-    /// The request for the next page, if there is more.
-    pub(crate) next: Option<Value>,
-    /// Whether the proxy knows the page's range to be missing nothing (history only).
-    pub(crate) complete: bool,
-}
-
 /// A connection to the proxy's query endpoint, for async code. Requests are answered one at
 /// a time (a second caller waits for the first); a lost connection is made again on the next
 /// request.
@@ -557,27 +535,20 @@ impl QueryAsync {
         filter: Option<&str>,
     ) -> Result<Vec<Result<Received<S>, Error>>, Error> {
         let prefixes = set_prefixes::<S>(filter)?;
-        Ok(self
-            .latest_raw(&prefixes)
-            .await?
-            .into_iter()
-            .map(decode::<S>)
-            .collect())
+        let latest = self.latest_raw(&prefixes).await?;
+        Ok(latest.iter().map(|m| decode::<S>(&m)).collect())
     }
 
-    /// The last recorded message of every topic under `prefixes` (`[]`: every topic).
-    pub async fn latest_raw(&self, prefixes: &[Bytes]) -> Result<Vec<StoredMessage>, Error> {
-        let mut out = Vec::new();
+    /// The last recorded message of every topic under `prefixes` (`[]`: every topic), in
+    /// topic order.
+    pub async fn latest_raw(&self, prefixes: &[Bytes]) -> Result<StoredMessages, Error> {
+        let mut out = StoredMessages::default();
         let mut request = Some(json!({
             "v": VERSION, "op": "latest", "prefixes": prefix_values(prefixes), "limit": MAX_PAGE,
         }));
         while let Some(r) = request.take() {
             let page = self.page(&r).await?;
-            if out.is_empty() {
-                out = page.records;
-            } else {
-                out.extend(page.records);
-            }
+            out.push(page.records);
             request = page.next;
         }
         Ok(out)
@@ -624,18 +595,17 @@ impl QueryAsync {
 
 /// The start of a walk through history.
 fn walk(query: HistoryQuery, prefixes: Result<Vec<Bytes>, Error>) -> RawHistory {
-    {
-        let (request, error) = match prefixes {
-            Ok(p) => (Some(query.request(&p)), None),
-            Err(e) => (None, Some(e)),
-        };
-        RawHistory {
-            request,
-            error,
-            buffered: VecDeque::new(),
-            left: query.max_results,
-            complete: true,
-        }
+    let (request, error) = match prefixes {
+        Ok(p) => (Some(query.request(&p)), None),
+        Err(e) => (None, Some(e)),
+    };
+    RawHistory {
+        request,
+        error,
+        page: Records::default(),
+        at: 0,
+        left: query.max_results,
+        complete: true,
     }
 }
 
@@ -645,7 +615,9 @@ fn walk(query: HistoryQuery, prefixes: Result<Vec<Bytes>, Error>) -> RawHistory 
 pub struct RawHistory {
     request: Option<Value>,
     error: Option<Error>,
-    buffered: VecDeque<StoredMessage>,
+    /// The page being walked, and where in it.
+    page: Records,
+    at: usize,
     left: Option<usize>,
     complete: bool,
 }
@@ -653,6 +625,15 @@ pub struct RawHistory {
 impl RawHistory {
     /// The next message, fetching the next page from `client` when needed.
     pub async fn next(&mut self, client: &QueryAsync) -> Option<Result<StoredMessage, Error>> {
+        self.next_with(client, |m| m.to_message()).await
+    }
+
+    /// The next message, as `take` makes it from the page it is in.
+    async fn next_with<T>(
+        &mut self,
+        client: &QueryAsync,
+        take: impl FnOnce(StoredRef<'_>) -> T,
+    ) -> Option<Result<T, Error>> {
         if let Some(e) = self.error.take() {
             self.request = None;
             return Some(Err(e));
@@ -660,13 +641,14 @@ impl RawHistory {
         if self.left == Some(0) {
             return None;
         }
-        while self.buffered.is_empty() {
+        while self.at >= self.page.len() {
             let request = self.request.take()?;
             match client.page(&request).await {
                 Ok(page) => {
                     self.complete &= page.complete;
                     let wanted_after = self.left.is_none_or(|left| left > page.records.len());
-                    self.buffered = page.records.into();
+                    self.page = page.records;
+                    self.at = 0;
                     self.request = page.next;
                     if let (Some(next), true) = (&self.request, wanted_after) {
                         client.send_ahead(next).await;
@@ -678,7 +660,9 @@ impl RawHistory {
         if let Some(left) = &mut self.left {
             *left -= 1;
         }
-        self.buffered.pop_front().map(Ok)
+        let m = self.page.get(self.at)?;
+        self.at += 1;
+        Some(Ok(take(m)))
     }
 
     /// Whether the proxy said, for every page so far, that it misses nothing in the range.
@@ -698,10 +682,10 @@ pub struct History<'a, S> {
 impl<S: EventSet> History<'_, S> {
     /// The next event (`None`: no more); a page is fetched when the last one is used up.
     pub async fn next(&mut self) -> Option<Result<Received<S>, Error>> {
-        Some(match self.raw.next(self.client).await? {
-            Ok(m) => decode::<S>(m),
-            Err(e) => Err(e),
-        })
+        self.raw
+            .next_with(self.client, |m| decode::<S>(&m))
+            .await
+            .map(Result::flatten)
     }
 
     /// Collects every remaining event (errors included, in place).
@@ -715,8 +699,8 @@ impl<S: EventSet> History<'_, S> {
 }
 
 /// Decodes a stored message into `S`, with its metadata.
-pub(crate) fn decode<S: EventSet>(m: StoredMessage) -> Result<Received<S>, Error> {
-    let event = S::decode(&m.topic, &m.payload).map_err(Error::Decode)?;
+pub(crate) fn decode<S: EventSet>(m: &StoredRef<'_>) -> Result<Received<S>, Error> {
+    let event = S::decode(m.topic, m.payload).map_err(Error::Decode)?;
     Ok(Received {
         event,
         meta: Some(m.meta),
@@ -737,38 +721,6 @@ fn refusal(code: Option<&str>, message: Option<&str>) -> Error {
     }
 }
 
-/// A page's header, read straight into its fields (a page has up to 20,000 numbers, unless
-/// they come in a frame of their own).
-#[derive(serde::Deserialize)]
-struct PageHeader {
-    ok: bool,
-    #[serde(default)]
-    error: Option<ErrorBody>,
-    #[serde(default)]
-    epoch: Option<String>,
-    #[serde(default)]
-    count: Option<usize>,
-    /// `"frame"`: the numbers are in the frame after this one.
-    #[serde(default)]
-    numbers: Option<String>,
-    #[serde(default)]
-    seq: Vec<u64>,
-    #[serde(default)]
-    time_us: Vec<u64>,
-    #[serde(default)]
-    more: bool,
-    #[serde(default)]
-    next: Option<Value>,
-    #[serde(default)]
-    complete: bool,
-}
-
-#[derive(serde::Deserialize)]
-struct ErrorBody {
-    code: Option<String>,
-    message: Option<String>,
-}
-
 /// A reply's header and the frames after it (its REQ envelope, one empty delimiter, checked
 /// and left out).
 fn split_reply(reply: &Message) -> Result<(Bytes, impl Iterator<Item = Bytes> + '_), Error> {
@@ -781,111 +733,6 @@ fn split_reply(reply: &Message) -> Result<(Bytes, impl Iterator<Item = Bytes> + 
         .next()
         .ok_or_else(|| Error::QueryProtocol("an empty reply".into()))?;
     Ok((header, frames))
-}
-
-/// Reads a page: its numbers (in the header, or in the frame after it) and the records'
-/// frames two by two.
-pub(crate) fn parse_page(reply: &Message) -> Result<Page, Error> {
-    let (header, mut frames) = split_reply(reply)?;
-    let header: PageHeader = serde_json::from_slice(&header)
-        .map_err(|e| Error::QueryProtocol(format!("the header is not a page's: {e}")))?;
-    if !header.ok {
-        let e = header.error.as_ref();
-        return Err(refusal(
-            e.and_then(|e| e.code.as_deref()),
-            e.and_then(|e| e.message.as_deref()),
-        ));
-    }
-    let epoch = header
-        .epoch
-        .as_deref()
-        .and_then(|t| xbus_zmtp::extensions::parse_epoch(t.as_bytes()))
-        .map(Epoch)
-        .ok_or_else(|| Error::QueryProtocol("no epoch in the header".into()))?;
-    // frames after the envelope and the header
-    let mut left = reply.frame_count().saturating_sub(2);
-    let packed: Bytes;
-    // each message's number and time, read as the records are made (no list of them first)
-    let (count, numbers): (usize, Box<dyn Iterator<Item = (u64, u64)> + '_>) =
-        match header.numbers.as_deref() {
-            Some("frame") => {
-                packed = frames
-                    .next()
-                    .ok_or_else(|| Error::QueryProtocol("no numbers frame".into()))?;
-                left = left.saturating_sub(1);
-                if header
-                    .count
-                    // the proxy's count, which may be anything: checked, never overflowing
-                    .is_some_and(|n| n.checked_mul(NUMBERS_PER_RECORD) != Some(packed.len()))
-                    || !packed.len().is_multiple_of(NUMBERS_PER_RECORD)
-                {
-                    return Err(Error::QueryProtocol(format!(
-                        "a numbers frame of {} bytes for {:?} messages",
-                        packed.len(),
-                        header.count
-                    )));
-                }
-                let numbers = packed.chunks_exact(NUMBERS_PER_RECORD).map(|n| {
-                    let (seq, time) = n.split_at(8);
-                    (le_u64(seq), le_u64(time))
-                });
-                (packed.len() / NUMBERS_PER_RECORD, Box::new(numbers))
-            }
-            Some(other) => {
-                return Err(Error::QueryProtocol(format!(
-                    "numbers {other:?}: this client reads `frame` or the header's"
-                )))
-            }
-            None if header.seq.len() == header.time_us.len() => (
-                header.seq.len(),
-                Box::new(header.seq.into_iter().zip(header.time_us)),
-            ),
-            None => {
-                return Err(Error::QueryProtocol(format!(
-                    "{} numbers and {} times do not make a page",
-                    header.seq.len(),
-                    header.time_us.len()
-                )))
-            }
-        };
-    if left != 2 * count {
-        return Err(Error::QueryProtocol(format!(
-            "{count} numbers and {left} frames do not make a page"
-        )));
-    }
-    let mut records = Vec::with_capacity(count);
-    for (seq, time_us) in numbers {
-        let (Some(topic), Some(payload)) = (frames.next(), frames.next()) else {
-            break;
-        };
-        records.push(StoredMessage {
-            meta: EventMeta {
-                seq,
-                time: time_from_micros(time_us),
-                epoch,
-            },
-            topic,
-            payload,
-        });
-    }
-    Ok(Page {
-        records,
-        next: if header.more {
-            header.next.filter(Value::is_object)
-        } else {
-            None
-        },
-        complete: header.complete,
-    })
-}
-
-/// A little-endian `u64` from 8 bytes (0 from fewer, which the callers never pass).
-fn le_u64(bytes: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    if let Some(b) = bytes.get(..8) {
-        word.copy_from_slice(b);
-    }
-    u64::from_le_bytes(word)
 }
 
 /// Sends `request` on the session (with a REQ socket's empty delimiter).
@@ -1008,7 +855,7 @@ impl QueryBlocking {
     }
 
     /// See [`QueryAsync::latest_raw`].
-    pub fn latest_raw(&self, prefixes: &[Bytes]) -> Result<Vec<StoredMessage>, Error> {
+    pub fn latest_raw(&self, prefixes: &[Bytes]) -> Result<StoredMessages, Error> {
         block_on(self.rt.as_ref(), self.client.latest_raw(prefixes))
     }
 
@@ -1062,8 +909,8 @@ impl<S: EventSet> Iterator for HistoryIter<'_, S> {
     type Item = Result<Received<S>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let next = block_on(self.client.rt.as_ref(), self.raw.next(&self.client.client))?;
-        Some(next.and_then(decode::<S>))
+        let next = self.raw.next_with(&self.client.client, |m| decode::<S>(&m));
+        block_on(self.client.rt.as_ref(), next).map(Result::flatten)
     }
 }
 
@@ -1086,38 +933,5 @@ impl Iterator for RawHistoryIter<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         block_on(self.client.rt.as_ref(), self.raw.next(&self.client.client))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn reply(header: &str, numbers: &[u8]) -> Message {
-        Message::from_frames(&[b"", header.as_bytes(), numbers, b"T.", b"x"])
-    }
-
-    #[test]
-    fn a_numbers_frame_is_read_against_the_count() {
-        let header = r#"{"v":1,"ok":true,"epoch":"00000000000000ff","count":1,"numbers":"frame"}"#;
-        let mut numbers = 7u64.to_le_bytes().to_vec();
-        numbers.extend_from_slice(&70u64.to_le_bytes());
-        let page = parse_page(&reply(header, &numbers)).unwrap();
-        assert_eq!(page.records.len(), 1);
-        assert_eq!(page.records[0].meta.seq, 7);
-    }
-
-    #[test]
-    fn a_count_that_overflows_is_a_protocol_error() {
-        let mut numbers = 7u64.to_le_bytes().to_vec();
-        numbers.extend_from_slice(&70u64.to_le_bytes());
-        for count in [usize::MAX, usize::MAX / NUMBERS_PER_RECORD + 1] {
-            let header = format!(
-                r#"{{"v":1,"ok":true,"epoch":"00000000000000ff","count":{count},"numbers":"frame"}}"#
-            );
-            let err = parse_page(&reply(&header, &numbers)).unwrap_err();
-            assert!(matches!(err, Error::QueryProtocol(_)), "{count}: {err}");
-        }
     }
 }
