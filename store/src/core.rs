@@ -358,6 +358,8 @@ impl<E: Engine> Core<E> {
         let ranges: Vec<Bytes> = prefixes.unwrap_or_else(|| vec![Bytes::new()]);
         let after = query.after_topic.as_deref();
 
+        // with whole records in the last values, the byte budget is kept as they are found
+        let mut fill = PageFill::new(query.limit);
         let mut found: Vec<(Bytes, u64, Bytes)> = Vec::new();
         'prefixes: for prefix in &ranges {
             let lo = match after {
@@ -370,13 +372,16 @@ impl<E: Engine> Core<E> {
                     break;
                 }
                 let seq = record::latest_seq(&value)?;
+                if self.last_value == LastValue::Record && !fill.admit(topic.len() + value.len()) {
+                    break 'prefixes;
+                }
                 found.push((Bytes::from(topic), seq, value));
                 if found.len() >= want {
                     break 'prefixes;
                 }
             }
         }
-        let more = found.len() > query.limit;
+        let mut more = fill.more() || found.len() > query.limit;
         found.truncate(query.limit);
 
         let records: Vec<Record> = match self.last_value {
@@ -384,27 +389,60 @@ impl<E: Engine> Core<E> {
                 .into_iter()
                 .map(|(topic, seq, value)| record::decode_latest(topic, seq, value))
                 .collect::<Result<_>>()?,
-            LastValue::Seq => {
-                // Read the records in sequence order (neighbours on disk), return them in
-                // topic order.
-                let mut order: Vec<usize> = (0..found.len()).collect();
-                order.sort_unstable_by_key(|&i| found.get(i).map(|f| f.1));
-                let mut records: Vec<Option<Record>> = vec![None; found.len()];
-                for i in order {
-                    let Some((_, seq, _)) = found.get(i) else {
-                        continue;
-                    };
-                    let value = reader
-                        .get(Space::Events, &record::seq_key(*seq))?
-                        .ok_or(StoreError::Corrupt("a last value points to no record"))?;
-                    if let Some(slot) = records.get_mut(i) {
-                        *slot = Some(record::decode(*seq, value)?);
+            LastValue::Seq => match Self::read_by_seq(&reader, &found)? {
+                Some(records) => records,
+                None => {
+                    // past the byte budget: read them again in topic order, up to it
+                    let mut fill = PageFill::new(query.limit);
+                    let mut records = Vec::new();
+                    for (_, seq, _) in &found {
+                        let r = Self::read_record(&reader, *seq)?;
+                        if !fill.admit(r.topic.len() + r.payload.len()) {
+                            more = true;
+                            break;
+                        }
+                        records.push(r);
                     }
+                    records
                 }
-                records.into_iter().flatten().collect()
-            }
+            },
         };
         Ok(LatestPage::new(records, more, query))
+    }
+
+    /// The records of `found` (topic, sequence number), read in sequence order (neighbours
+    /// on disk) and returned in topic order; `None` once they pass [`MAX_PAGE_BYTES`]
+    /// together (so at most that and one record are held).
+    fn read_by_seq(
+        reader: &E::Reader<'_>,
+        found: &[(Bytes, u64, Bytes)],
+    ) -> Result<Option<Vec<Record>>> {
+        let mut order: Vec<usize> = (0..found.len()).collect();
+        order.sort_unstable_by_key(|&i| found.get(i).map(|f| f.1));
+        let mut records: Vec<Option<Record>> = vec![None; found.len()];
+        let mut bytes = 0usize;
+        for i in order {
+            let Some((_, seq, _)) = found.get(i) else {
+                continue;
+            };
+            let r = Self::read_record(reader, *seq)?;
+            bytes = bytes.saturating_add(r.topic.len() + r.payload.len());
+            if bytes > MAX_PAGE_BYTES && found.len() > 1 {
+                return Ok(None);
+            }
+            if let Some(slot) = records.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        Ok(Some(records.into_iter().flatten().collect()))
+    }
+
+    /// The record numbered `seq`, which a last value points to.
+    fn read_record(reader: &E::Reader<'_>, seq: u64) -> Result<Record> {
+        let value = reader
+            .get(Space::Events, &record::seq_key(seq))?
+            .ok_or(StoreError::Corrupt("a last value points to no record"))?;
+        record::decode(seq, value)
     }
 
     /// The smallest sequence number whose record was received at or after `time_us`.

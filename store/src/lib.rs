@@ -113,7 +113,9 @@ pub trait EventStore: Send + Sync {
     /// before it stops.
     fn sync(&self) -> Result<()>;
 
-    /// The last record of every topic under the query's prefixes, in topic order, one page.
+    /// The last record of every topic under the query's prefixes, in topic order, one page of
+    /// at most `limit` records and [`MAX_PAGE_BYTES`] (but at least one record);
+    /// [`LatestPage::next`] is the query for the next page.
     fn latest(&self, query: &LatestQuery) -> Result<LatestPage>;
 
     /// Records under the query's prefixes within its sequence and time bounds, in its order,

@@ -387,6 +387,61 @@ fn pages_stop_at_the_byte_budget<S: Open, const LV: u8>() {
     }
 }
 
+/// `latest` pages stop at the byte budget too: topics whose last records are far larger
+/// together than a page come back each exactly once, in topic order, with their newest
+/// record, a page at a time; no page holds more than the budget unless it is a single record.
+fn latest_pages_stop_at_the_byte_budget<S: Open, const LV: u8>() {
+    let dir = S::place();
+    let store = open::<S, LV>(dir.path());
+    let big_len = store.max_record_len().min(1 << 20) - 64;
+    // per topic a small record, then a large one (its newest); a small topic between them
+    let mut records = Vec::new();
+    let mut newest = Vec::new();
+    let mut seq = 0;
+    for i in 0..30u8 {
+        let topic = format!("t.{i:02}.");
+        seq += 1;
+        records.push(rec(seq, &topic, "old"));
+        seq += 1;
+        let big = Record::new(seq, 1_000 + seq * 10, topic, vec![i; big_len]);
+        records.push(big.clone());
+        newest.push(big);
+        seq += 1;
+        let small = rec(seq, &format!("t.{i:02}.small."), "s");
+        records.push(small.clone());
+        newest.push(small);
+    }
+    for chunk in records.chunks(4) {
+        store.append(chunk).unwrap();
+    }
+    let size = |r: &Record| r.topic.len() + r.payload.len();
+    assert!(newest.iter().map(size).sum::<usize>() > 3 * MAX_PAGE_BYTES);
+    let mut got: Vec<Record> = Vec::new();
+    let mut query = Some(LatestQuery {
+        prefixes: all(),
+        after_topic: None,
+        limit: 10_000,
+    });
+    let mut pages = 0;
+    while let Some(q) = query {
+        let page = store.latest(&q).unwrap();
+        let bytes: usize = page.records.iter().map(size).sum();
+        assert!(
+            page.records.len() == 1 || bytes <= MAX_PAGE_BYTES,
+            "a latest page of {} records holds {bytes} bytes",
+            page.records.len()
+        );
+        assert!(!page.records.is_empty(), "an empty latest page");
+        got.extend(page.records);
+        query = page.next;
+        pages += 1;
+        assert!(pages <= newest.len(), "latest paging does not end");
+    }
+    assert!(pages >= 4, "{pages} pages");
+    assert_eq!(seqs(&got), seqs(&newest));
+    assert!(got == newest, "the newest records, whole");
+}
+
 fn time_ranges<S: Open, const LV: u8>() {
     let dir = S::place();
     let store = open::<S, LV>(dir.path());
@@ -930,6 +985,7 @@ for_each_engine!(
     sparse_prefixes_both_ways,
     paging,
     pages_stop_at_the_byte_budget,
+    latest_pages_stop_at_the_byte_budget,
     time_ranges,
     refusals,
     trim,

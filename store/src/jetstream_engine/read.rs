@@ -410,10 +410,12 @@ impl Inner {
                 }
             }
         }
-        let want = query.limit.saturating_add(1);
+        // at most `limit` records and the byte budget, and whether more follow; a batch is
+        // read at once, so at most a batch is held past the budget
+        let mut fill = PageFill::new(query.limit);
         let mut records: Vec<Record> = Vec::new();
         let mut rest = candidates.into_values();
-        while records.len() < want {
+        while !fill.more() {
             let batch: Vec<(String, Option<Stored>)> = rest.by_ref().take(LATEST_BATCH).collect();
             if batch.is_empty() {
                 break;
@@ -427,15 +429,14 @@ impl Inner {
             for got in futures_util::future::join_all(reads).await {
                 // trimmed since the listing: gone from latest too
                 if let Some(s) = got? {
-                    if records.len() < want {
+                    let size = s.record.topic.len() + s.record.payload.len();
+                    if fill.admit(size) {
                         records.push(s.record);
                     }
                 }
             }
         }
-        let more = records.len() > query.limit;
-        records.truncate(query.limit);
-        Ok(LatestPage::new(records, more, query))
+        Ok(LatestPage::new(records, fill.more(), query))
     }
 
     /// The last record on `subject` that belongs to a finished batch: one of a batch still
