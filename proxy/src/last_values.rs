@@ -258,11 +258,11 @@ impl LastValues {
     /// Hands `take` the newest record of each topic under `prefixes` (empty, or `""`: every
     /// topic) after `after` (a topic), in topic order, until it refuses one; returns whether
     /// it did (so there are more).
-    pub(crate) fn visit(
-        &self,
+    pub(crate) fn visit<'a>(
+        &'a self,
         prefixes: &[Bytes],
         after: Option<&[u8]>,
-        mut take: impl FnMut(Cached<'_>) -> bool,
+        mut take: impl FnMut(Cached<'a>) -> bool,
     ) -> bool {
         // sorted, and none covering another, so each topic is visited once, in order
         let mut sorted: Vec<Bytes> = prefixes.to_vec();

@@ -668,3 +668,128 @@ async fn a_walk_left_half_way_leaves_its_connection_in_step() {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
     proxy.shutdown().await;
 }
+
+/// Walks `latest` of every topic a page of `limit` at a time on `req` (numbers in the header),
+/// checking each page's frames against its numbers: every topic's (topic, payload, seq).
+async fn latest_pages(req: &mut RawSocket, limit: usize) -> Vec<(bytes::Bytes, usize, u64)> {
+    let mut got = Vec::new();
+    let mut request = serde_json::json!({"v": 1, "op": "latest", "limit": limit});
+    loop {
+        let (header, frames) = req.ask(request.clone()).await;
+        assert_eq!(header["ok"], true, "{header}");
+        let count = header["count"].as_u64().unwrap() as usize;
+        assert!(count <= limit);
+        assert_eq!(frames.len(), 2 * count, "two frames a record");
+        for (i, record) in frames.chunks(2).enumerate() {
+            let seq = header["seq"][i].as_u64().unwrap();
+            got.push((record[0].clone(), record[1].len(), seq));
+        }
+        if header["more"] != true {
+            return got;
+        }
+        request = header["next"].clone();
+    }
+}
+
+/// A `latest` of many topics leaves in chunks as it is copied from the last-value cache, and
+/// when the cache has given up (past its 64 MiB) it is read from the store: either way every
+/// topic comes once, in topic order, with its newest record whole, a page at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_latest_pages_come_whole_from_the_cache_and_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = recording(&dir, &[""]).await;
+    let publisher = xbus::PublisherAsync::connect(&proxy.frontend_endpoints()[0].to_string())
+        .await
+        .unwrap();
+    // 500 topics of 2 KB (1 MB, several chunks), each published twice: the second is newest
+    let mut expected: Vec<(bytes::Bytes, usize)> = Vec::new();
+    for round in 0..2 {
+        for i in 0..500 {
+            let topic = format!("Many.{i:04}.");
+            let payload = vec![b'a' + round; 2_000 + i];
+            publisher
+                .publish_raw(topic.as_bytes(), &payload)
+                .await
+                .unwrap();
+            if round == 1 {
+                expected.push((bytes::Bytes::from(topic), payload.len()));
+            }
+        }
+    }
+    publisher.flush(Duration::from_secs(10)).await.unwrap();
+    let mut recorded = 1_000;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proxy.stats().recorded_messages < recorded {
+        assert!(Instant::now() < deadline, "{:?}", proxy.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let addr = proxy.query_endpoint().unwrap().to_string();
+    let tcp = tokio::net::TcpStream::connect(addr.trim_start_matches("tcp://"))
+        .await
+        .unwrap();
+    let mut req = RawSocket::handshake(tcp, xbus_zmtp::SocketType::Req).await;
+    let query = QueryAsync::connect(&addr).await.unwrap();
+    let many = expected.clone();
+    let check = |got: Vec<(bytes::Bytes, usize, u64)>, what: &str| {
+        let topics: Vec<(bytes::Bytes, usize)> =
+            got.iter().map(|(t, len, _)| (t.clone(), *len)).collect();
+        assert_eq!(topics, many, "{what}");
+        // the newest: the second round, numbered after the first
+        assert!(got.iter().all(|(_, _, seq)| *seq > 500), "{what}");
+    };
+    for limit in [10_000, 150] {
+        check(
+            latest_pages(&mut req, limit).await,
+            "the cache, numbers in the header",
+        );
+    }
+    let latest = query.latest_raw(&[]).await.unwrap();
+    let got = latest
+        .iter()
+        .map(|m| {
+            (
+                bytes::Bytes::copy_from_slice(m.topic),
+                m.payload.len(),
+                m.meta.seq,
+            )
+        })
+        .collect();
+    check(got, "the cache, numbers in a frame");
+
+    // 70 topics of 1 MB take the cache past its bounds: the store answers from now on
+    for i in 0..70 {
+        let topic = format!("Zlarge.{i:02}.");
+        let payload = vec![b'z'; 1 << 20];
+        publisher
+            .publish_raw(topic.as_bytes(), &payload)
+            .await
+            .unwrap();
+        expected.push((bytes::Bytes::from(topic), payload.len()));
+    }
+    publisher.flush(Duration::from_secs(30)).await.unwrap();
+    recorded += 70;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.stats().recorded_messages < recorded {
+        assert!(Instant::now() < deadline, "{:?}", proxy.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for limit in [10_000, 150] {
+        let got = latest_pages(&mut req, limit).await;
+        assert_eq!(got.len(), expected.len());
+        let (small, large) = got.split_at(500);
+        check(small.to_vec(), "the store, numbers in the header");
+        assert!(large.iter().all(|(_, len, _)| *len == 1 << 20));
+    }
+    let latest = query.latest_raw(&[]).await.unwrap();
+    assert_eq!(
+        latest.len(),
+        expected.len(),
+        "the store, numbers in a frame"
+    );
+    assert!(latest
+        .iter()
+        .zip(&expected)
+        .all(|(m, (topic, len))| m.topic == &topic[..] && m.payload.len() == *len));
+    publisher.close(Duration::from_secs(5)).await.unwrap();
+    proxy.shutdown().await;
+}

@@ -8,10 +8,13 @@
 //! blocking pool, at most [`MAX_CONCURRENT`] at a time, off the threads that route; only a
 //! small `latest` page (at most [`INLINE_RECORDS`] records and [`INLINE_BYTES`]) is copied
 //! from the cache on the connection's own task, and only when the cache is free (never
-//! waiting for its lock). Under CURVE a key may query only what it may subscribe to.
+//! waiting for its lock). On a plain connection a larger `latest` is sent in chunks as it is
+//! copied ([`stream`]), so the reply starts to leave before the copy is done. Under CURVE a
+//! key may query only what it may subscribe to.
 
 mod page;
 mod protocol;
+mod stream;
 
 pub(crate) use protocol::QueryError;
 
@@ -20,6 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 use xbus_store::{EventStore, LatestQuery, Order, Record};
@@ -34,6 +38,7 @@ use crate::secure::{read_plain, Link};
 use crate::Error;
 use page::Page;
 use protocol::{Numbers, Request, MAX_WAIT};
+use stream::Chunk;
 
 /// Store reads running at once, over all query connections.
 pub(crate) const MAX_CONCURRENT: usize = 4;
@@ -51,7 +56,7 @@ const INLINE_BYTES: usize = 64 << 10;
 /// What every query connection shares.
 #[derive(Debug)]
 pub(crate) struct QueryService {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     /// The endpoint as bound, told to subscribers in their READY (`X-Xbus-Query`).
     pub(crate) endpoint: Option<String>,
     buffers: Arc<Buffers>,
@@ -60,7 +65,7 @@ pub(crate) struct QueryService {
 impl QueryService {
     pub(crate) fn new(endpoint: Option<String>) -> QueryService {
         QueryService {
-            permits: Semaphore::new(MAX_CONCURRENT),
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
             endpoint,
             buffers: Arc::default(),
         }
@@ -132,6 +137,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
     let mut out = BytesMut::new();
     // a page's records, written after `out` (its envelope, header and numbers)
     let mut records = Bytes::new();
+    // or the reply after the envelope, in chunks as it is made
+    let mut chunks = None;
     let result: Result<(), Error> = async {
         if let Some(o) = opener.as_mut() {
             o.open_buffered(&mut buffer)?;
@@ -140,7 +147,12 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
             while let Some(item) = decoder.decode(&mut buffer)? {
                 match item {
                     Inbound::Message(request) => {
-                        records = answer(&ctx, &request, key.as_ref(), &mut out).await?;
+                        // CURVE seals whole replies
+                        let streaming = sealer.is_none();
+                        match answer(&ctx, &request, key.as_ref(), &mut out, streaming).await? {
+                            Reply::Frames(frames) => records = frames,
+                            Reply::Chunks(rx) => chunks = Some(rx),
+                        }
                     }
                     Inbound::Command(cmd @ Command::Ping { .. }) => {
                         if let Some(pong) = xbus_zmtp::heartbeat::pong_for(&cmd) {
@@ -152,7 +164,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: Stream, link: Link, peer: Strin
                     }
                     Inbound::Command(_) => {}
                 }
-                if !out.is_empty() {
+                if let Some(rx) = chunks.take() {
+                    write_chunks(&mut wr, &mut out, rx).await?;
+                } else if !out.is_empty() {
                     write(&mut wr, &mut out, &records, sealer.as_mut()).await?;
                     ctx.query.buffers.give_back(std::mem::take(&mut records));
                 }
@@ -203,15 +217,50 @@ async fn write<W: tokio::io::AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Writes `out` (a reply's envelope) and then the reply's chunks as they come, until the last.
+async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &mut BytesMut,
+    mut rx: UnboundedReceiver<Chunk>,
+) -> Result<(), Error> {
+    let mut first = true;
+    while let Some(chunk) = rx.recv().await {
+        if std::mem::take(&mut first) {
+            // the envelope and the header leave together
+            wr.write_all_buf(&mut bytes::Buf::chain(&out[..], &chunk.bytes[..]))
+                .await?;
+            out.clear();
+        } else {
+            wr.write_all(&chunk.bytes).await?;
+        }
+        if chunk.last {
+            return Ok(());
+        }
+    }
+    Err(Error::Io(std::io::Error::other(
+        "a query reply was not finished (its builder stopped)",
+    )))
+}
+
+/// How a reply's records (after `out`) are written.
+enum Reply {
+    /// At once, after `out`.
+    Frames(Bytes),
+    /// After `out`, as the chunks come (header first, then records).
+    Chunks(UnboundedReceiver<Chunk>),
+}
+
 /// Answers one request message: into `out` the routing envelope (every frame up to the first
 /// empty one), the JSON header and, when asked for, the numbers frame; returned, the records'
-/// topic and payload frames, to be written after `out`.
+/// topic and payload frames, to be written after `out`. When `streaming` is allowed, a large
+/// `latest` comes as chunks after the envelope instead ([`stream`]).
 async fn answer(
     ctx: &Ctx,
     request: &Message,
     key: Option<&CurvePublicKey>,
     out: &mut BytesMut,
-) -> Result<Bytes, Error> {
+    streaming: bool,
+) -> Result<Reply, Error> {
     let frames: Vec<Bytes> = request.frames().collect();
     let Some(delimiter) = frames.iter().position(Bytes::is_empty) else {
         return Err(Error::Limit {
@@ -222,7 +271,16 @@ async fn answer(
     let (envelope, body) = frames.split_at(delimiter + 1);
     let started = std::time::Instant::now();
     let (header, page, numbers) = match body {
-        [frame] => match run(ctx, frame, key).await {
+        [frame] => match run(ctx, frame, key, streaming).await {
+            Ok(Answer {
+                stream: Some(rx), ..
+            }) => {
+                // counted, and timed, by the task that builds it
+                for frame in envelope {
+                    encode_frame(out, frame, true);
+                }
+                return Ok(Reply::Chunks(rx));
+            }
             Ok(answer) => {
                 ctx.stats.query(Ok(answer.op));
                 ctx.stats.query_time(answer.op, started.elapsed());
@@ -249,9 +307,15 @@ async fn answer(
     for frame in envelope {
         encode_frame(out, frame, true);
     }
+    Ok(Reply::Frames(encode_reply(out, &header, page, numbers)))
+}
+
+/// Encodes a reply's header and, when asked for, its numbers frame into `out`; returns the
+/// page's records' frames, to follow.
+fn encode_reply(out: &mut BytesMut, header: &str, page: Option<Page>, numbers: Numbers) -> Bytes {
     let Some(page) = page else {
         encode_frame(out, header.as_bytes(), false);
-        return Ok(Bytes::new());
+        return Bytes::new();
     };
     let any = page.len() > 0;
     match numbers {
@@ -261,7 +325,7 @@ async fn answer(
             encode_frame(out, &page.numbers_frame(), any);
         }
     }
-    Ok(page.into_frames())
+    page.into_frames()
 }
 
 /// A request's answer.
@@ -274,6 +338,8 @@ struct Answer {
     page: Option<Page>,
     /// Where the page's numbers go.
     numbers: Numbers,
+    /// The whole reply after the envelope, in chunks, instead of `header` and `page`.
+    stream: Option<UnboundedReceiver<Chunk>>,
 }
 
 /// Runs a request given as JSON (the HTTP API's `latest` and `history`, which check access
@@ -284,7 +350,7 @@ pub(crate) async fn run_json(
     request: &Value,
 ) -> Result<(String, Vec<Record>), QueryError> {
     let started = std::time::Instant::now();
-    let result = run(ctx, request.to_string().as_bytes(), None).await;
+    let result = run(ctx, request.to_string().as_bytes(), None, false).await;
     match &result {
         Ok(answer) => {
             ctx.stats.query(Ok(answer.op));
@@ -299,7 +365,13 @@ pub(crate) async fn run_json(
 }
 
 /// Parses, checks and runs one request.
-async fn run(ctx: &Ctx, frame: &[u8], key: Option<&CurvePublicKey>) -> Result<Answer, QueryError> {
+/// A large `latest` comes as chunks ([`Answer::stream`]) when `streaming`.
+async fn run(
+    ctx: &Ctx,
+    frame: &[u8],
+    key: Option<&CurvePublicKey>,
+    streaming: bool,
+) -> Result<Answer, QueryError> {
     let request = protocol::parse(frame)?;
     let checked = !matches!(request, Request::Info);
     if let (true, Some(key), Some(security)) = (checked, key, &ctx.security) {
@@ -336,10 +408,12 @@ async fn run(ctx: &Ctx, frame: &[u8], key: Option<&CurvePublicKey>) -> Result<An
             header: info(ctx, &rec).await?.to_string(),
             page: None,
             numbers: Numbers::Json,
+            stream: None,
         }),
         Request::Latest { query, numbers } => {
             let (page, more) = match small_latest_page(&rec.last_values, &query) {
                 Some(small) => small,
+                None if streaming => return stream_latest(ctx, &rec, query, numbers).await,
                 None => {
                     let cache = rec.last_values.clone();
                     let buffer = ctx.query.buffers.clone();
@@ -350,18 +424,12 @@ async fn run(ctx: &Ctx, frame: &[u8], key: Option<&CurvePublicKey>) -> Result<An
                     .await?
                 }
             };
-            let mut extra = Map::new();
-            extra.insert("more".into(), more.into());
-            let next = match page.last_topic() {
-                Some(last) if more => protocol::latest_next(&query, last, numbers),
-                _ => Value::Null,
-            };
-            extra.insert("next".into(), next);
             Ok(Answer {
                 op: "latest",
-                header: page.header("latest", ctx.epoch, numbers, extra),
+                header: latest_header(&page, more, &query, numbers, ctx.epoch),
                 page: Some(page),
                 numbers,
+                stream: None,
             })
         }
         Request::History {
@@ -403,9 +471,94 @@ async fn run(ctx: &Ctx, frame: &[u8], key: Option<&CurvePublicKey>) -> Result<An
                 header: page.header("history", ctx.epoch, numbers, extra),
                 page: Some(page),
                 numbers,
+                stream: None,
             })
         }
     }
+}
+
+/// A `latest` page's header.
+fn latest_header(
+    page: &Page,
+    more: bool,
+    query: &LatestQuery,
+    numbers: Numbers,
+    epoch: u64,
+) -> String {
+    let mut extra = Map::new();
+    extra.insert("more".into(), more.into());
+    let next = match page.last_topic() {
+        Some(last) if more => protocol::latest_next(query, last, numbers),
+        _ => Value::Null,
+    };
+    extra.insert("next".into(), next);
+    page.header("latest", epoch, numbers, extra)
+}
+
+/// A large `latest`, answered in chunks by a task of the blocking pool: copied from the
+/// last-value cache as it is written ([`stream::latest`]), or, when the cache cannot answer,
+/// read from the store and sent whole. Counted and timed there, when it is built.
+async fn stream_latest(
+    ctx: &Ctx,
+    rec: &Arc<Recorder>,
+    query: LatestQuery,
+    numbers: Numbers,
+) -> Result<Answer, QueryError> {
+    let permit = ctx
+        .query
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| QueryError::new("shutting_down", "the proxy is stopping"))?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let cache = rec.last_values.clone();
+    let store = rec.store.clone();
+    let buffers = ctx.query.buffers.clone();
+    let stats = ctx.stats.clone();
+    let epoch = ctx.epoch;
+    let started = std::time::Instant::now();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        if stream::latest(&cache, &query, numbers, epoch, &tx) {
+            stats.query(Ok("latest"));
+            stats.query_time("latest", started.elapsed());
+            return;
+        }
+        let mut head = BytesMut::new();
+        let frames = match latest_page(&*store, &cache, &query, buffers.take()) {
+            Ok((page, more)) => {
+                stats.query(Ok("latest"));
+                stats.query_time("latest", started.elapsed());
+                let header = latest_header(&page, more, &query, numbers, epoch);
+                encode_reply(&mut head, &header, Some(page), numbers)
+            }
+            Err(e) => {
+                warn!(error = %e, "query failed in the store");
+                let e = QueryError::new("store", e.to_string());
+                stats.query(Err(e.code));
+                encode_reply(&mut head, &e.header().to_string(), None, Numbers::Json)
+            }
+        };
+        let last = frames.is_empty();
+        let _ = tx.send(Chunk {
+            bytes: head.freeze(),
+            last,
+        });
+        if !last {
+            let _ = tx.send(Chunk {
+                bytes: frames,
+                last: true,
+            });
+        }
+    });
+    Ok(Answer {
+        op: "latest",
+        header: String::new(),
+        page: None,
+        numbers,
+        stream: Some(rx),
+    })
 }
 
 /// A small `latest` page (a topic, or a few) from the last-value cache, built right here

@@ -86,8 +86,7 @@ impl Page {
 
     /// Whether a record of `size` bytes of topic and payload may be added.
     fn fits(&self, size: usize) -> bool {
-        self.numbers.len() < self.limit
-            && (self.numbers.is_empty() || self.bytes + size <= MAX_REPLY_BYTES)
+        fits(self.numbers.len(), self.bytes, self.limit, size)
     }
 
     /// Adds a stored record (see [`Page::push`]).
@@ -116,8 +115,7 @@ impl Page {
         (!self.numbers.is_empty()).then(|| &self.frames[start..end])
     }
 
-    /// The reply's header (JSON text): the page's numbers when `numbers` is
-    /// [`Numbers::Json`], plus `extra` (paging, completeness).
+    /// The reply's header (JSON text): see [`header`].
     pub(crate) fn header(
         &self,
         op: &str,
@@ -125,57 +123,12 @@ impl Page {
         numbers: Numbers,
         extra: Map<String, Value>,
     ) -> String {
-        let json_numbers = numbers == Numbers::Json;
-        // up to 20 digits and a comma per number
-        let room = if json_numbers {
-            self.numbers.len() * 42
-        } else {
-            0
-        };
-        let mut h = String::with_capacity(160 + room);
-        h.push_str(r#"{"v":"#);
-        push_u64(&mut h, VERSION);
-        h.push_str(r#","ok":true,"op":"#);
-        h.push_str(&Value::from(op).to_string());
-        h.push_str(r#","epoch":""#);
-        h.push_str(&xbus_zmtp::extensions::epoch_text(epoch));
-        h.push_str(r#"","count":"#);
-        push_u64(&mut h, self.numbers.len() as u64);
-        if json_numbers {
-            for (name, times) in [("seq", false), ("time_us", true)] {
-                h.push_str(",\"");
-                h.push_str(name);
-                h.push_str("\":[");
-                for (i, &(seq, time_us)) in self.numbers.iter().enumerate() {
-                    if i > 0 {
-                        h.push(',');
-                    }
-                    push_u64(&mut h, if times { time_us } else { seq });
-                }
-                h.push(']');
-            }
-        } else {
-            h.push_str(r#","numbers":"frame""#);
-        }
-        for (key, value) in extra {
-            h.push(',');
-            h.push_str(&Value::from(key).to_string());
-            h.push(':');
-            h.push_str(&value.to_string());
-        }
-        h.push('}');
-        h
+        header(op, epoch, numbers, &self.numbers, extra)
     }
 
-    /// The numbers frame's body ([`Numbers::Frame`]): each record's sequence number and
-    /// receive time, little-endian, in frame order.
+    /// The numbers frame's body: see [`numbers_frame`].
     pub(crate) fn numbers_frame(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.numbers.len() * NUMBERS_PER_RECORD);
-        for &(seq, time_us) in &self.numbers {
-            out.extend_from_slice(&seq.to_le_bytes());
-            out.extend_from_slice(&time_us.to_le_bytes());
-        }
-        out
+        numbers_frame(&self.numbers)
     }
 
     /// The records' frames, ready to follow the header (and numbers) frames: MORE on every
@@ -203,6 +156,72 @@ impl Page {
         }
         records
     }
+}
+
+/// Whether a page of `count` records holding `bytes` of topics and payloads, at most
+/// `limit` records, has room for one more of `size` bytes: the first always fits, the others
+/// while the page stays within [`MAX_REPLY_BYTES`].
+pub(crate) fn fits(count: usize, bytes: usize, limit: usize, size: usize) -> bool {
+    count < limit && (count == 0 || bytes + size <= MAX_REPLY_BYTES)
+}
+
+/// A page's header (JSON text): the records' numbers (`pairs`: sequence number and receive
+/// time, in frame order) when `numbers` is [`Numbers::Json`], plus `extra` (paging,
+/// completeness).
+pub(crate) fn header(
+    op: &str,
+    epoch: u64,
+    numbers: Numbers,
+    pairs: &[(u64, u64)],
+    extra: Map<String, Value>,
+) -> String {
+    let json_numbers = numbers == Numbers::Json;
+    // up to 20 digits and a comma per number
+    let room = if json_numbers { pairs.len() * 42 } else { 0 };
+    let mut h = String::with_capacity(160 + room);
+    h.push_str(r#"{"v":"#);
+    push_u64(&mut h, VERSION);
+    h.push_str(r#","ok":true,"op":"#);
+    h.push_str(&Value::from(op).to_string());
+    h.push_str(r#","epoch":""#);
+    h.push_str(&xbus_zmtp::extensions::epoch_text(epoch));
+    h.push_str(r#"","count":"#);
+    push_u64(&mut h, pairs.len() as u64);
+    if json_numbers {
+        for (name, times) in [("seq", false), ("time_us", true)] {
+            h.push_str(",\"");
+            h.push_str(name);
+            h.push_str("\":[");
+            for (i, &(seq, time_us)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    h.push(',');
+                }
+                push_u64(&mut h, if times { time_us } else { seq });
+            }
+            h.push(']');
+        }
+    } else {
+        h.push_str(r#","numbers":"frame""#);
+    }
+    for (key, value) in extra {
+        h.push(',');
+        h.push_str(&Value::from(key).to_string());
+        h.push(':');
+        h.push_str(&value.to_string());
+    }
+    h.push('}');
+    h
+}
+
+/// The numbers frame's body ([`Numbers::Frame`]): each record's sequence number and receive
+/// time, little-endian, in frame order.
+pub(crate) fn numbers_frame(pairs: &[(u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pairs.len() * NUMBERS_PER_RECORD);
+    for &(seq, time_us) in pairs {
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&time_us.to_le_bytes());
+    }
+    out
 }
 
 /// The bodies of the frames in `wire`, in order, as slices of it.
