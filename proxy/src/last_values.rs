@@ -16,7 +16,8 @@
 //! outgrows it moves to the end of the arena. Once more than half of the arena is room no
 //! record needs (slots left behind, and slots far larger than their record now is), the
 //! arena is compacted. A new topic waits in a small map until enough have come to merge them
-//! into the vector.
+//! into the vector (at most an eighth of it); a visit finds where each waiting topic goes
+//! among the sorted slots by galloping, and hands out the slots in between uncompared.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -277,43 +278,62 @@ impl LastValues {
             disjoint.push(Bytes::new());
         }
         let arena = &self.arena;
-        for prefix in &disjoint {
+        let sorted = &self.sorted[..];
+        'prefixes: for prefix in &disjoint {
             let lo = match after {
                 Some(a) if a >= &prefix[..] => Bound::Excluded(a),
                 _ => Bound::Included(&prefix[..]),
             };
-            let first = match lo {
-                Bound::Excluded(a) => self.sorted.partition_point(|s| topic(arena, s) <= a),
-                _ => self
-                    .sorted
-                    .partition_point(|s| topic(arena, s) < &prefix[..]),
+            let mut old = match lo {
+                Bound::Excluded(a) => sorted.partition_point(|s| topic(arena, s) <= a),
+                _ => sorted.partition_point(|s| topic(arena, s) < &prefix[..]),
             };
-            let mut old = self.sorted.iter().skip(first).peekable();
             let mut new = self
                 .fresh
                 .range::<[u8], _>((lo, Bound::Unbounded))
-                .map(|(_, slot)| slot)
-                .peekable();
+                .map(|(_, slot)| slot);
             loop {
-                // the next topic of either, in order
-                let slot = match (old.peek(), new.peek()) {
-                    (Some(o), Some(n)) if topic(arena, o) < topic(arena, n) => old.next(),
-                    (_, Some(_)) => new.next(),
-                    (Some(_), None) => old.next(),
-                    (None, None) => None,
+                // the sorted slots before the next new topic (found by galloping from
+                // `old`: new topics are few, so most slots are handed out uncompared), then
+                // that new topic
+                let next = new.next();
+                let end = match next {
+                    Some(n) => old + gallop(&sorted[old..], |s| topic(arena, s) < topic(arena, n)),
+                    None => sorted.len(),
                 };
-                let Some(slot) = slot else { break };
-                let record = cached(arena, slot);
-                if !prefix.is_empty() && !record.topic().starts_with(prefix) {
-                    break;
+                for slot in sorted[old..end].iter().chain(next) {
+                    let record = cached(arena, slot);
+                    if !prefix.is_empty() && !record.topic().starts_with(prefix) {
+                        continue 'prefixes;
+                    }
+                    if !take(record) {
+                        return true;
+                    }
                 }
-                if !take(record) {
-                    return true;
+                old = end;
+                if next.is_none() {
+                    break;
                 }
             }
         }
         false
     }
+}
+
+/// How many of the first slots of `slots` satisfy `before` (which holds for a prefix of
+/// them): an exponential search, then a binary one within the last step, so a short run
+/// costs a few comparisons whatever the length of `slots`.
+fn gallop(slots: &[Slot], before: impl Fn(&Slot) -> bool) -> usize {
+    let mut bound = 1;
+    while bound <= slots.len() && slots.get(bound - 1).is_some_and(&before) {
+        bound *= 2;
+    }
+    let from = bound / 2;
+    let to = bound.min(slots.len());
+    from + slots
+        .get(from..to)
+        .unwrap_or_default()
+        .partition_point(before)
 }
 
 /// The slot of `r`, encoded in `frames` bytes, at `at`, with room to grow.
