@@ -13,7 +13,7 @@
 //! the first included); a second run on the same `DIR` also skips filling it, and measures
 //! only the queries (for comparing two builds on one store, interleaved).
 //! `XBUS_BENCH_ONLY=latest` (or `history`, `replay`) measures only that (for profiling one of
-//! them).
+//! them); `XBUS_BENCH_ROUNDS=N` makes each kind of `latest` N queries (default 300).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
