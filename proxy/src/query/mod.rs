@@ -426,7 +426,14 @@ async fn run(
             };
             Ok(Answer {
                 op: "latest",
-                header: latest_header(&page, more, &query, numbers, ctx.epoch),
+                header: latest_header(
+                    page.numbers(),
+                    page.last_topic(),
+                    more,
+                    &query,
+                    numbers,
+                    ctx.epoch,
+                ),
                 page: Some(page),
                 numbers,
                 stream: None,
@@ -477,9 +484,11 @@ async fn run(
     }
 }
 
-/// A `latest` page's header.
+/// The header of a `latest` page of records numbered `pairs` (sequence number, receive time)
+/// whose last topic is `last_topic`, with `more` after it.
 fn latest_header(
-    page: &Page,
+    pairs: &[(u64, u64)],
+    last_topic: Option<&[u8]>,
     more: bool,
     query: &LatestQuery,
     numbers: Numbers,
@@ -487,12 +496,12 @@ fn latest_header(
 ) -> String {
     let mut extra = Map::new();
     extra.insert("more".into(), more.into());
-    let next = match page.last_topic() {
+    let next = match last_topic {
         Some(last) if more => protocol::latest_next(query, last, numbers),
         _ => Value::Null,
     };
     extra.insert("next".into(), next);
-    page.header("latest", epoch, numbers, extra)
+    page::header("latest", epoch, numbers, pairs, extra)
 }
 
 /// A large `latest`, answered in chunks by a task of the blocking pool: copied from the
@@ -530,7 +539,14 @@ async fn stream_latest(
             Ok((page, more)) => {
                 stats.query(Ok("latest"));
                 stats.query_time("latest", started.elapsed());
-                let header = latest_header(&page, more, &query, numbers, epoch);
+                let header = latest_header(
+                    page.numbers(),
+                    page.last_topic(),
+                    more,
+                    &query,
+                    numbers,
+                    epoch,
+                );
                 encode_reply(&mut head, &header, Some(page), numbers)
             }
             Err(e) => {

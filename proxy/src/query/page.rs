@@ -104,6 +104,11 @@ impl Page {
         self.bytes
     }
 
+    /// Each record's sequence number and receive time, in frame order.
+    pub(crate) fn numbers(&self) -> &[(u64, u64)] {
+        &self.numbers
+    }
+
     /// The last record's sequence number.
     pub(crate) fn last_seq(&self) -> Option<u64> {
         self.numbers.last().map(|&(seq, _)| seq)

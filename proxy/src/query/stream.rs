@@ -11,14 +11,14 @@
 use std::sync::RwLock;
 
 use bytes::{Bytes, BytesMut};
-use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 use xbus_store::LatestQuery;
 use xbus_zmtp::encode_frame;
 use xbus_zmtp::frame::FLAG_MORE;
 
-use super::page::{fits, header, numbers_frame};
-use super::protocol::{self, Numbers};
+use super::latest_header;
+use super::page::{fits, numbers_frame};
+use super::protocol::Numbers;
 use crate::last_values::LastValues;
 
 /// About how many bytes of records a chunk holds (a record is never split).
@@ -64,15 +64,8 @@ pub(super) fn latest(
         last_topic = Some(r.topic());
         true
     });
-    let mut extra = Map::new();
-    extra.insert("more".into(), more.into());
-    let next = match last_topic {
-        Some(topic) if more => protocol::latest_next(query, topic, numbers),
-        _ => Value::Null,
-    };
-    extra.insert("next".into(), next);
     let count = pairs.len();
-    let text = header("latest", epoch, numbers, &pairs, extra);
+    let text = latest_header(&pairs, last_topic, more, query, numbers, epoch);
     let mut head = BytesMut::new();
     match numbers {
         Numbers::Json => encode_frame(&mut head, text.as_bytes(), count > 0),
