@@ -94,13 +94,7 @@ impl Message {
     /// assert_eq!(frames, vec![&b"A."[..], &b"x"[..]]);
     /// ```
     pub fn frames(&self) -> impl Iterator<Item = Bytes> + '_ {
-        let mut pos = 0usize;
-        std::iter::from_fn(move || {
-            let h = FrameHeader::parse(&self.wire[pos..]).ok()?;
-            let start = pos + h.header_len;
-            pos = start + h.body_len as usize;
-            Some(self.wire.slice(start..pos))
-        })
+        crate::frame::body_ranges(&self.wire).map(|body| self.wire.slice(body))
     }
 }
 

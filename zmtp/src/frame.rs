@@ -101,6 +101,28 @@ pub fn first_frame(wire: &[u8]) -> &[u8] {
         .unwrap_or_default()
 }
 
+/// Where each frame's body is in an encoded message (`wire`), in order, as ranges of it;
+/// stops at the first frame that is not complete.
+///
+/// ```
+/// let bodies: Vec<_> = xbus_zmtp::frame::body_ranges(b"\x01\x02A.\x00\x01x").collect();
+/// assert_eq!(bodies, vec![2..4, 6..7]);
+/// assert_eq!(xbus_zmtp::frame::body_ranges(b"\x00\x09short").count(), 0);
+/// ```
+pub fn body_ranges(wire: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let h = FrameHeader::parse(wire.get(pos..)?).ok()?;
+        let start = pos.checked_add(h.header_len)?;
+        let end = start.checked_add(usize::try_from(h.body_len).ok()?)?;
+        if end > wire.len() {
+            return None;
+        }
+        pos = end;
+        Some(start..end)
+    })
+}
+
 /// The header length for a body of `len` bytes (2 for short frames, 9 for long ones).
 ///
 /// ```

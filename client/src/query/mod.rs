@@ -492,7 +492,7 @@ impl QueryAsync {
     /// Sends one request and returns the reply's header, as JSON, once it says `ok`.
     async fn request_json(&self, request: &Value) -> Result<Value, Error> {
         let reply = self.request(request).await?;
-        let (header, _) = split_reply(&reply)?;
+        let header = reply_header(&reply)?;
         let header: Value = serde_json::from_slice(&header)
             .map_err(|e| Error::QueryProtocol(format!("the header is not JSON: {e}")))?;
         if header["ok"] != Value::Bool(true) {
@@ -721,18 +721,16 @@ fn refusal(code: Option<&str>, message: Option<&str>) -> Error {
     }
 }
 
-/// A reply's header and the frames after it (its REQ envelope, one empty delimiter, checked
-/// and left out).
-fn split_reply(reply: &Message) -> Result<(Bytes, impl Iterator<Item = Bytes> + '_), Error> {
+/// A reply's header: the frame after its REQ envelope (one empty delimiter, checked).
+fn reply_header(reply: &Message) -> Result<Bytes, Error> {
     let mut frames = reply.frames();
     match frames.next() {
         Some(d) if d.is_empty() => {}
         _ => return Err(Error::QueryProtocol("no envelope delimiter".into())),
     }
-    let header = frames
+    frames
         .next()
-        .ok_or_else(|| Error::QueryProtocol("an empty reply".into()))?;
-    Ok((header, frames))
+        .ok_or_else(|| Error::QueryProtocol("an empty reply".into()))
 }
 
 /// Sends `request` on the session (with a REQ socket's empty delimiter).

@@ -7,10 +7,10 @@
 
 use bytes::Bytes;
 use serde_json::Value;
-use xbus_zmtp::frame::FrameHeader;
+use xbus_zmtp::frame::body_ranges;
 use xbus_zmtp::Message;
 
-use super::{refusal, split_reply};
+use super::{refusal, reply_header};
 use crate::meta::{time_from_micros, Epoch, EventMeta};
 use crate::Error;
 
@@ -230,25 +230,10 @@ struct ErrorBody {
     message: Option<String>,
 }
 
-/// Where each frame's body is in a message's wire bytes, in order: (start, length).
-fn frame_bodies(wire: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut pos = 0usize;
-    std::iter::from_fn(move || {
-        let h = FrameHeader::parse(wire.get(pos..)?).ok()?;
-        let start = pos.checked_add(h.header_len)?;
-        let end = start.checked_add(usize::try_from(h.body_len).ok()?)?;
-        if end > wire.len() {
-            return None;
-        }
-        pos = end;
-        Some((start, end - start))
-    })
-}
-
 /// Reads a page: its numbers (in the header, or in the frame after it) and where the
 /// records' frames are, two by two.
 pub(crate) fn parse_page(reply: &Message) -> Result<Page, Error> {
-    let (header, _) = split_reply(reply)?;
+    let header = reply_header(reply)?;
     let header: PageHeader = serde_json::from_slice(&header)
         .map_err(|e| Error::QueryProtocol(format!("the header is not a page's: {e}")))?;
     if !header.ok {
@@ -266,7 +251,7 @@ pub(crate) fn parse_page(reply: &Message) -> Result<Page, Error> {
         .ok_or_else(|| Error::QueryProtocol("no epoch in the header".into()))?;
     let wire = reply.wire();
     // the envelope's delimiter and the header, read above
-    let mut frames = frame_bodies(wire).skip(2);
+    let mut frames = body_ranges(wire).map(|r| (r.start, r.len())).skip(2);
     // frames after the envelope and the header
     let mut left = reply.frame_count().saturating_sub(2);
     let numbers = match header.numbers.as_deref() {

@@ -8,7 +8,7 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 use xbus_store::Record;
-use xbus_zmtp::frame::{FrameHeader, FLAG_MORE};
+use xbus_zmtp::frame::{body_ranges, FLAG_MORE};
 
 use super::protocol::{Numbers, MAX_REPLY_BYTES, VERSION};
 use crate::last_values::Cached;
@@ -151,7 +151,7 @@ impl Page {
     /// not copies.
     pub(crate) fn into_records(self) -> Vec<Record> {
         let frames = self.frames.freeze();
-        let mut bodies = frame_bodies(&frames);
+        let mut bodies = body_ranges(&frames).map(|body| frames.slice(body));
         let mut records = Vec::with_capacity(self.numbers.len());
         for (seq, time_us) in self.numbers {
             let (Some(topic), Some(payload)) = (bodies.next(), bodies.next()) else {
@@ -227,19 +227,6 @@ pub(crate) fn numbers_frame(pairs: &[(u64, u64)]) -> Vec<u8> {
         out.extend_from_slice(&time_us.to_le_bytes());
     }
     out
-}
-
-/// The bodies of the frames in `wire`, in order, as slices of it.
-fn frame_bodies(wire: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
-    let mut pos = 0usize;
-    std::iter::from_fn(move || {
-        let h = FrameHeader::parse(wire.get(pos..)?).ok()?;
-        let start = pos + h.header_len;
-        let end = start.checked_add(usize::try_from(h.body_len).ok()?)?;
-        let body = wire.get(start..end).map(|_| wire.slice(start..end))?;
-        pos = end;
-        Some(body)
-    })
 }
 
 /// Appends `n` in decimal (what `write!(s, "{n}")` does, without the formatting machinery:
