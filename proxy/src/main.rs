@@ -19,6 +19,13 @@ use tracing_subscriber::EnvFilter;
 use xbus_proxy::config::{parse_duration, parse_http, parse_size};
 use xbus_proxy::{Config, Endpoint, LogFormat, Proxy};
 
+/// jemalloc rather than the system's allocator: it keeps freed pages for reuse for a few
+/// seconds, where glibc's gives a heap's freed top back at once and faults it in again on the
+/// next large reply (see `Cargo.toml`).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The central xbus pub/sub proxy: publishers connect to the frontend, subscribers to the
 /// backend. Every option can also come from an XBUS_* environment variable or the --config
 /// file (command line > environment > file > defaults).
