@@ -101,6 +101,8 @@ pub(crate) struct Core<E: Engine> {
     writer: Mutex<Writer>,
     // Readable without the writer's lock.
     last_seq: AtomicU64,
+    /// The last record appended before the last sync (what a power loss cannot take).
+    synced_seq: AtomicU64,
     reserved: AtomicU64,
     topics: AtomicU64,
 }
@@ -163,6 +165,9 @@ impl<E: Engine> Core<E> {
                     last_value,
                 );
                 drop(reader);
+                // what it holds is durable from here on (fjall's journal may still be only
+                // in the system's buffers after the process was killed)
+                engine.sync()?;
                 opened
             }
         };
@@ -172,6 +177,7 @@ impl<E: Engine> Core<E> {
             last_value,
             options,
             last_seq: AtomicU64::new(state.last_seq),
+            synced_seq: AtomicU64::new(state.last_seq),
             reserved: AtomicU64::new(reserved),
             topics: AtomicU64::new(state.topics),
             writer: Mutex::new(Writer {
@@ -218,8 +224,7 @@ impl<E: Engine> Core<E> {
         self.engine.write(&batch)?;
         self.engine.sync()?;
         w.reserved = through;
-        w.last_sync = Instant::now();
-        w.dirty = false;
+        self.synced(&mut w);
         self.reserved.store(through, Ordering::Release);
         Ok(())
     }
@@ -300,8 +305,7 @@ impl<E: Engine> Core<E> {
         if let Some(interval) = self.options.sync_interval {
             if w.last_sync.elapsed() >= interval {
                 self.engine.sync()?;
-                w.last_sync = Instant::now();
-                w.dirty = false;
+                self.synced(w);
             }
         }
         Ok(())
@@ -310,9 +314,15 @@ impl<E: Engine> Core<E> {
     pub(crate) fn sync(&self) -> Result<()> {
         let mut w = self.writer();
         self.engine.sync()?;
+        self.synced(&mut w);
+        Ok(())
+    }
+
+    /// Notes a sync of everything appended so far.
+    fn synced(&self, w: &mut Writer) {
         w.last_sync = Instant::now();
         w.dirty = false;
-        Ok(())
+        self.synced_seq.store(w.state.last_seq, Ordering::Release);
     }
 
     /// The first (or last, `rev`) record: its sequence number and receive time.
@@ -345,6 +355,10 @@ impl<E: Engine> Core<E> {
             disk_bytes: self.engine.disk_bytes()?,
             first: Self::edge(&reader, false)?,
             last: Self::edge(&reader, true)?,
+            synced_seq: match self.synced_seq.load(Ordering::Acquire) {
+                0 => None,
+                n => Some(n),
+            },
         })
     }
 

@@ -303,6 +303,11 @@ pub struct StoreStats {
     pub first: Option<(u64, u64)>,
     /// The newest record's sequence number and receive time.
     pub last: Option<(u64, u64)>,
+    /// The newest record the store has synced, which a power loss cannot take (records after
+    /// it are synced at most [`StoreOptions::sync_interval`] later, or when the writer goes
+    /// idle). A JetStream store: its newest record, since every record it holds was
+    /// acknowledged by the servers, whose own settings say when they reach a disk.
+    pub synced_seq: Option<u64>,
 }
 
 /// What the last-value table holds for each topic: chosen when a store is created and kept

@@ -726,6 +726,31 @@ fn reopen<S: Open, const LV: u8>() {
     assert_eq!(open::<S, LV>(dir.path()).epoch(), epoch);
 }
 
+/// `synced_seq` is the last record appended before the last sync: a local store's appends
+/// wait for one (here, with no sync interval, an explicit sync or a reopen), a JetStream
+/// store's are acknowledged as they are stored.
+fn synced_seq_follows_syncs<S: Open, const LV: u8>() {
+    let dir = S::place();
+    let options = || StoreOptions {
+        sync_interval: None,
+        ..small()
+    };
+    let store = S::open_with(dir.path(), options());
+    let synced = |store: &S| store.stats().unwrap().synced_seq;
+    let local = S::NAME != "jetstream";
+    assert_eq!(synced(&store), None);
+    store.append(&sample()).unwrap();
+    assert_eq!(synced(&store), if local { None } else { Some(9) });
+    store.sync().unwrap();
+    assert_eq!(synced(&store), Some(9));
+    store.append(&[rec(10, "a.x", "ten")]).unwrap();
+    assert_eq!(synced(&store), if local { Some(9) } else { Some(10) });
+    drop(store);
+    // closing syncs, and opening syncs what it finds
+    let store = S::open_with(dir.path(), options());
+    assert_eq!(synced(&store), Some(10));
+}
+
 /// Replay returns exactly the appended records, in order, whatever the batches; and a
 /// prefix-filtered replay or history equals filtering the appended records.
 fn replay_property<S: Open, const LV: u8>() {
@@ -990,6 +1015,7 @@ for_each_engine!(
     refusals,
     trim,
     reopen,
+    synced_seq_follows_syncs,
     replay_property,
     concurrent_reads,
     crash_recovery,

@@ -9,6 +9,9 @@
 //!
 //! Prints one `name value` line per figure. docs/benchmarks.md has the results.
 //!
+//! The queries start once the store has synced what it recorded (it does so a second after
+//! recording goes idle), so they do not share the machine with that sync's writes.
+//!
 //! `XBUS_BENCH_STORE=DIR` records into `DIR`, keeps it, and skips the SIGKILL (on every run,
 //! the first included); a second run on the same `DIR` also skips filling it, and measures
 //! only the queries (for comparing two builds on one store, interleaved).
@@ -69,6 +72,20 @@ async fn wait_recorded(query: &QueryAsync, n: u64) -> Duration {
     }
 }
 
+/// Waits until the store has synced every record it holds (the writer syncs once it has been
+/// idle for a second), so the queries measured are not sharing the machine with that sync.
+async fn wait_synced(query: &QueryAsync) -> Duration {
+    let start = Instant::now();
+    loop {
+        let info = query.info().await.unwrap();
+        if info.synced_seq >= info.raw["store"]["last_seq"].as_u64() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{:?}", info.raw);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -113,6 +130,11 @@ async fn main() {
             rss >> 10,
             hwm >> 10
         );
+    }
+
+    if !filled {
+        let synced = wait_synced(&query).await;
+        println!("synced_after_recording_ms {}", synced.as_millis());
     }
 
     let only = std::env::var("XBUS_BENCH_ONLY").ok();

@@ -209,6 +209,10 @@ async fn typed_clients_page_through_latest_and_history() {
         .map(|r| r.unwrap().event.celsius)
         .collect::<Vec<_>>();
     assert_eq!(n, [1.0, 2.0]);
+
+    // the store syncs once recording goes idle, and says how far
+    let last = seqs.last().copied();
+    wait_info(&query, "synced once idle", |i| i.synced_seq == last).await;
     proxy.shutdown().await;
 }
 

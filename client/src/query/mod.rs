@@ -188,6 +188,10 @@ pub struct QueryInfo {
     pub records: u64,
     /// The oldest record's sequence number, if any.
     pub first_seq: Option<u64>,
+    /// The newest record the store has synced: a power loss cannot take it, nor any before
+    /// it. Records after it are synced within the store's sync interval (1 s by default) or
+    /// once recording goes idle.
+    pub synced_seq: Option<u64>,
     /// The whole answer, as the proxy sent it (docs/query.md lists its fields).
     pub raw: Value,
 }
@@ -524,6 +528,7 @@ impl QueryAsync {
             unrecorded: h["unrecorded"].as_u64().unwrap_or(0),
             records: h["store"]["records"].as_u64().unwrap_or(0),
             first_seq: h["store"]["first_seq"].as_u64(),
+            synced_seq: h["store"]["synced_seq"].as_u64(),
             raw: h,
         })
     }

@@ -709,6 +709,7 @@ async fn info(ctx: &Ctx, rec: &Arc<Recorder>) -> Result<Value, QueryError> {
             "disk_bytes": stats.disk_bytes,
             "first_seq": stats.first.map(|f| f.0),
             "last_seq": stats.last.map(|l| l.0),
+            "synced_seq": stats.synced_seq,
         },
         "retention": {
             "max_age_s": rec.retention.max_age.map(|d| d.as_secs_f64()),

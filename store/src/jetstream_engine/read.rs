@@ -302,6 +302,7 @@ impl Inner {
             disk_bytes: state.bytes,
             first: ends.as_ref().map(|(f, _)| edge(f)),
             last: ends.as_ref().map(|(_, l)| edge(l)),
+            synced_seq: ends.as_ref().map(|(_, l)| l.record.seq),
         })
     }
 
