@@ -21,7 +21,8 @@ use xbus_proxy::{Config, Endpoint, LogFormat, Proxy};
 
 /// jemalloc rather than the system's allocator: it keeps freed pages for reuse for a few
 /// seconds, where glibc's gives a heap's freed top back at once and faults it in again on the
-/// next large reply (see `Cargo.toml`).
+/// next large reply. It gives them back from a background thread of its own, so no thread
+/// that routes or answers a query pays for that (see `Cargo.toml`).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
