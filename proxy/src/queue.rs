@@ -64,6 +64,9 @@ struct Inner {
     control: VecDeque<Item>,
     /// Messages dropped since the last gap notice (subscribers with metadata only).
     gap: Option<Gap>,
+    /// Messages lost before this proxy (a cluster's), not reported yet: logically before
+    /// `gap` (a loss noted after drops reports those drops first).
+    lost: Option<Lost>,
 }
 
 /// Dropped messages not reported yet: `count` of them, sequence numbers `first..=last`.
@@ -72,6 +75,23 @@ struct Gap {
     first: u64,
     last: u64,
     count: u64,
+}
+
+/// Losses before this proxy not reported yet: at least `count` (0: unknown), before the
+/// message numbered `before_seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lost {
+    before_seq: u64,
+    count: u64,
+}
+
+impl Lost {
+    fn notice(self) -> Notice {
+        Notice::Lost {
+            before_seq: self.before_seq,
+            count: self.count,
+        }
+    }
 }
 
 impl Inner {
@@ -125,8 +145,11 @@ impl Inner {
         self.push_unchecked(notice.to_bytes(), 0);
     }
 
-    /// Queues the pending gap notice, if any, before what comes next.
-    fn flush_gap(&mut self) {
+    /// Queues the pending loss and gap notices, if any, before what comes next.
+    fn flush_pending(&mut self) {
+        if let Some(l) = self.lost.take() {
+            self.push_notice(&l.notice());
+        }
         if let Some(g) = self.gap.take() {
             self.push_notice(&Notice::Gap {
                 first_seq: g.first,
@@ -228,17 +251,30 @@ impl Queue {
         ok
     }
 
-    /// Queues a notice in order with the messages: after everything queued so far (and after a
-    /// drop report still pending). It counts as no message; refused only when the queue
-    /// already holds twice its byte limit (a peer that is not reading at all).
-    pub(crate) fn push_notice_in_order(&self, notice: &Notice) -> bool {
+    /// Reports, in order with the messages, that at least `count` messages (0: unknown) were
+    /// lost before this proxy, before the message numbered `before_seq`: after everything
+    /// queued so far (and after a drop report still pending). Losses that follow one another
+    /// with nothing queued or dropped between them make one notice (the counts added, before
+    /// the latest number), so a burst of losses is one report, not one per loss. It counts as
+    /// no message; refused only when the queue already holds twice its byte limit (a peer
+    /// that is not reading at all).
+    pub(crate) fn push_loss_in_order(&self, before_seq: u64, count: u64) -> bool {
         {
             let mut q = self.lock();
             if q.bytes > self.hwm_bytes.saturating_mul(2) {
                 return false;
             }
-            q.flush_gap();
-            q.push_notice(notice);
+            let gap_pending = q.gap.is_some();
+            match &mut q.lost {
+                Some(l) if !gap_pending => {
+                    l.before_seq = l.before_seq.max(before_seq);
+                    l.count = l.count.saturating_add(count);
+                }
+                _ => {
+                    q.flush_pending();
+                    q.lost = Some(Lost { before_seq, count });
+                }
+            }
         }
         self.notify.notify_one();
         true
@@ -301,7 +337,7 @@ impl Queue {
                 let len = r.end - r.start;
                 let first_seq = seq_base + r.first as u64;
                 if q.fits(r.count as usize, len, self.hwm_messages, self.hwm_bytes) {
-                    q.flush_gap();
+                    q.flush_pending();
                     q.push_notice(&Notice::Meta {
                         first_seq,
                         count: r.count,
@@ -316,7 +352,7 @@ impl Queue {
                 {
                     let seq = first_seq + i as u64;
                     if q.fits(1, s.end - s.start, self.hwm_messages, self.hwm_bytes) {
-                        q.flush_gap();
+                        q.flush_pending();
                         q.push_notice(&Notice::Meta {
                             first_seq: seq,
                             count: 1,
@@ -391,7 +427,14 @@ impl Queue {
         q.messages -= messages;
         q.bytes -= bytes;
         if q.items.is_empty() && q.tail.is_empty() && q.control.is_empty() {
-            // drops nothing came after: report them now, after everything queued before them
+            // losses and drops nothing came after: report them now, after everything queued
+            // before them
+            if let Some(l) = q.lost.take() {
+                out.push(Item {
+                    bytes: l.notice().to_bytes(),
+                    messages: 0,
+                });
+            }
             if let Some(g) = q.gap.take() {
                 out.push(Item {
                     bytes: Notice::Gap {
@@ -540,6 +583,51 @@ mod tests {
         assert_eq!(
             read_all(&q, usize::MAX),
             ["Meta { first_seq: 14, count: 1, time_us: 9 }", "A.4"]
+        );
+        assert!(read_all(&q, usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn losses_in_a_row_make_one_notice_in_order() {
+        let (chunk, spans) = five();
+        let one = |i: usize| Run {
+            start: spans[i].start,
+            end: spans[i].end,
+            count: 1,
+            first: i,
+        };
+        let q = Queue::new(1, 1 << 20);
+        assert_eq!(q.push_runs_meta(&chunk, &[one(0)], &spans, 10, 7), 0);
+        // three losses with nothing between them: one notice, the counts added (an unknown
+        // count adds nothing to "at least"), before the latest number
+        assert!(q.push_loss_in_order(11, 1));
+        assert!(q.push_loss_in_order(11, 2));
+        assert!(q.push_loss_in_order(12, 0));
+        // a drop at the HWM (number 12), then another loss: each in its place
+        assert_eq!(q.push_runs_meta(&chunk, &[one(2)], &spans, 10, 7), 1);
+        assert!(q.push_loss_in_order(13, 4));
+        assert_eq!(
+            read_all(&q, usize::MAX),
+            [
+                "Meta { first_seq: 10, count: 1, time_us: 7 }",
+                "A.0",
+                "Lost { before_seq: 12, count: 3 }",
+                "Gap { first_seq: 12, last_seq: 12, count: 1 }",
+                "Lost { before_seq: 13, count: 4 }"
+            ]
+        );
+        // a message between two losses: two notices, one on each side of it
+        assert!(q.push_loss_in_order(14, 1));
+        assert_eq!(q.push_runs_meta(&chunk, &[one(4)], &spans, 10, 9), 0);
+        assert!(q.push_loss_in_order(15, 1));
+        assert_eq!(
+            read_all(&q, usize::MAX),
+            [
+                "Lost { before_seq: 14, count: 1 }",
+                "Meta { first_seq: 14, count: 1, time_us: 9 }",
+                "A.4",
+                "Lost { before_seq: 15, count: 1 }"
+            ]
         );
         assert!(read_all(&q, usize::MAX).is_empty());
     }

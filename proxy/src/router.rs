@@ -602,10 +602,6 @@ impl Router {
     /// reaching this one: at least `count` (0: unknown), before the next message routed.
     pub(crate) fn report_cluster_loss(&self, count: u64) {
         let seq = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
-        let notice = xbus_zmtp::extensions::Notice::Lost {
-            before_seq: seq.next,
-            count,
-        };
         let st = self.read();
         for entry in st.subscribers.iter().flatten() {
             let wants_remote = entry
@@ -613,7 +609,7 @@ impl Router {
                 .keys()
                 .any(|p| !p.starts_with(WELCOME_PREFIX));
             if entry.shared.wants_meta && wants_remote {
-                entry.shared.queue.push_notice_in_order(&notice);
+                entry.shared.queue.push_loss_in_order(seq.next, count);
             }
         }
     }
