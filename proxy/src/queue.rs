@@ -254,22 +254,26 @@ impl Queue {
     /// Reports, in order with the messages, that at least `count` messages (0: unknown) were
     /// lost before this proxy, before the message numbered `before_seq`: after everything
     /// queued so far (and after a drop report still pending). Losses that follow one another
-    /// with nothing queued or dropped between them make one notice (the counts added, before
-    /// the latest number), so a burst of losses is one report, not one per loss. It counts as
-    /// no message; refused only when the queue already holds twice its byte limit (a peer
-    /// that is not reading at all).
+    /// with nothing queued or dropped between them, before the writer takes them, make one
+    /// notice (before the latest number; the counts added, or unknown if one of them is), so
+    /// a burst of losses is a notice or a few, not one per loss. It counts as no message; a
+    /// loss that starts a new notice is refused only when the queue already holds twice its
+    /// byte limit (a peer that is not reading at all).
     pub(crate) fn push_loss_in_order(&self, before_seq: u64, count: u64) -> bool {
         {
             let mut q = self.lock();
-            if q.bytes > self.hwm_bytes.saturating_mul(2) {
-                return false;
-            }
+            let over = q.bytes > self.hwm_bytes.saturating_mul(2);
             let gap_pending = q.gap.is_some();
             match &mut q.lost {
+                // merged: no byte more
                 Some(l) if !gap_pending => {
                     l.before_seq = l.before_seq.max(before_seq);
-                    l.count = l.count.saturating_add(count);
+                    l.count = match (l.count, count) {
+                        (0, _) | (_, 0) => 0,
+                        (a, b) => a.saturating_add(b),
+                    };
                 }
+                _ if over => return false,
                 _ => {
                     q.flush_pending();
                     q.lost = Some(Lost { before_seq, count });
@@ -598,11 +602,11 @@ mod tests {
         };
         let q = Queue::new(1, 1 << 20);
         assert_eq!(q.push_runs_meta(&chunk, &[one(0)], &spans, 10, 7), 0);
-        // three losses with nothing between them: one notice, the counts added (an unknown
-        // count adds nothing to "at least"), before the latest number
+        // three losses with nothing between them: one notice, the counts added, before the
+        // latest number
         assert!(q.push_loss_in_order(11, 1));
         assert!(q.push_loss_in_order(11, 2));
-        assert!(q.push_loss_in_order(12, 0));
+        assert!(q.push_loss_in_order(12, 3));
         // a drop at the HWM (number 12), then another loss: each in its place
         assert_eq!(q.push_runs_meta(&chunk, &[one(2)], &spans, 10, 7), 1);
         assert!(q.push_loss_in_order(13, 4));
@@ -611,25 +615,62 @@ mod tests {
             [
                 "Meta { first_seq: 10, count: 1, time_us: 7 }",
                 "A.0",
-                "Lost { before_seq: 12, count: 3 }",
+                "Lost { before_seq: 12, count: 6 }",
                 "Gap { first_seq: 12, last_seq: 12, count: 1 }",
                 "Lost { before_seq: 13, count: 4 }"
             ]
         );
-        // a message between two losses: two notices, one on each side of it
-        assert!(q.push_loss_in_order(14, 1));
-        assert_eq!(q.push_runs_meta(&chunk, &[one(4)], &spans, 10, 9), 0);
-        assert!(q.push_loss_in_order(15, 1));
+        // a loss of unknown size merged with a known one: unknown
+        assert_eq!(q.push_runs_meta(&chunk, &[one(3)], &spans, 10, 8), 0);
+        assert!(q.push_loss_in_order(14, 0));
+        assert!(q.push_loss_in_order(14, 5));
+        // a drop with no loss pending, then a loss: the drop first
+        assert_eq!(q.push_runs_meta(&chunk, &[one(4)], &spans, 10, 8), 1);
+        assert!(q.push_loss_in_order(15, 2));
         assert_eq!(
             read_all(&q, usize::MAX),
             [
-                "Lost { before_seq: 14, count: 1 }",
-                "Meta { first_seq: 14, count: 1, time_us: 9 }",
+                "Meta { first_seq: 13, count: 1, time_us: 8 }",
+                "A.3",
+                "Lost { before_seq: 14, count: 0 }",
+                "Gap { first_seq: 14, last_seq: 14, count: 1 }",
+                "Lost { before_seq: 15, count: 2 }"
+            ]
+        );
+        assert_eq!(q.push_runs_meta(&chunk, &[one(0)], &spans, 20, 9), 0);
+        assert_eq!(q.push_runs_meta(&chunk, &[one(1)], &spans, 20, 9), 1);
+        assert!(q.push_loss_in_order(22, 1));
+        assert_eq!(
+            read_all(&q, usize::MAX),
+            [
+                "Meta { first_seq: 20, count: 1, time_us: 9 }",
+                "A.0",
+                "Gap { first_seq: 21, last_seq: 21, count: 1 }",
+                "Lost { before_seq: 22, count: 1 }"
+            ]
+        );
+        // a message between two losses: two notices, one on each side of it
+        assert!(q.push_loss_in_order(23, 1));
+        assert_eq!(q.push_runs_meta(&chunk, &[one(4)], &spans, 19, 9), 0);
+        assert!(q.push_loss_in_order(24, 1));
+        assert_eq!(
+            read_all(&q, usize::MAX),
+            [
+                "Lost { before_seq: 23, count: 1 }",
+                "Meta { first_seq: 23, count: 1, time_us: 9 }",
                 "A.4",
-                "Lost { before_seq: 15, count: 1 }"
+                "Lost { before_seq: 24, count: 1 }"
             ]
         );
         assert!(read_all(&q, usize::MAX).is_empty());
+        // a peer holding twice its byte limit unread gets no new notice
+        let q = Queue::new(1, 4);
+        assert_eq!(q.push_runs_meta(&chunk, &[one(0)], &spans, 10, 7), 0);
+        assert!(!q.push_loss_in_order(11, 1));
+        assert_eq!(
+            read_all(&q, usize::MAX),
+            ["Meta { first_seq: 10, count: 1, time_us: 7 }", "A.0"]
+        );
     }
 
     #[test]
@@ -779,5 +820,28 @@ mod tests {
         tokio::task::yield_now().await;
         q.push(Bytes::from_static(b"x"));
         assert_eq!(waiter.await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_loss_wakes_the_writer_of_an_empty_queue() {
+        let q = std::sync::Arc::new(Queue::new(10, 100));
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move {
+            loop {
+                let mut items = Vec::new();
+                q2.drain_into(&mut items, 10);
+                if let Some(item) = items.first() {
+                    return item.bytes.clone();
+                }
+                q2.notified().await;
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(q.push_loss_in_order(7, 3));
+        let lost = Notice::Lost {
+            before_seq: 7,
+            count: 3,
+        };
+        assert_eq!(waiter.await.unwrap(), lost.to_bytes());
     }
 }
