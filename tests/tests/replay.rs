@@ -219,6 +219,35 @@ async fn replays_start_at_the_last_n_or_a_time() {
     proxy.shutdown().await;
 }
 
+/// A replay of more than a page (10,000) starts at the right event, in order, then goes on
+/// live; one of more events than were recorded replays them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_more_than_a_page_starts_at_the_last_n() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = recording(&dir, "Tick.", 1_000_000).await;
+    let frontend = proxy.frontend_endpoints()[0].to_string();
+    publish_in_background(frontend.clone(), 0..10_050)
+        .join()
+        .unwrap();
+    wait_recorded(&proxy, 10_050).await;
+    let backend = proxy.backend_endpoints()[0].to_string();
+    let mut last = SubscriberAsync::<Tick>::connect(&backend).await.unwrap();
+    last.subscribe_from::<Tick>(Some("a"), Replay::Last(10_020))
+        .unwrap();
+    let mut all = SubscriberAsync::<Tick>::connect(&backend).await.unwrap();
+    all.subscribe_from::<Tick>(Some("a"), Replay::Last(usize::MAX))
+        .unwrap();
+    last.wait_subscribed(Duration::from_secs(10)).await.unwrap();
+    all.wait_subscribed(Duration::from_secs(10)).await.unwrap();
+    publish_in_background(frontend, 10_050..10_060)
+        .join()
+        .unwrap();
+    assert!(receive_all(&mut last, 30, 10_060).await.is_empty());
+    assert!(receive_all(&mut all, 0, 10_060).await.is_empty());
+    assert!(last.try_get().is_none() && all.try_get().is_none());
+    proxy.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_of_what_was_not_recorded_is_reported() {
     let dir = tempfile::tempdir().unwrap();

@@ -101,7 +101,9 @@ const REPLY_LIMITS: Limits = Limits {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replay {
-    /// The last `n` recorded events of the subscription.
+    /// The last `n` recorded events of the subscription. Past [`MAX_PAGE`] the client first
+    /// reads only their numbers, to find the first of them, then replays forward from it: it
+    /// never holds more than a page of them, whatever `n`.
     Last(usize),
     /// Events received by the proxy at or after this time.
     Since(SystemTime),
@@ -631,6 +633,11 @@ impl RawHistory {
     /// The next message, fetching the next page from `client` when needed.
     pub async fn next(&mut self, client: &QueryAsync) -> Option<Result<StoredMessage, Error>> {
         self.next_with(client, |m| m.to_message()).await
+    }
+
+    /// The next message's sequence number, without copying the message out of its page.
+    pub(crate) async fn next_seq(&mut self, client: &QueryAsync) -> Option<Result<u64, Error>> {
+        self.next_with(client, |m| m.meta.seq).await
     }
 
     /// The next message, as `take` makes it from the page it is in.

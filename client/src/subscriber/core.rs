@@ -1227,6 +1227,18 @@ impl SubDriver {
         Some((handed, raw.complete(), None))
     }
 
+    /// The number of the last event `query` finds (the oldest, for a newest-first query),
+    /// reading numbers only; `None` if it finds none.
+    async fn oldest_number(&mut self, query: HistoryQuery) -> Result<Option<u64>, String> {
+        let client = self.history.client(&self.conn).await?;
+        let mut raw = client.history_raw(query);
+        let mut oldest = None;
+        while let Some(seq) = raw.next_seq(client).await {
+            oldest = Some(seq.map_err(|e| e.to_string())?);
+        }
+        Ok(oldest)
+    }
+
     fn hand_stored(&mut self, m: StoredMessage) {
         if let Some(epoch) = self.stamps.epoch {
             self.stamps.saw(epoch, m.meta.seq);
@@ -1258,13 +1270,30 @@ impl SubDriver {
                 after.saturating_add(1),
             ),
             Replay::Since(time) => (base.since(time).page_size(MAX_PAGE), false, 1),
-            Replay::Last(n) => (
-                base.newest_first()
-                    .max_results(n)
-                    .page_size(n.clamp(1, MAX_PAGE)),
+            // a page or less: read newest first, handed out in reverse
+            Replay::Last(n) if n <= MAX_PAGE => (
+                base.newest_first().max_results(n).page_size(n.max(1)),
                 true,
                 1,
             ),
+            // more: find where the last n begin, reading only their numbers, then replay
+            // forward from there, so no more than a page of them is ever held here
+            Replay::Last(n) => {
+                let newest = base
+                    .clone()
+                    .newest_first()
+                    .max_results(n)
+                    .page_size(MAX_PAGE);
+                match self.oldest_number(newest).await {
+                    Ok(Some(oldest)) => (
+                        base.after_seq(oldest.saturating_sub(1)).page_size(MAX_PAGE),
+                        false,
+                        1,
+                    ),
+                    Ok(None) => return true,
+                    Err(reason) => return self.not_recorded(epoch, 1, last, reason).await,
+                }
+            }
         };
         if first > last {
             return true;
