@@ -500,6 +500,16 @@ mod tests {
         (buf.freeze(), spans)
     }
 
+    /// The run of message `i` alone.
+    fn single(spans: &[Span], i: usize) -> Run {
+        Run {
+            start: spans[i].start,
+            end: spans[i].end,
+            count: 1,
+            first: i,
+        }
+    }
+
     /// What a subscriber with metadata reads: notices and message topics, in order.
     fn read_all(q: &Queue, max: usize) -> Vec<String> {
         let mut out = Vec::new();
@@ -562,12 +572,7 @@ mod tests {
             ["A.1", "Gap { first_seq: 102, last_seq: 104, count: 3 }"]
         );
         // later drops are reported before the next message that gets through
-        let one = |i: usize| Run {
-            start: spans[i].start,
-            end: spans[i].end,
-            count: 1,
-            first: i,
-        };
+        let one = |i: usize| single(&spans, i);
         let q = Queue::new(1, 1 << 20);
         assert_eq!(
             q.push_runs_meta(&chunk, &[one(0), one(1), one(2)], &spans, 10, 7),
@@ -594,12 +599,7 @@ mod tests {
     #[test]
     fn losses_in_a_row_make_one_notice_in_order() {
         let (chunk, spans) = five();
-        let one = |i: usize| Run {
-            start: spans[i].start,
-            end: spans[i].end,
-            count: 1,
-            first: i,
-        };
+        let one = |i: usize| single(&spans, i);
         let q = Queue::new(1, 1 << 20);
         assert_eq!(q.push_runs_meta(&chunk, &[one(0)], &spans, 10, 7), 0);
         // three losses with nothing between them: one notice, the counts added, before the
@@ -620,11 +620,11 @@ mod tests {
                 "Lost { before_seq: 13, count: 4 }"
             ]
         );
-        // a loss of unknown size merged with a known one: unknown
+        // a loss of unknown size merged with a known one: unknown (then a drop and a loss,
+        // as above)
         assert_eq!(q.push_runs_meta(&chunk, &[one(3)], &spans, 10, 8), 0);
         assert!(q.push_loss_in_order(14, 0));
         assert!(q.push_loss_in_order(14, 5));
-        // a drop with no loss pending, then a loss: the drop first
         assert_eq!(q.push_runs_meta(&chunk, &[one(4)], &spans, 10, 8), 1);
         assert!(q.push_loss_in_order(15, 2));
         assert_eq!(
@@ -637,6 +637,7 @@ mod tests {
                 "Lost { before_seq: 15, count: 2 }"
             ]
         );
+        // a drop with no loss pending, then a loss: the drop first
         assert_eq!(q.push_runs_meta(&chunk, &[one(0)], &spans, 20, 9), 0);
         assert_eq!(q.push_runs_meta(&chunk, &[one(1)], &spans, 20, 9), 1);
         assert!(q.push_loss_in_order(22, 1));
