@@ -85,6 +85,16 @@ struct Lost {
     count: u64,
 }
 
+impl Gap {
+    fn notice(self) -> Notice {
+        Notice::Gap {
+            first_seq: self.first,
+            last_seq: self.last,
+            count: self.count,
+        }
+    }
+}
+
 impl Lost {
     fn notice(self) -> Notice {
         Notice::Lost {
@@ -145,17 +155,19 @@ impl Inner {
         self.push_unchecked(notice.to_bytes(), 0);
     }
 
+    /// Takes the pending loss and gap notices, in the order they happened (a loss is pending
+    /// only before the drops after it).
+    fn take_pending(&mut self) -> [Option<Notice>; 2] {
+        [
+            self.lost.take().map(Lost::notice),
+            self.gap.take().map(Gap::notice),
+        ]
+    }
+
     /// Queues the pending loss and gap notices, if any, before what comes next.
     fn flush_pending(&mut self) {
-        if let Some(l) = self.lost.take() {
-            self.push_notice(&l.notice());
-        }
-        if let Some(g) = self.gap.take() {
-            self.push_notice(&Notice::Gap {
-                first_seq: g.first,
-                last_seq: g.last,
-                count: g.count,
-            });
+        for notice in self.take_pending().into_iter().flatten() {
+            self.push_notice(&notice);
         }
     }
 
@@ -433,23 +445,10 @@ impl Queue {
         if q.items.is_empty() && q.tail.is_empty() && q.control.is_empty() {
             // losses and drops nothing came after: report them now, after everything queued
             // before them
-            if let Some(l) = q.lost.take() {
-                out.push(Item {
-                    bytes: l.notice().to_bytes(),
-                    messages: 0,
-                });
-            }
-            if let Some(g) = q.gap.take() {
-                out.push(Item {
-                    bytes: Notice::Gap {
-                        first_seq: g.first,
-                        last_seq: g.last,
-                        count: g.count,
-                    }
-                    .to_bytes(),
-                    messages: 0,
-                });
-            }
+            out.extend(q.take_pending().into_iter().flatten().map(|n| Item {
+                bytes: n.to_bytes(),
+                messages: 0,
+            }));
         }
     }
 
