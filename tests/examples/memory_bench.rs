@@ -22,7 +22,7 @@
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use xbus::query::{HistoryQuery, QueryAsync};
+use xbus::query::{HistoryQuery, QueryAsync, QueryInfo};
 use xbus::{PublisherAsync, PublisherOptions, Replay, SubscriberAsync, SubscriberOptions};
 use xbus_tests::ProxyProcess;
 
@@ -60,30 +60,42 @@ async fn publish(proxy: &ProxyProcess, topics: usize, events: usize, first: usiz
     publisher.close(Duration::from_secs(60)).await.unwrap();
 }
 
-async fn wait_recorded(query: &QueryAsync, n: u64) -> Duration {
+/// Polls `info` until `done` holds, and returns how long that took (`done` sees every answer,
+/// so it may also check what must hold all along). The tests' twin is in tests/tests/query.rs: the
+/// client is only a dev-dependency of this crate, so its library cannot hold one for both.
+async fn wait_info(
+    query: &QueryAsync,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&QueryInfo) -> bool,
+) -> Duration {
     let start = Instant::now();
     loop {
         let info = query.info().await.unwrap();
-        if info.recorded >= n {
+        if done(&info) {
             return start.elapsed();
         }
-        assert_eq!(info.unrecorded, 0, "{:?}", info.raw);
+        assert!(start.elapsed() < within, "{what}: {:?}", info.raw);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until `n` events are recorded (none may go unrecorded).
+async fn wait_recorded(query: &QueryAsync, n: u64) -> Duration {
+    wait_info(query, "recorded", Duration::from_secs(600), |info| {
+        assert_eq!(info.unrecorded, 0, "{:?}", info.raw);
+        info.recorded >= n
+    })
+    .await
 }
 
 /// Waits until the store has synced every record it holds (the writer syncs once it has been
 /// idle for a second), so the queries measured are not sharing the machine with that sync.
 async fn wait_synced(query: &QueryAsync) -> Duration {
-    let start = Instant::now();
-    loop {
-        let info = query.info().await.unwrap();
-        if info.synced_seq >= info.raw["store"]["last_seq"].as_u64() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "{:?}", info.raw);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_info(query, "synced", Duration::from_secs(60), |info| {
+        info.synced_seq >= info.raw["store"]["last_seq"].as_u64()
+    })
+    .await
 }
 
 #[tokio::main]
