@@ -61,8 +61,9 @@ async fn publish(proxy: &ProxyProcess, topics: usize, events: usize, first: usiz
 }
 
 /// Polls `info` until `done` holds, and returns how long that took (`done` sees every answer,
-/// so it may also check what must hold all along). The tests' twin is in tests/tests/query.rs: the
-/// client is only a dev-dependency of this crate, so its library cannot hold one for both.
+/// so it may also check what must hold all along). The tests' twin is in
+/// tests/tests/query.rs: the client is only a dev-dependency of this crate, so its library
+/// cannot hold one for both.
 async fn wait_info(
     query: &QueryAsync,
     what: &str,
