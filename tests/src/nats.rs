@@ -2,6 +2,7 @@
 //! loopback ports, with their monitoring endpoints, for the cluster tests; with JetStream on
 //! ([`NatsCluster::start_jetstream`]) for the store's.
 
+use std::fs::OpenOptions;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -42,6 +43,18 @@ struct Node {
     cluster_port: u16,
 }
 
+impl Node {
+    /// A server not started yet, on ports free at this moment.
+    fn on_free_ports() -> Node {
+        Node {
+            child: None,
+            client_port: free_port(),
+            monitor_port: free_port(),
+            cluster_port: free_port(),
+        }
+    }
+}
+
 /// `n` nats-server processes in one cluster (full mesh of routes), killed on drop.
 #[derive(Debug)]
 pub struct NatsCluster {
@@ -51,6 +64,8 @@ pub struct NatsCluster {
     jetstream: Option<tempfile::TempDir>,
     /// The servers do not tell clients of the others (`--no_advertise`).
     no_advertise: bool,
+    /// What each server writes to its stderr (`node{i}.log`), shown when it fails.
+    logs: tempfile::TempDir,
 }
 
 impl NatsCluster {
@@ -95,14 +110,7 @@ impl NatsCluster {
     }
 
     fn start_with(n: usize, jetstream: bool, no_advertise: bool) -> NatsCluster {
-        let nodes: Vec<Node> = (0..n)
-            .map(|_| Node {
-                child: None,
-                client_port: free_port(),
-                monitor_port: free_port(),
-                cluster_port: free_port(),
-            })
-            .collect();
+        let nodes: Vec<Node> = (0..n).map(|_| Node::on_free_ports()).collect();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(5)))
@@ -114,17 +122,74 @@ impl NatsCluster {
             agent,
             jetstream,
             no_advertise,
+            logs: tempfile::tempdir().expect("a temporary directory"),
         };
-        for i in 0..n {
-            cluster.spawn(i);
+        // A port is free when chosen and bound by the server a moment later: another process
+        // can take it in between, and the server exits. Then the cluster starts again on new
+        // ports (a few times at most).
+        for attempt in 1.. {
+            for i in 0..n {
+                cluster.spawn(i);
+            }
+            match cluster.wait_for_routes() {
+                Ok(()) => break,
+                Err(exited) => {
+                    assert!(attempt < 3, "NATS: {exited}\n{}", cluster.logs());
+                    for i in 0..n {
+                        cluster.kill(i);
+                        cluster.nodes[i] = Node::on_free_ports();
+                    }
+                }
+            }
         }
-        cluster.wait_until("every route is up", |c| {
-            (0..c.nodes.len()).all(|i| {
-                c.monitor(i, "routez")
-                    .is_some_and(|v| v["num_routes"].as_u64() == Some(n as u64 - 1))
-            })
-        });
         cluster
+    }
+
+    /// Waits until every server has a route to every other; `Err` if one exited first.
+    ///
+    /// # Panics
+    /// After 20 s, with the servers' logs.
+    fn wait_for_routes(&mut self) -> Result<(), String> {
+        let n = self.nodes.len() as u64;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if (0..self.nodes.len()).all(|i| {
+                self.monitor(i, "routez")
+                    .is_some_and(|v| v["num_routes"].as_u64() == Some(n - 1))
+            }) {
+                return Ok(());
+            }
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                if let Some(Ok(Some(status))) = node.child.as_mut().map(Child::try_wait) {
+                    return Err(format!(
+                        "node{i} exited ({status}) before the cluster formed"
+                    ));
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "NATS: timed out waiting until every route is up\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The end of every server's log, for a failure's message.
+    fn logs(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| {
+                let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                format!("--- node{i}'s log (its end):\n{tail}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.logs.path().join(format!("node{i}.log"))
     }
 
     fn spawn(&mut self, i: usize) {
@@ -156,9 +221,15 @@ impl NatsCluster {
                 ])
                 .args(["--routes", &routes.join(",")]);
         }
+        // appended to across restarts
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .expect("the server's log file opens");
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("nats-server starts");
         self.nodes[i].child = Some(child);
@@ -238,13 +309,14 @@ impl NatsCluster {
     /// Polls `cond` (every 20 ms) until it holds.
     ///
     /// # Panics
-    /// After 20 s, naming `what`.
+    /// After 20 s, naming `what`, with the servers' logs.
     pub fn wait_until(&self, what: &str, cond: impl Fn(&NatsCluster) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !cond(self) {
             assert!(
                 Instant::now() < deadline,
-                "NATS: timed out waiting until {what}"
+                "NATS: timed out waiting until {what}\n{}",
+                self.logs()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
